@@ -1,0 +1,24 @@
+# The two entry points of README.md: `make demo` (a real search) and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.automl-installed
+
+.PHONY: setup demo test lint bench
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --n-trials 12
+
+test: $(STAMP)
+	bash scripts/ensure_postgres.sh
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/mypy automl workers
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy automl workers

@@ -1,0 +1,55 @@
+"""Multi-objective AutoML for divide-and-co-training networks.
+
+Search the division factor K, the width and the co-training weights of a network for the best
+trade-off between accuracy and measured inference latency, with Optuna studies kept in SQLite or
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import warnings as _warnings
+
+import optuna as _optuna
+
+# Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
+# purpose, so their warnings are silenced for calls made from this package only.
+_warnings.filterwarnings("ignore", category=_optuna.exceptions.ExperimentalWarning, module=r"automl(\..*)?$")
+_warnings.filterwarnings("ignore", message=r"Argument ``(group|heartbeat_interval|grace_period)``", category=_optuna.exceptions.ExperimentalWarning)
+
+from automl.errors import (
+    AutoMLError,
+    ConfigError,
+    DataError,
+    DivergedError,
+    ModelError,
+    SearchSpaceError,
+    StorageError,
+    TrainingError,
+)
+from automl.models import create_model, fuse, list_models, unfuse
+from automl.space import SearchSpace, load_space
+from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
+
+__all__ = [
+    "AutoMLError",
+    "AutoMLStudy",
+    "ConfigError",
+    "DataError",
+    "DivergedError",
+    "ModelError",
+    "ParetoRecord",
+    "SearchSpace",
+    "SearchSpaceError",
+    "StorageError",
+    "TrainingError",
+    "__version__",
+    "create_model",
+    "create_study",
+    "fuse",
+    "list_models",
+    "load_space",
+    "load_study",
+    "unfuse",
+]

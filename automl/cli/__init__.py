@@ -1,0 +1,48 @@
+"""The ``automl`` command line: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from automl.errors import AutoMLError
+
+__all__ = ["main"]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from automl.cli import dashboard_cmd, report_cmd, search_cmd, status_cmd, train_cmd, worker_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="automl",
+        description="Search divide-and-co-training networks for the best accuracy/latency trade-off.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Optuna's own log lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (train_cmd, search_cmd, worker_cmd, status_cmd, report_cmd, dashboard_cmd):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    try:
+        code: int = args.func(args)
+    except AutoMLError as e:
+        print(f"automl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("automl: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

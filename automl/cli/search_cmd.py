@@ -1,0 +1,58 @@
+"""``automl search``: create or resume a study and run its trials here."""
+
+from __future__ import annotations
+
+import argparse
+
+from automl.cli.common import add_storage_args, format_front
+from automl.storage import StorageSettings, redact
+from automl.study import create_study
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("search", help="create or resume a study from a search space and run trials")
+    p.add_argument("--space", required=True, help="search space TOML file (see search_spaces/)")
+    add_storage_args(p)
+    p.add_argument("--n-trials", type=int, default=None, help="trials to add and run (default: 10 unless --timeout)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--enqueue-only", action="store_true", help="add the trials for workers, run none here")
+    p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between heartbeats")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = StorageSettings(heartbeat_interval=args.heartbeat_interval) if args.heartbeat_interval else None
+    study = create_study(
+        args.space,
+        storage=args.storage,
+        study_name=args.study,
+        artifact_dir=args.artifacts,
+        settings=settings,
+    )
+    n_trials = args.n_trials
+    if n_trials is None and args.timeout is None:
+        n_trials = 10
+    print(
+        f"study {study.study_name!r} in {redact(study.storage_url)}: "
+        f"{len(study.trials())} trials so far; artifacts in {study.artifact_dir}"
+    )
+    if args.enqueue_only:
+        missing = max(0, (n_trials or 0) - study.waiting_trials())
+        study.add_trials(missing)
+        print(f"{study.waiting_trials()} trials waiting for workers")
+        return 0
+    stats = study.optimize(
+        n_trials=n_trials,
+        timeout=args.timeout,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(
+        f"ran {stats.total} trials here: {stats.completed} complete, {stats.pruned} pruned, "
+        f"{stats.failed} failed"
+    )
+    print("Pareto front (validation accuracy vs latency):")
+    print(format_front(study.pareto_front()))
+    return 0

@@ -1,0 +1,35 @@
+"""``automl worker``: join an existing study and run its waiting trials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from automl.cli.common import add_storage_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="join an existing study (any host that reaches the database)")
+    add_storage_args(p, study_required=True)
+    p.add_argument("--device", default=os.environ.get("AUTOML_DEVICE", "auto"), help="cpu, cuda:N or auto")
+    p.add_argument("--n-trials", type=int, default=None, help="run at most N trials here")
+    p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between heartbeats (default 60)")
+    p.add_argument("--grace-period", type=int, default=None, help="seconds before a silent trial is stale")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from workers.worker import WorkerOptions, run_worker
+
+    opts = WorkerOptions(
+        storage=args.storage,
+        study=args.study,
+        device=args.device,
+        n_trials=args.n_trials,
+        artifact_dir=args.artifacts,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        progress=not args.no_progress,
+    )
+    return run_worker(opts)

@@ -1,0 +1,50 @@
+"""One exception hierarchy for every user-facing failure.
+
+Each message names the offending argument, shows the bad value and says how to fix it, so that the
+CLI can print it as a single line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AutoMLError",
+    "ConfigError",
+    "DataError",
+    "DivergedError",
+    "ModelError",
+    "SearchSpaceError",
+    "StorageError",
+    "TrainingError",
+]
+
+
+class AutoMLError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(AutoMLError, ValueError):
+    """An argument or configuration value is invalid."""
+
+
+class ModelError(ConfigError):
+    """An unknown model name or an invalid model argument."""
+
+
+class DataError(AutoMLError):
+    """A data set is missing, malformed or unknown."""
+
+
+class SearchSpaceError(ConfigError):
+    """A search-space file is malformed."""
+
+
+class StorageError(AutoMLError):
+    """The study storage cannot be reached or used as asked."""
+
+
+class TrainingError(AutoMLError):
+    """Training failed for a reason tied to the trial, not to the program."""
+
+
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite."""

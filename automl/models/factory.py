@@ -1,0 +1,69 @@
+"""``create_model``: build the K-member ensemble of a registered model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automl.errors import ModelError
+from automl.models._registry import get_spec
+from automl.models.division import check_division_args, divide_dropout
+from automl.models.ensemble import Combine, DividedNet
+
+__all__ = ["create_model", "model_from_config"]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    split_factor: int = 1,
+    width_mult: float = 1.0,
+    drop_rate: float = 0.0,
+    combine: Combine | str = Combine.MEAN_LOGITS,
+) -> DividedNet:
+    """Build model ``name`` divided into ``split_factor`` co-trainable members.
+
+    Widths follow the paper's division rules for the family (``automl.models.division``) after
+    ``width_mult`` scales the undivided widths; dropout is divided by K.
+    """
+    spec = get_spec(name)
+    k, wm = check_division_args(split_factor, width_mult)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ModelError(f"in_chans must be a positive integer, got {in_chans!r}")
+    p = divide_dropout(float(drop_rate), k)
+    members = [
+        spec.builder(
+            members=1,
+            split_factor=k,
+            width_mult=wm,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            drop_rate=p,
+        )
+        for _ in range(k)
+    ]
+    config: dict[str, Any] = {
+        "name": name,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "split_factor": k,
+        "width_mult": wm,
+        "drop_rate": float(drop_rate),
+    }
+    return DividedNet(members, config, Combine(combine))
+
+
+def model_from_config(config: dict[str, Any], combine: Combine | str = Combine.MEAN_LOGITS) -> DividedNet:
+    """Rebuild an (untrained) ensemble from its ``model_config``, e.g. to load a checkpoint."""
+    return create_model(
+        config["name"],
+        num_classes=int(config["num_classes"]),
+        in_chans=int(config["in_chans"]),
+        split_factor=int(config["split_factor"]),
+        width_mult=float(config["width_mult"]),
+        drop_rate=float(config.get("drop_rate", 0.0)),
+        combine=combine,
+    )

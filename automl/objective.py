@@ -1,0 +1,282 @@
+"""The objective of one trial: suggest, build, measure latency, co-train, report.
+
+Returns (validation accuracy, latency in ms). Everything else a user wants to see next to a trial
+is stored as a user attribute (named in ``TrialAttr``), the weights and the learning curve as
+artifacts. Test accuracy is stored, never used for selection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from automl.complexity import count_flops, count_parameters
+from automl.data import DataBundle, load_dataset
+from automl.device import describe_device
+from automl.errors import AutoMLError
+from automl.latency import measure
+from automl.models import create_model
+from automl.pruning import CURVE_ATTR
+from automl.retry import db_retry
+from automl.space import DataSection, SearchSpace
+from automl.training import EpochRecord, evaluate, fit
+
+__all__ = ["Objective", "StopRequested", "TrialAttr", "trial_key"]
+
+log = logging.getLogger(__name__)
+
+
+class TrialAttr(StrEnum):
+    """Documented names of the user attributes every trial carries."""
+
+    N_PARAMS = "n_params"
+    FLOPS = "flops"
+    MEMBER_ACCURACIES = "member_accuracies"
+    TEST_ACCURACY = "test_accuracy"
+    TEST_MEMBER_ACCURACIES = "test_member_accuracies"
+    LATENCY_MS = "latency_ms"
+    LATENCY_IQR_MS = "latency_iqr_ms"
+    LATENCY_MODE = "latency_mode"
+    LATENCY_MODES = "latency_modes_ms"
+    DEVICE = "device"
+    HOST = "host"
+    CURVE = CURVE_ATTR
+    EPOCH_SECONDS = "epoch_seconds"
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    FAIL_REASON = "fail_reason"
+    PRUNED_REASON = "pruned_reason"
+    TRAIN_SECONDS = "train_seconds"
+
+
+class StopRequested(Exception):
+    """The worker was asked to stop; the trial is left to be retried from its checkpoint."""
+
+
+def trial_key(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of the original trial, equal for every retry of it (checkpoints, seeds)."""
+    original = trial.system_attrs.get("failed_trial")
+    return int(original) if original is not None else int(trial.number)
+
+
+@dataclass
+class _DataCache:
+    """Each worker loads its data set once, not once per trial."""
+
+    bundles: dict[DataSection, DataBundle] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, section: DataSection) -> DataBundle:
+        with self.lock:
+            if section not in self.bundles:
+                self.bundles[section] = load_dataset(
+                    section.dataset,
+                    section.root,
+                    val_fraction=section.val_fraction,
+                    split_seed=section.split_seed,
+                    train_limit=section.train_limit,
+                    eval_limit=section.eval_limit,
+                    image_size=section.image_size,
+                )
+            return self.bundles[section]
+
+
+_DATA = _DataCache()
+
+
+class Objective:
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        device: torch.device,
+        artifact_dir: Path,
+        stop_event: threading.Event | None = None,
+        progress: bool = False,
+        profile: bool = False,
+    ) -> None:
+        self.space = space
+        self.device = device
+        self.artifact_dir = artifact_dir
+        self.store = FileSystemArtifactStore(str(artifact_dir))
+        self.stop_event = stop_event or threading.Event()
+        self.progress = progress
+        self.profile = profile
+        self._baseline: tuple[int, int] | None = None
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def data(self) -> DataBundle:
+        return _DATA.get(self.space.data)
+
+    def checkpoint_path(self, study_name: str, key: int) -> Path:
+        return self.artifact_dir / "checkpoints" / study_name / f"trial-{key}.pt"
+
+    def _input_shape(self, data: DataBundle) -> tuple[int, int, int]:
+        return (data.in_chans, data.image_size, data.image_size)
+
+    def baseline_complexity(self) -> tuple[int, int]:
+        """(params, FLOPs) of the undivided network at the default width, for relative budgets."""
+        if self._baseline is None:
+            data = self.data()
+            m = create_model(
+                self.space.model.name,
+                num_classes=data.num_classes,
+                in_chans=data.in_chans,
+                split_factor=1,
+                width_mult=self.space.model.default_width_mult,
+            )
+            self._baseline = (count_parameters(m), count_flops(m, self._input_shape(data)))
+        return self._baseline
+
+    def _constraints(self, trial: optuna.Trial, params: int, flops: int) -> list[str]:
+        """Set every budget as an Optuna constraint (<= 0 is feasible); return the violated ones."""
+        c = self.space.constraints
+        limits: dict[str, tuple[float, float]] = {}
+        if c.max_params is not None:
+            limits["params"] = (params, c.max_params)
+        if c.max_flops is not None:
+            limits["flops"] = (flops, c.max_flops)
+        if c.max_params_ratio is not None or c.max_flops_ratio is not None:
+            bp, bf = self.baseline_complexity()
+            if c.max_params_ratio is not None:
+                limits["params_ratio"] = (params / bp, c.max_params_ratio)
+            if c.max_flops_ratio is not None:
+                limits["flops_ratio"] = (flops / bf, c.max_flops_ratio)
+        violated = []
+        for name, (value, limit) in limits.items():
+            # Normalised so that values are comparable across budgets: 0.1 means 10% over.
+            trial.set_constraint(name, value / limit - 1.0)
+            if value > limit:
+                violated.append(f"{name} {value:.4g} > {limit:.4g}")
+        return violated
+
+    def _upload(self, trial: optuna.Trial, name: str, write: Any, mimetype: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            write(path)
+            upload_artifact(
+                artifact_store=self.store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+            )
+
+    # -- the objective ----------------------------------------------------------------------------
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        """Run ``trial``; usable directly as ``optuna.Study.optimize``'s objective."""
+        frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+        return self.run(trial, trial_key(frozen))
+
+    def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
+        """Run ``trial``, whose checkpoints and seed are those of original trial ``key``."""
+        space = self.space
+        cfg = space.suggest(trial)
+        data = self.data()
+        trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
+        trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
+        torch.manual_seed(key)
+        model = create_model(
+            space.model.name,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            split_factor=cfg.split_factor,
+            width_mult=cfg.width_mult,
+            drop_rate=space.model.drop_rate,
+            combine=space.model.combine,
+        )
+        shape = self._input_shape(data)
+        params = count_parameters(model)
+        flops = count_flops(model, shape)
+        trial.set_user_attr(TrialAttr.N_PARAMS, params)
+        trial.set_user_attr(TrialAttr.FLOPS, flops)
+        violated = self._constraints(trial, params, flops)
+        if violated:
+            reason = "over budget: " + "; ".join(violated)
+            trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+            raise optuna.TrialPruned(reason)
+
+        # Latency does not depend on the weights: measure first, so the pruner can use it.
+        obj = space.objectives
+        sample = torch.randn(obj.latency_batch_size, *shape)
+        lat = measure(
+            model, sample, mode=obj.latency_mode, device=self.device, threads=obj.latency_threads
+        )
+        trial.set_user_attr(TrialAttr.LATENCY_MS, lat.median_ms)
+        trial.set_user_attr(TrialAttr.LATENCY_IQR_MS, lat.iqr_ms)
+        trial.set_user_attr(TrialAttr.LATENCY_MODE, lat.mode)
+        trial.set_user_attr(TrialAttr.LATENCY_MODES, lat.modes)
+
+        curve: list[float] = []
+        seconds: list[float] = []
+        study = trial.study
+
+        def on_epoch(rec: EpochRecord) -> None:
+            curve.append(rec.val_accuracy)
+            seconds.append(rec.seconds)
+            db_retry(lambda: trial.set_user_attr(TrialAttr.CURVE, list(curve)), what="store the curve")
+            db_retry(
+                lambda: trial.set_user_attr(TrialAttr.EPOCH_SECONDS, [round(s, 3) for s in seconds]),
+                what="store epoch times",
+            )
+            doms = db_retry(
+                lambda: space.pruner.should_prune(study, rec.epoch, rec.val_accuracy, lat.median_ms),
+                what="read other trials' curves",
+            )
+            if doms is not None and rec.epoch + 1 < space.recipe.epochs:
+                reason = (
+                    f"dominated at epoch {rec.epoch + 1}: trials {doms} were as fast and more "
+                    f"accurate by at least {space.pruner.margin}"
+                )
+                trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+                raise optuna.TrialPruned(reason)
+            if self.stop_event.is_set() and rec.epoch + 1 < space.recipe.epochs:
+                raise StopRequested(f"stopped after epoch {rec.epoch + 1}")
+
+        ckpt = self.checkpoint_path(study.study_name, key)
+        train_cfg = space.train_config(cfg, seed=key)
+        result = fit(
+            model,
+            data,
+            train_cfg,
+            device=self.device,
+            callback=on_epoch,
+            checkpoint_path=ckpt,
+            resume=True,
+            progress=self.progress,
+        )
+        if result.resumed_from_epoch:
+            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
+            # The curve of the epochs done before the interruption comes from the checkpoint.
+            trial.set_user_attr(TrialAttr.CURVE, [r.val_accuracy for r in result.history])
+        trial.set_user_attr(TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3))
+        trial.set_user_attr(TrialAttr.MEMBER_ACCURACIES, result.member_val_accuracies)
+        test = evaluate(model, data.test, device=self.device)
+        trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
+        trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)
+
+        history = [asdict(r) for r in result.history]
+        try:
+            self._upload(
+                trial,
+                "learning_curve.json",
+                lambda p: p.write_text(json.dumps(history, indent=1)),
+                "application/json",
+            )
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            self._upload(
+                trial,
+                "weights.pt",
+                lambda p: torch.save({"model_config": model.model_config, "state_dict": state}, p),
+                "application/octet-stream",
+            )
+        except OSError as e:
+            raise AutoMLError(f"cannot write artifacts under {self.artifact_dir}: {e}") from e
+        ckpt.unlink(missing_ok=True)
+        return result.val_accuracy, lat.median_ms

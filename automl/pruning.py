@@ -1,0 +1,56 @@
+"""A Pareto-aware pruner for accuracy-vs-latency studies.
+
+Optuna's pruners compare one intermediate value, which a multi-objective study does not have: a
+slow-to-learn trial may still be on the front if it is fast. Latency does not depend on the
+weights, so every trial measures it before training; this pruner then stops a trial at epoch e only
+when at least ``min_dominators`` finished trials were at least as fast *and* had, at the same
+epoch, a validation accuracy higher by ``margin``: such a trial would be dominated unless it
+overtook all of them in the remaining epochs. The curves are read from the trials' user attributes,
+so a worker on another host sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["CURVE_ATTR", "ParetoPruner"]
+
+CURVE_ATTR = "val_accuracy_curve"
+LATENCY_ATTR = "latency_ms"
+
+
+@dataclass(frozen=True)
+class ParetoPruner:
+    enabled: bool = True
+    warmup_epochs: int = 1
+    margin: float = 0.02
+    min_dominators: int = 2
+
+    def dominators(
+        self, trials: list[FrozenTrial], epoch: int, accuracy: float, latency_ms: float
+    ) -> list[int]:
+        """Numbers of finished trials that dominate (accuracy at ``epoch``, ``latency_ms``)."""
+        out = []
+        for t in trials:
+            if t.state is not TrialState.COMPLETE:
+                continue
+            curve = t.user_attrs.get(CURVE_ATTR)
+            lat = t.user_attrs.get(LATENCY_ATTR)
+            if not isinstance(curve, list) or lat is None or len(curve) <= epoch:
+                continue
+            if float(lat) <= latency_ms and float(curve[epoch]) >= accuracy + self.margin:
+                out.append(t.number)
+        return out
+
+    def should_prune(
+        self, study: optuna.Study, epoch: int, accuracy: float, latency_ms: float
+    ) -> list[int] | None:
+        """The dominating trials when the trial should stop, else ``None``."""
+        if not self.enabled or epoch < self.warmup_epochs:
+            return None
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        doms = self.dominators(trials, epoch, accuracy, latency_ms)
+        return doms if len(doms) >= self.min_dominators else None

@@ -1,0 +1,105 @@
+"""Reports of a study: the Pareto table, the Pareto plot and the hypervolume history."""
+
+from __future__ import annotations
+
+import csv
+import html
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.study import METRIC_NAMES, AutoMLStudy, ParetoRecord
+
+__all__ = ["reference_point", "write_report"]
+
+
+def reference_point(study: optuna.Study) -> list[float]:
+    """Hypervolume reference: accuracy 0 and 1.1 x the slowest completed trial's latency."""
+    lat = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return [0.0, 1.1 * max(lat) if lat else 1.0]
+
+
+def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
+    rows = []
+    for r in front:
+        d = asdict(r)
+        params = d.pop("params")
+        d.update({f"param_{k}": v for k, v in params.items()})
+        d["member_accuracies"] = " ".join(f"{a:.4f}" for a in r.member_accuracies)
+        rows.append(d)
+    return rows
+
+
+def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
+    """Write pareto.csv, pareto.md, pareto.html, pareto_front.{html,png} and
+    hypervolume.{html,png} under ``out``; returns the paths written."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ost = study.optuna_study
+    front = study.pareto_front()
+    written: list[Path] = []
+
+    rows = _table_rows(front)
+    keys = sorted({k for row in rows for k in row}, key=lambda k: (k.startswith("param_"), k))
+    first = ["number", "accuracy", "test_accuracy", "latency_ms", "latency_iqr_ms", "latency_mode"]
+    keys = first + [k for k in keys if k not in first]
+    path = out_dir / "pareto.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    written.append(path)
+
+    from automl.cli.common import format_front
+
+    path = out_dir / "pareto.md"
+    path.write_text(f"# Pareto front of study `{ost.study_name}`\n\n```\n{format_front(front)}\n```\n")
+    written.append(path)
+
+    cells = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row.get(k, '')))}</td>" for k in keys) + "</tr>"
+        for row in rows
+    )
+    path = out_dir / "pareto.html"
+    path.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(ost.study_name)}</title>"
+        f"<h1>Pareto front of {html.escape(ost.study_name)}</h1>"
+        f"<table border=1 cellspacing=0 cellpadding=4><tr>{cells}</tr>{body}</table>"
+    )
+    written.append(path)
+
+    completed = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        return written
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ref = reference_point(ost)
+        fig = optuna.visualization.plot_pareto_front(ost, target_names=METRIC_NAMES)
+        path = out_dir / "pareto_front.html"
+        fig.write_html(str(path), include_plotlyjs="cdn")
+        written.append(path)
+        fig = optuna.visualization.plot_hypervolume_history(ost, reference_point=ref)
+        path = out_dir / "hypervolume.html"
+        fig.write_html(str(path), include_plotlyjs="cdn")
+        written.append(path)
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = optuna.visualization.matplotlib.plot_pareto_front(ost, target_names=METRIC_NAMES)
+        path = out_dir / "pareto_front.png"
+        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(path)
+        ax = optuna.visualization.matplotlib.plot_hypervolume_history(ost, reference_point=ref)
+        path = out_dir / "hypervolume.png"
+        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(path)
+    return written

@@ -1,0 +1,50 @@
+"""Retrying database calls with back-off, so that a restarting database costs a pause, not a study."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import optuna
+from sqlalchemy import exc as sa_exc
+
+__all__ = ["TRANSIENT_DB_ERRORS", "db_retry"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    optuna.exceptions.StorageInternalError,
+)
+
+# Overridden by the worker from its options; a module default keeps library use simple.
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def db_retry(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    timeout_s: float | None = None,
+    first_delay_s: float = 0.5,
+    max_delay_s: float = 15.0,
+) -> T:
+    """Call ``fn``; on a lost connection wait (0.5 s, doubling up to 15 s) and call it again,
+    for up to ``timeout_s`` seconds, then re-raise."""
+    deadline = time.monotonic() + (DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+    delay = first_delay_s
+    while True:
+        try:
+            return fn()
+        except TRANSIENT_DB_ERRORS as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning("database unavailable while trying to %s (%s); retrying in %.1fs", what, first, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)

@@ -1,0 +1,294 @@
+"""The Python study API: plain Optuna studies with documented attribute names.
+
+``create_study(space)`` makes (or resumes) a two-objective study, maximise "accuracy" and minimise
+"latency_ms", stores the search space and the artifact folder in the study's user attributes and
+enqueues the undivided baseline exactly once. ``optuna.load_study`` still opens it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+
+from automl.device import resolve_device
+from automl.errors import StorageError
+from automl.objective import Objective, TrialAttr
+from automl.runner import RunStats, run_trials
+from automl.space import SearchSpace, load_space
+from automl.storage import (
+    StorageSettings,
+    default_storage_url,
+    is_sqlite,
+    normalize_url,
+    open_storage,
+    redact,
+)
+
+__all__ = [
+    "ATTR_ARTIFACT_DIR",
+    "ATTR_SPACE",
+    "DIRECTIONS",
+    "METRIC_NAMES",
+    "AutoMLStudy",
+    "ParetoRecord",
+    "create_study",
+    "load_study",
+]
+
+METRIC_NAMES = ["accuracy", "latency_ms"]
+DIRECTIONS = ["maximize", "minimize"]
+ATTR_SPACE = "automl:space"
+ATTR_ARTIFACT_DIR = "automl:artifact_dir"
+ATTR_VERSION = "automl:version"
+ATTR_TARGET = "automl:target_trials"
+
+
+@dataclass(frozen=True)
+class ParetoRecord:
+    """One trial of the Pareto front, flattened for tables and scripts."""
+
+    number: int
+    params: dict[str, Any]
+    accuracy: float
+    latency_ms: float
+    n_params: int | None
+    flops: int | None
+    member_accuracies: list[float]
+    test_accuracy: float | None
+    latency_mode: str | None
+    latency_iqr_ms: float | None
+    device: str | None
+
+    @classmethod
+    def from_trial(cls, t: FrozenTrial) -> ParetoRecord:
+        u = t.user_attrs
+        return cls(
+            number=t.number,
+            params=dict(t.params),
+            accuracy=float(t.values[0]),
+            latency_ms=float(t.values[1]),
+            n_params=u.get(TrialAttr.N_PARAMS),
+            flops=u.get(TrialAttr.FLOPS),
+            member_accuracies=list(u.get(TrialAttr.MEMBER_ACCURACIES, [])),
+            test_accuracy=u.get(TrialAttr.TEST_ACCURACY),
+            latency_mode=u.get(TrialAttr.LATENCY_MODE),
+            latency_iqr_ms=u.get(TrialAttr.LATENCY_IQR_MS),
+            device=u.get(TrialAttr.DEVICE),
+        )
+
+    @property
+    def split_factor(self) -> int:
+        return int(self.params.get("split_factor", 1))
+
+
+def _default_artifact_dir(url: str) -> Path:
+    if is_sqlite(url):
+        db = make_url(url).database
+        if db and db != ":memory:":
+            return Path(db).expanduser().resolve().parent / "artifacts"
+    return Path(os.environ.get("AUTOML_ARTIFACTS", "artifacts")).resolve()
+
+
+class AutoMLStudy:
+    """A two-objective Optuna study over a search space, and the loop that runs its trials."""
+
+    def __init__(
+        self,
+        optuna_study: optuna.Study,
+        space: SearchSpace,
+        storage_url: str,
+        artifact_dir: Path,
+    ) -> None:
+        self._study = optuna_study
+        self.space = space
+        self.storage_url = storage_url
+        self.artifact_dir = artifact_dir
+
+    @property
+    def optuna_study(self) -> optuna.Study:
+        return self._study
+
+    @property
+    def study_name(self) -> str:
+        return self._study.study_name
+
+    def waiting_trials(self) -> int:
+        return len(self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def add_trials(self, n: int) -> int:
+        """Enqueue ``n`` trials for any worker to run; returns how many were added."""
+        for _ in range(n):
+            self._study.enqueue_trial({})
+        target = self._study.user_attrs.get(ATTR_TARGET) or 0
+        self._study.set_user_attr(ATTR_TARGET, int(target) + n)
+        return n
+
+    def optimize(
+        self,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        *,
+        device: str | None = None,
+        progress: bool = False,
+        stop_event: threading.Event | None = None,
+        max_trials_here: int | None = None,
+        trial_progress: bool = False,
+    ) -> RunStats:
+        """Run trials in this process.
+
+        ``n_trials`` adds that many trials to the study, counting those already waiting (left by
+        an interrupted run), and runs waiting trials until none is left; other workers on the
+        same storage share the work. With only ``timeout`` the study is open-ended: trials run
+        until the timeout (checked between trials). With neither, the waiting trials are run.
+        """
+        if n_trials is not None:
+            if n_trials < 0:
+                raise ValueError(f"n_trials must be >= 0, got {n_trials}")
+            missing = n_trials - self.waiting_trials()
+            if missing > 0:
+                self.add_trials(missing)
+        dev = resolve_device(device)
+        objective = Objective(
+            self.space,
+            device=dev,
+            artifact_dir=self.artifact_dir,
+            stop_event=stop_event,
+            progress=trial_progress,
+        )
+        return run_trials(
+            self._study,
+            objective,
+            max_trials=max_trials_here,
+            timeout=timeout,
+            open_ended=n_trials is None and timeout is not None,
+            stop_event=stop_event,
+            progress=progress,
+        )
+
+    def pareto_front(self) -> list[ParetoRecord]:
+        """The non-dominated feasible trials, sorted by latency."""
+        best = self._study.best_trials
+        return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
+
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self._study.get_trials(deepcopy=False, states=states)
+
+
+def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any]:
+    """A study created by another worker a moment ago may not hold its space yet: wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = study.user_attrs.get(ATTR_SPACE)
+        if raw is not None:
+            return dict(raw)
+        if time.monotonic() >= deadline:
+            raise StorageError(
+                f"study {study.study_name!r} holds no automl search space; it was not created by "
+                "automl (create it with 'automl search --space FILE')"
+            )
+        time.sleep(0.5)
+
+
+def _open(storage: str | None, settings: StorageSettings | None) -> tuple[str, optuna.storages.RDBStorage]:
+    url = normalize_url(storage or default_storage_url())
+    return url, open_storage(url, settings)
+
+
+def create_study(
+    space: SearchSpace | str | Path,
+    storage: str | None = None,
+    study_name: str | None = None,
+    load_if_exists: bool = True,
+    *,
+    artifact_dir: str | Path | None = None,
+    settings: StorageSettings | None = None,
+    sampler_seed_offset: int = 0,
+) -> AutoMLStudy:
+    """Create the study for ``space`` (a ``SearchSpace`` or a TOML path), or resume it.
+
+    The space is validated before anything is written. On creation the undivided baseline is
+    enqueued once: only the process whose insert of the study row succeeded does it, so workers
+    starting together cannot enqueue it twice.
+    """
+    sp = space if isinstance(space, SearchSpace) else load_space(space)
+    url, rdb = _open(storage, settings)
+    name = study_name or sp.name
+    art = Path(artifact_dir).resolve() if artifact_dir is not None else _default_artifact_dir(url)
+    sampler = _seeded_sampler(sp, sampler_seed_offset)
+    try:
+        study = optuna.create_study(
+            storage=rdb, study_name=name, directions=DIRECTIONS, sampler=sampler
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        if not load_if_exists:
+            raise StorageError(
+                f"study {name!r} already exists in {redact(url)}; pick another --study name or "
+                "resume it"
+            ) from None
+        study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
+        stored = SearchSpace.from_dict(_wait_for_space(study))
+        if stored.to_dict() | {"source": ""} != sp.to_dict() | {"source": ""}:
+            raise StorageError(
+                f"study {name!r} already holds a different search space (from {stored.source}); "
+                f"use --study with a new name for {sp.source}, or the same space file"
+            )
+        stored_art = study.user_attrs.get(ATTR_ARTIFACT_DIR)
+        if artifact_dir is None and stored_art:
+            art = Path(stored_art)
+        return AutoMLStudy(study, stored, url, art)
+    study.set_metric_names(METRIC_NAMES)
+    study.set_user_attr(ATTR_ARTIFACT_DIR, str(art))
+    from automl import __version__
+
+    study.set_user_attr(ATTR_VERSION, __version__)
+    study.set_user_attr(ATTR_SPACE, sp.to_dict())
+    study.enqueue_trial(sp.baseline_params())
+    study.set_user_attr(ATTR_TARGET, 1)
+    return AutoMLStudy(study, sp, url, art)
+
+
+def _seeded_sampler(space: SearchSpace, offset: int) -> optuna.samplers.BaseSampler:
+    # Workers sharing a study must not draw the same parameters: each gets its own seed.
+    if offset and space.sampler.seed is not None:
+        from dataclasses import replace
+
+        space = replace(space, sampler=replace(space.sampler, seed=space.sampler.seed + offset))
+    return space.make_sampler()
+
+
+def load_study(
+    study_name: str,
+    storage: str | None = None,
+    *,
+    artifact_dir: str | Path | None = None,
+    settings: StorageSettings | None = None,
+    sampler_seed_offset: int = 0,
+) -> AutoMLStudy:
+    """Open an existing automl study; everything a worker needs is read from the study."""
+    url, rdb = _open(storage, settings)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rdb)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
+        raise StorageError(
+            f"no study named {study_name!r} in {redact(url)}; existing studies: "
+            f"{', '.join(names) if names else 'none'} (create one with 'automl search --space FILE')"
+        ) from None
+    space = SearchSpace.from_dict(_wait_for_space(study))
+    study = optuna.load_study(
+        study_name=study_name, storage=rdb, sampler=_seeded_sampler(space, sampler_seed_offset)
+    )
+    art = (
+        Path(artifact_dir).resolve()
+        if artifact_dir is not None
+        else Path(study.user_attrs.get(ATTR_ARTIFACT_DIR) or _default_artifact_dir(url))
+    )
+    return AutoMLStudy(study, space, url, art)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: Debian's Fashion-MNIST, a virtual environment at .venv with the pinned
+# torch/torchvision builds, and this package with its dev tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+FMNIST=/usr/share/datasets/fashion-mnist
+
+if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+    echo "setup: installing Debian's dataset-fashion-mnist"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $PYTHON"
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# Exact pins: these builds are on this machine's disk; nothing may pull another torch.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python - <<'PY'
+import torch, torchvision
+assert torch.__version__.startswith("2.14.1"), torch.__version__
+assert torchvision.__version__.startswith("0.29.1"), torchvision.__version__
+PY
+touch .venv/.automl-installed
+echo "setup: done (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"

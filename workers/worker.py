@@ -1,0 +1,141 @@
+"""One worker: one device, one study, trials until the study has none waiting or it is stopped.
+
+- SIGTERM / SIGINT: the running trial stops at its next epoch boundary (its checkpoint is already
+  written), is failed and re-enqueued so that any worker resumes it, and the process exits 0. A
+  second signal exits at once; the trial then goes stale and is retried after the grace period.
+- A trial retried after a crash resumes from its last epoch checkpoint (``automl.objective``).
+- Out-of-memory and non-finite losses fail that trial only (``automl.runner``).
+- A lost database connection is retried with back-off (``automl.retry``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import torch
+
+from automl import retry
+from automl.device import describe_device, resolve_device
+from automl.errors import StorageError
+from automl.storage import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    StorageSettings,
+    default_storage_url,
+    is_sqlite,
+    redact,
+)
+from automl.study import load_study
+
+__all__ = ["WorkerOptions", "run_worker"]
+
+log = logging.getLogger("automl.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    study: str
+    storage: str | None = None
+    device: str = "auto"
+    n_trials: int | None = None
+    artifact_dir: str | None = None
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
+    progress: bool = True
+    connect_timeout_s: float = 600.0
+
+
+def _worker_seed_offset() -> int:
+    """A per-process offset so that workers sharing a study sample different parameters."""
+    digest = hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % 1_000_000
+
+
+def _pin_device(spec: str) -> torch.device:
+    # In a container with one GPU per replica, CUDA_VISIBLE_DEVICES already narrows it to cuda:0.
+    dev = resolve_device(spec)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now; the running trial will be retried when stale", signal.Signals(signum).name)
+            os._exit(1)
+        log.warning(
+            "%s received: finishing the current epoch, then leaving the trial to be retried",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -> int:
+    url = opts.storage or default_storage_url()
+    if is_sqlite(url):
+        log.warning(
+            "%s is an SQLite file: it takes one process at a time; to run several workers, "
+            "store the study in PostgreSQL (--storage postgresql://...)",
+            redact(url),
+        )
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signal_handlers(stop)
+    dev = _pin_device(opts.device)
+    settings = StorageSettings(
+        heartbeat_interval=opts.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
+        grace_period=opts.grace_period,
+    )
+    retry.DEFAULT_TIMEOUT_S = opts.connect_timeout_s
+    # The database may still be starting (a compose stack): wait for it before giving up.
+    deadline = time.monotonic() + opts.connect_timeout_s
+    delay = 1.0
+    while True:
+        try:
+            study = load_study(
+                opts.study,
+                url,
+                artifact_dir=opts.artifact_dir,
+                settings=settings,
+                sampler_seed_offset=_worker_seed_offset(),
+            )
+            break
+        except StorageError as e:
+            if "cannot connect" not in str(e) or time.monotonic() + delay > deadline or stop.is_set():
+                raise
+            log.warning("%s; retrying in %.0fs", e, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    log.info(
+        "worker %s pid %d on %s joined study %r (%s waiting trials)",
+        socket.gethostname(),
+        os.getpid(),
+        describe_device(dev),
+        study.study_name,
+        study.waiting_trials(),
+    )
+    stats = study.optimize(
+        device=str(dev),
+        progress=opts.progress,
+        stop_event=stop,
+        max_trials_here=opts.n_trials,
+    )
+    log.info(
+        "worker done: %d complete, %d pruned, %d failed, %d stopped and left for retry",
+        stats.completed,
+        stats.pruned,
+        stats.failed,
+        stats.stopped,
+    )
+    return 0
