@@ -264,7 +264,8 @@ def load_dataset(
     mean, std = (torch.tensor(v) for v in _MEAN_STD[name])
     full = TensorSplit(raw.x_train, raw.y_train, mean, std)
     tr, va = _split_indices(len(full), val_fraction, split_seed)
-    test_idx = torch.randperm(len(raw.y_test), generator=torch.Generator().manual_seed(split_seed))
+    # A fixed order (independent of split_seed): the test subset is the same for every study.
+    test_idx = torch.randperm(len(raw.y_test), generator=torch.Generator().manual_seed(0))
     return DataBundle(
         name=name,
         num_classes=raw.num_classes,

@@ -35,7 +35,8 @@ def fuse(model: DividedNet) -> FusedNet:
     if len(devices) > 1:
         raise ValueError("fuse() needs all members on one device; call model.to(device) first")
     device = devices.pop()
-    fused_net = _build(model.model_config, k).to(device)
+    dtype = next(model.parameters()).dtype
+    fused_net = _build(model.model_config, k).to(device=device, dtype=dtype)
     member_states = [m.state_dict() for m in model.members]
     state = {}
     for key, ref in fused_net.state_dict().items():
@@ -51,11 +52,12 @@ def fuse(model: DividedNet) -> FusedNet:
 def unfuse(model: FusedNet) -> DividedNet:
     """Split a fused network back into K member modules."""
     k = model.split_factor
-    device = next(model.parameters()).device
+    ref = next(model.parameters())
+    device, dtype = ref.device, ref.dtype
     fused_state = model.net.state_dict()
     members = []
     for i in range(k):
-        member = _build(model.model_config, 1).to(device)
+        member = _build(model.model_config, 1).to(device=device, dtype=dtype)
         state = {}
         for key, tensor in fused_state.items():
             state[key] = tensor.clone() if tensor.dim() == 0 else tensor.chunk(k, 0)[i].clone()
