@@ -7,16 +7,9 @@ PostgreSQL.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import warnings as _warnings
 
 import optuna as _optuna
-
-# Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
-# purpose, so their warnings are silenced for calls made from this package only.
-_warnings.filterwarnings("ignore", category=_optuna.exceptions.ExperimentalWarning, module=r"automl(\..*)?$")
-_warnings.filterwarnings("ignore", message=r"Argument ``(group|heartbeat_interval|grace_period)``", category=_optuna.exceptions.ExperimentalWarning)
 
 from automl.errors import (
     AutoMLError,
@@ -31,6 +24,19 @@ from automl.errors import (
 from automl.models import create_model, fuse, list_models, unfuse
 from automl.space import SearchSpace, load_space
 from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
+
+__version__ = "0.1.0"
+
+# Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
+# purpose, so their warnings are silenced for calls made from this package only.
+_warnings.filterwarnings(
+    "ignore", category=_optuna.exceptions.ExperimentalWarning, module=r"automl(\..*)?$"
+)
+_warnings.filterwarnings(
+    "ignore",
+    message=r"Argument ``(group|heartbeat_interval|grace_period)``",
+    category=_optuna.exceptions.ExperimentalWarning,
+)
 
 __all__ = [
     "AutoMLError",

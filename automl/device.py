@@ -19,7 +19,9 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
         raise ConfigError(f"unknown device {spec!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {spec!r} asked for, but no CUDA GPU is available here; use 'cpu'")
+            raise ConfigError(
+                f"device {spec!r} asked for, but no CUDA GPU is available here; use 'cpu'"
+            )
         index = dev.index or 0
         if index >= torch.cuda.device_count():
             raise ConfigError(

@@ -131,7 +131,7 @@ class _ThreadedMembers:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         def run(m: torch.nn.Module) -> torch.Tensor:
             with torch.inference_mode():
-                return m(x)[0]  # type: ignore[no-any-return]
+                return m(x)[0]
 
         futures = [self.pool.submit(run, m) for m in self.model.members]
         return torch.stack([f.result() for f in futures], 0)
@@ -168,7 +168,7 @@ def _prepare(
         fused = model if isinstance(model, FusedNet) else fuse(divided.to(device))
         fused.to(device).eval()
         if device.type == "cuda":
-            fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            fused.to(memory_format=torch.channels_last)
         return fused, nothing
     divided.to(device).eval()
     if mode is ExecutionMode.SEQUENTIAL:
@@ -233,15 +233,24 @@ def measure(
     try:
         for m in candidates:
             fn, cleanup = _prepare(model, m, dev, n_threads)
+
+            def call(fn: Callable[[torch.Tensor], torch.Tensor] = fn) -> object:
+                return fn(x)
+
             try:
                 with torch.inference_mode():
                     samples, calls = time_callable(
-                        lambda fn=fn: fn(x), dev, warmup_s=warmup_s, min_run_s=min_run_s
+                        call, dev, warmup_s=warmup_s, min_run_s=min_run_s
                     )
             finally:
                 cleanup()
             q = statistics.quantiles(samples, n=4)
-            results[m.value] = (statistics.median(samples) * 1e3, (q[2] - q[0]) * 1e3, len(samples), calls)
+            results[m.value] = (
+                statistics.median(samples) * 1e3,
+                (q[2] - q[0]) * 1e3,
+                len(samples),
+                calls,
+            )
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)

@@ -165,7 +165,10 @@ class Objective:
             path = Path(tmp) / name
             write(path)
             upload_artifact(
-                artifact_store=self.store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+                artifact_store=self.store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype=mimetype,
             )
 
     # -- the objective ----------------------------------------------------------------------------
@@ -220,13 +223,19 @@ class Objective:
         def on_epoch(rec: EpochRecord) -> None:
             curve.append(rec.val_accuracy)
             seconds.append(rec.seconds)
-            db_retry(lambda: trial.set_user_attr(TrialAttr.CURVE, list(curve)), what="store the curve")
             db_retry(
-                lambda: trial.set_user_attr(TrialAttr.EPOCH_SECONDS, [round(s, 3) for s in seconds]),
+                lambda: trial.set_user_attr(TrialAttr.CURVE, list(curve)), what="store the curve"
+            )
+            db_retry(
+                lambda: trial.set_user_attr(
+                    TrialAttr.EPOCH_SECONDS, [round(s, 3) for s in seconds]
+                ),
                 what="store epoch times",
             )
             doms = db_retry(
-                lambda: space.pruner.should_prune(study, rec.epoch, rec.val_accuracy, lat.median_ms),
+                lambda: space.pruner.should_prune(
+                    study, rec.epoch, rec.val_accuracy, lat.median_ms
+                ),
                 what="read other trials' curves",
             )
             if doms is not None and rec.epoch + 1 < space.recipe.epochs:
@@ -255,7 +264,9 @@ class Objective:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
             # The curve of the epochs done before the interruption comes from the checkpoint.
             trial.set_user_attr(TrialAttr.CURVE, [r.val_accuracy for r in result.history])
-        trial.set_user_attr(TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3))
+        trial.set_user_attr(
+            TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3)
+        )
         trial.set_user_attr(TrialAttr.MEMBER_ACCURACIES, result.member_val_accuracies)
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)

@@ -7,6 +7,7 @@ import html
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -33,6 +34,14 @@ def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
     return rows
 
 
+def _save(ax: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = ax.get_figure()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     """Write pareto.csv, pareto.md, pareto.html, pareto_front.{html,png} and
     hypervolume.{html,png} under ``out``; returns the paths written."""
@@ -56,7 +65,9 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     from automl.cli.common import format_front
 
     path = out_dir / "pareto.md"
-    path.write_text(f"# Pareto front of study `{ost.study_name}`\n\n```\n{format_front(front)}\n```\n")
+    path.write_text(
+        f"# Pareto front of study `{ost.study_name}`\n\n```\n{format_front(front)}\n```\n"
+    )
     written.append(path)
 
     cells = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
@@ -90,16 +101,13 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         ax = optuna.visualization.matplotlib.plot_pareto_front(ost, target_names=METRIC_NAMES)
         path = out_dir / "pareto_front.png"
-        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(ax.figure)
+        _save(ax, path)
         written.append(path)
         ax = optuna.visualization.matplotlib.plot_hypervolume_history(ost, reference_point=ref)
         path = out_dir / "hypervolume.png"
-        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(ax.figure)
+        _save(ax, path)
         written.append(path)
     return written

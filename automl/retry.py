@@ -1,4 +1,4 @@
-"""Retrying database calls with back-off, so that a restarting database costs a pause, not a study."""
+"""Database calls retried with back-off: a restarting database costs a pause, not a study."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def db_retry(
             if time.monotonic() + delay > deadline:
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.warning("database unavailable while trying to %s (%s); retrying in %.1fs", what, first, delay)
+            log.warning(
+                "database unavailable while trying to %s (%s); retrying in %.1fs",
+                what,
+                first,
+                delay,
+            )
             time.sleep(delay)
             delay = min(delay * 2, max_delay_s)

@@ -116,13 +116,14 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial, key:
         try:
             values = objective.run(trial, key)
         except optuna.TrialPruned:
-            db_retry(lambda: study.tell(trial, state=TrialState.PRUNED), what="record a pruned trial")
+            db_retry(
+                lambda: study.tell(trial, state=TrialState.PRUNED), what="record a pruned trial"
+            )
             return TrialState.PRUNED
         except StopRequested as e:
+            why = f"worker stopped: {e}; retried from checkpoint"
             db_retry(
-                lambda: trial.set_user_attr(
-                    TrialAttr.FAIL_REASON, f"worker stopped: {e}; retried from checkpoint"
-                ),
+                lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, why),
                 what="record a stopped trial",
             )
             db_retry(lambda: _retry_later(study, trial), what="re-enqueue a stopped trial")
@@ -131,23 +132,35 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial, key:
             # The trial's own fault (divergence, a model too big for this device): record why,
             # fail this trial only and go on with the next.
             reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            db_retry(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), what="record a failure")
+            db_retry(
+                lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), what="record a failure"
+            )
             db_retry(lambda: study.tell(trial, state=TrialState.FAIL), what="record a failure")
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             log.warning("trial %d failed: %s", trial.number, reason)
             return TrialState.FAIL
         except BaseException as e:
-            reason = f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
+            reason = (
+                f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
+            )
             try:
                 trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
                 study.tell(trial, state=TrialState.FAIL)
             except Exception:
-                log.error("could not record the failure of trial %d:\n%s", trial.number, traceback.format_exc())
+                log.error(
+                    "could not record the failure of trial %d:\n%s",
+                    trial.number,
+                    traceback.format_exc(),
+                )
             raise
         # A finished trial is the expensive part: wait out a database restart rather than lose it.
         db_retry(lambda: study.tell(trial, list(values)), what=f"record trial {trial.number}")
         return TrialState.COMPLETE
+
+
+def _reader(study: optuna.Study, number: int) -> Callable[[], optuna.trial.FrozenTrial]:
+    return lambda: study.get_trials(deepcopy=False)[number]
 
 
 def run_trials(
@@ -177,7 +190,9 @@ def run_trials(
                 break
             if timeout is not None and time.monotonic() - start >= timeout:
                 break
-            db_retry(lambda: optuna.storages.fail_stale_trials(study), what="check for stale trials")
+            db_retry(
+                lambda: optuna.storages.fail_stale_trials(study), what="check for stale trials"
+            )
             claimed = db_retry(lambda: claim_waiting_trial(study), what="claim a trial")
             if claimed is None:
                 if not open_ended:
@@ -187,7 +202,7 @@ def run_trials(
             trial, key = claimed
             bar.set_description(f"trial {trial.number}")
             state = run_one(study, objective, trial, key)
-            frozen = db_retry(lambda: study.get_trials(deepcopy=False)[trial.number], what="read a trial")
+            frozen = db_retry(_reader(study, trial.number), what="read a trial")
             if state is TrialState.COMPLETE:
                 stats.completed += 1
                 acc, lat = frozen.values

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 
@@ -201,7 +201,10 @@ class SearchSpace:
         params: dict[str, Any] = {}
         if len(self.search.split_factor.choices) > 1:
             params["split_factor"] = 1
-        if not isinstance(self.search.width_mult, Choice) or len(self.search.width_mult.choices) > 1:
+        if (
+            not isinstance(self.search.width_mult, Choice)
+            or len(self.search.width_mult.choices) > 1
+        ):
             params["width_mult"] = self.model.default_width_mult
         return params
 
@@ -263,8 +266,19 @@ def _jsonable(obj: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 _SECTIONS = {
-    "study", "data", "model", "train", "search", "objectives", "constraints", "sampler",
-    "name", "source", "recipe", "schema_version", "pruner",
+    "study",
+    "data",
+    "model",
+    "train",
+    "search",
+    "objectives",
+    "constraints",
+    "sampler",
+    "name",
+    "source",
+    "recipe",
+    "schema_version",
+    "pruner",
 }
 _LATENCY_MODES = ("auto", "sequential", "fused", "threads", "streams", "devices")
 _SAMPLERS = ("tpe", "nsgaii", "random")
@@ -312,10 +326,16 @@ class _Ctx:
         if v is None and optional:
             return None
         ok_types: tuple[type, ...] = (int,) if kind is int else (int, float)
-        if isinstance(v, bool) or not isinstance(v, ok_types) or (
-            isinstance(v, float) and not math.isfinite(v)
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, ok_types)
+            or (isinstance(v, float) and not math.isfinite(v))
         ):
-            raise self.fail(f"{section}.{key}", f"must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+            raise self.fail(
+                f"{section}.{key}",
+                f"must be {'an integer' if kind is int else 'a number'}, got {v!r}",
+            )
+        v = cast(float, v)  # an int or a finite float, checked above
         if low is not None and v < low:
             raise self.fail(f"{section}.{key}", f"must be >= {low}, got {v}")
         if high is not None and v > high:
@@ -331,7 +351,12 @@ class _Ctx:
         return v
 
     def string(
-        self, table: Mapping[str, Any], section: str, key: str, default: str | None, choices: tuple[str, ...] | None = None
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: str | None,
+        choices: tuple[str, ...] | None = None,
     ) -> str | None:
         if key not in table:
             return default
@@ -365,7 +390,9 @@ class _Ctx:
             if integer and not isinstance(v, int):
                 raise self.fail(name, f"values must be integers, got {v!r}")
             if (low is not None and v < low) or (high is not None and v > high):
-                bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+                bounds = (
+                    f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+                )
                 raise self.fail(name, f"value {v} is outside the allowed range {bounds}")
             return v
 
@@ -391,7 +418,9 @@ class _Ctx:
             if log and lo <= 0:
                 raise self.fail(name, f"a log range needs low > 0, got {lo}")
             step = raw.get("step")
-            if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+            if step is not None and (
+                isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+            ):
                 raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
             if log and step is not None:
                 raise self.fail(name, "'log' and 'step' cannot be combined")
@@ -410,7 +439,19 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
     name = c.string(study, "study", "name", None) or raw.get("name") or Path(source).stem
 
     d = c.table(raw, "data", required=True)
-    c.only(d, "data", {"dataset", "root", "val_fraction", "split_seed", "train_limit", "eval_limit", "image_size"})
+    c.only(
+        d,
+        "data",
+        {
+            "dataset",
+            "root",
+            "val_fraction",
+            "split_seed",
+            "train_limit",
+            "eval_limit",
+            "image_size",
+        },
+    )
     dataset = c.string(d, "data", "dataset", None, tuple(list_datasets()))
     if dataset is None:
         raise c.fail("data.dataset", f"is required; one of {', '.join(list_datasets())}")
@@ -429,13 +470,18 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
     c.only(m, "model", {"name", "drop_rate", "default_width_mult", "combine"})
     model_name = c.string(m, "model", "name", None)
     if model_name is None or model_name not in list_models():
-        raise c.fail("model.name", f"unknown model {model_name!r}; available: {', '.join(list_models())}")
+        raise c.fail(
+            "model.name", f"unknown model {model_name!r}; available: {', '.join(list_models())}"
+        )
     get_spec(model_name)
     model = ModelSection(
         name=model_name,
         drop_rate=c.number(m, "model", "drop_rate", 0.0, low=0.0, high=0.99),
         default_width_mult=c.number(m, "model", "default_width_mult", 1.0, low=1e-3),
-        combine=c.string(m, "model", "combine", "mean_logits", ("mean_logits", "mean_probs", "geometric")) or "mean_logits",
+        combine=c.string(
+            m, "model", "combine", "mean_logits", ("mean_logits", "mean_probs", "geometric")
+        )
+        or "mean_logits",
     )
 
     t = c.table(raw, "train") or c.table(raw, "recipe")
@@ -448,9 +494,13 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
             raise c.fail("train.augment", "must be a table")
         c.only(aug_raw, "train.augment", {"crop_padding", "hflip", "random_erasing", "autoaugment"})
         augment = AugmentConfig(
-            crop_padding=c.number(aug_raw, "train.augment", "crop_padding", 0, kind=int, low=0, high=64),
+            crop_padding=c.number(
+                aug_raw, "train.augment", "crop_padding", 0, kind=int, low=0, high=64
+            ),
             hflip=c.boolean(aug_raw, "train.augment", "hflip", False),
-            random_erasing=c.number(aug_raw, "train.augment", "random_erasing", 0.0, low=0.0, high=1.0),
+            random_erasing=c.number(
+                aug_raw, "train.augment", "random_erasing", 0.0, low=0.0, high=1.0
+            ),
             autoaugment=c.boolean(aug_raw, "train.augment", "autoaugment", False),
         )
     recipe = RecipeSection(
@@ -464,40 +514,65 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
         label_smoothing=c.number(t, "train", "label_smoothing", 0.0, low=0.0, high=0.99),
         mixup_alpha=c.number(t, "train", "mixup_alpha", 0.0, low=0.0),
         cot_temperature=c.number(t, "train", "cot_temperature", 1.0, low=1e-3),
-        max_steps_per_epoch=c.number(t, "train", "max_steps_per_epoch", None, kind=int, low=1, optional=True),
+        max_steps_per_epoch=c.number(
+            t, "train", "max_steps_per_epoch", None, kind=int, low=1, optional=True
+        ),
         amp=c.boolean(t, "train", "amp", True),
         augment=augment,
     )
 
     s = c.table(raw, "search", required=True)
-    c.only(s, "search", {
-        "split_factor", "width_mult", "cot_weight", "cot_kind", "cot_warmup_epochs", "lr",
-        "weight_decay", "divide_weight_decay",
-    })
+    c.only(
+        s,
+        "search",
+        {
+            "split_factor",
+            "width_mult",
+            "cot_weight",
+            "cot_kind",
+            "cot_warmup_epochs",
+            "lr",
+            "weight_decay",
+            "divide_weight_decay",
+        },
+    )
     if "split_factor" not in s:
         raise c.fail("search.split_factor", "is required: a list of K values such as [1, 2, 4]")
     split = c.param(s["split_factor"], "split_factor", integer=True, low=1, high=64)
     if not isinstance(split, Choice):
-        split = Choice(tuple(range(int(split.low), int(split.high) + 1)))  # type: ignore[union-attr]
+        split = Choice(tuple(range(int(split.low), int(split.high) + 1)))
     search = SearchSection(
         split_factor=split,
-        width_mult=c.param(s.get("width_mult", model.default_width_mult), "width_mult", low=1e-3, high=64),
+        width_mult=c.param(
+            s.get("width_mult", model.default_width_mult), "width_mult", low=1e-3, high=64
+        ),
         cot_weight=c.param(s.get("cot_weight", 0.5), "cot_weight", low=0.0, high=100.0),
         cot_kind=c.param(s.get("cot_kind", "js"), "cot_kind", choices=("js", "kl")),  # type: ignore[arg-type]
-        cot_warmup_epochs=c.param(s.get("cot_warmup_epochs", 0), "cot_warmup_epochs", integer=True, low=0, high=10_000),
+        cot_warmup_epochs=c.param(
+            s.get("cot_warmup_epochs", 0), "cot_warmup_epochs", integer=True, low=0, high=10_000
+        ),
         lr=c.param(s["lr"], "lr", low=1e-8, high=10.0) if "lr" in s else None,
-        weight_decay=c.param(s["weight_decay"], "weight_decay", low=0.0, high=1.0) if "weight_decay" in s else None,
-        divide_weight_decay=c.param(s.get("divide_weight_decay", True), "divide_weight_decay", choices=(True, False)),  # type: ignore[arg-type]
+        weight_decay=c.param(s["weight_decay"], "weight_decay", low=0.0, high=1.0)
+        if "weight_decay" in s
+        else None,
+        divide_weight_decay=c.param(
+            s.get("divide_weight_decay", True), "divide_weight_decay", choices=(True, False)
+        ),  # type: ignore[arg-type]
     )
     if 1 not in search.split_factor.choices:
-        raise c.fail("search.split_factor", "must include 1: the undivided network is the baseline every front is compared with")
+        raise c.fail(
+            "search.split_factor",
+            "must include 1: the undivided network is the baseline every front is compared with",
+        )
 
     o = c.table(raw, "objectives")
     c.only(o, "objectives", {"latency_batch_size", "latency_mode", "latency_threads"})
     objectives = ObjectiveSection(
         latency_batch_size=c.number(o, "objectives", "latency_batch_size", 1, kind=int, low=1),
         latency_mode=c.string(o, "objectives", "latency_mode", "auto", _LATENCY_MODES) or "auto",
-        latency_threads=c.number(o, "objectives", "latency_threads", None, kind=int, low=1, optional=True),
+        latency_threads=c.number(
+            o, "objectives", "latency_threads", None, kind=int, low=1, optional=True
+        ),
     )
 
     cons = c.table(raw, "constraints")
@@ -538,6 +613,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
 
 def _from_stored(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Turn ``to_dict()`` output back into the TOML-shaped mapping the parser reads."""
+
     def param(p: Mapping[str, Any] | None) -> Any:
         if p is None:
             return None

@@ -7,6 +7,7 @@ one-line ``StorageError`` naming the problem, never a traceback from deep inside
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,8 @@ def _check_url(url: str) -> sqlalchemy.engine.URL:
         folder = Path(str(parsed.database)).expanduser().resolve().parent
         if not folder.is_dir():
             raise StorageError(
-                f"storage URL {url!r}: folder {folder} does not exist; create it or use another path"
+                f"storage URL {url!r}: folder {folder} does not exist; "
+                "create it or use another path"
             )
     return parsed
 
@@ -101,12 +103,18 @@ def _check_url(url: str) -> sqlalchemy.engine.URL:
 def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
     """Reach the database once, with a short timeout, so a wrong host fails fast and clearly."""
     connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
-    engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(
+        url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool
+    )
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
     except SQLAlchemyError as e:
-        reason = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
+        reason = (
+            str(getattr(e, "orig", e)).strip().splitlines()[0]
+            if str(getattr(e, "orig", e)).strip()
+            else type(e).__name__
+        )
         raise StorageError(
             f"cannot connect to the study database {redact(url)}: {reason}; check that the server "
             "is running and the URL (host, port, user, database name) is right"
@@ -115,7 +123,9 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
         engine.dispose()
 
 
-def open_storage(url: str | None = None, settings: StorageSettings | None = None) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str | None = None, settings: StorageSettings | None = None
+) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections."""
     url = url or default_storage_url()
     st = settings or StorageSettings()
@@ -128,17 +138,23 @@ def open_storage(url: str | None = None, settings: StorageSettings | None = None
     else:
         # Several threads of one process (heartbeat, trial) share the file: wait for the lock.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    last: Exception | None = None
+    # Workers starting together on a new database race to create Optuna's tables; the losers
+    # see an integrity error and simply find the tables there on the next try.
+    for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=st.heartbeat_interval,
-                grace_period=st.effective_grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=st.max_retry
-                ),
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=st.heartbeat_interval,
+                    grace_period=st.effective_grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=st.max_retry
+                    ),
+                )
         except (SQLAlchemyError, RuntimeError) as e:
-            raise StorageError(f"cannot open the study database {redact(url)}: {e}") from e
+            last = e
+            time.sleep(0.2 * (attempt + 1))
+    raise StorageError(f"cannot open the study database {redact(url)}: {last}") from last

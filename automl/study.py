@@ -44,7 +44,10 @@ __all__ = [
 ]
 
 METRIC_NAMES = ["accuracy", "latency_ms"]
-DIRECTIONS = ["maximize", "minimize"]
+DIRECTIONS: list[optuna.study.StudyDirection] = [
+    optuna.study.StudyDirection.MAXIMIZE,
+    optuna.study.StudyDirection.MINIMIZE,
+]
 ATTR_SPACE = "automl:space"
 ATTR_ARTIFACT_DIR = "automl:artifact_dir"
 ATTR_VERSION = "automl:version"
@@ -197,7 +200,9 @@ def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any
         time.sleep(0.5)
 
 
-def _open(storage: str | None, settings: StorageSettings | None) -> tuple[str, optuna.storages.RDBStorage]:
+def _open(
+    storage: str | None, settings: StorageSettings | None
+) -> tuple[str, optuna.storages.RDBStorage]:
     url = normalize_url(storage or default_storage_url())
     return url, open_storage(url, settings)
 
@@ -239,7 +244,7 @@ def create_study(
             raise StorageError(
                 f"study {name!r} already holds a different search space (from {stored.source}); "
                 f"use --study with a new name for {sp.source}, or the same space file"
-            )
+            ) from None
         stored_art = study.user_attrs.get(ATTR_ARTIFACT_DIR)
         if artifact_dir is None and stored_art:
             art = Path(stored_art)
@@ -280,7 +285,8 @@ def load_study(
         names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
         raise StorageError(
             f"no study named {study_name!r} in {redact(url)}; existing studies: "
-            f"{', '.join(names) if names else 'none'} (create one with 'automl search --space FILE')"
+            f"{', '.join(names) if names else 'none'} "
+            "(create one with 'automl search --space FILE')"
         ) from None
     space = SearchSpace.from_dict(_wait_for_space(study))
     study = optuna.load_study(

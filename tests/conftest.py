@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -61,10 +62,8 @@ def study_name(request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
     yield name
     if _PG_PROBLEM is None:
-        try:
+        with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=PG_URL)
-        except KeyError:
-            pass
 
 
 TINY_SPACE = """

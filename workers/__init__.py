@@ -1,4 +1,4 @@
-"""The long-running worker process: joins a study, pins a device, handles signals, resumes retries."""
+"""The long-running worker: joins a study, pins a device, handles signals, resumes retries."""
 
 from __future__ import annotations
 

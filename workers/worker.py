@@ -69,7 +69,10 @@ def _pin_device(spec: str) -> torch.device:
 def _install_signal_handlers(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting now; the running trial will be retried when stale", signal.Signals(signum).name)
+            log.warning(
+                "second %s: exiting now; the running trial will be retried when stale",
+                signal.Signals(signum).name,
+            )
             os._exit(1)
         log.warning(
             "%s received: finishing the current epoch, then leaving the trial to be retried",
@@ -112,7 +115,11 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
             )
             break
         except StorageError as e:
-            if "cannot connect" not in str(e) or time.monotonic() + delay > deadline or stop.is_set():
+            if (
+                "cannot connect" not in str(e)
+                or time.monotonic() + delay > deadline
+                or stop.is_set()
+            ):
                 raise
             log.warning("%s; retrying in %.0fs", e, delay)
             time.sleep(delay)

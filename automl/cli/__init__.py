@@ -1,4 +1,7 @@
-"""The ``automl`` command line: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``."""
+"""The ``automl`` command line.
+
+Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="automl",
-        description="Search divide-and-co-training networks for the best accuracy/latency trade-off.",
+        description="Find the best accuracy/latency trade-off of divide-and-co-training networks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show Optuna's own log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

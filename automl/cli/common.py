@@ -31,7 +31,19 @@ def add_storage_args(p: argparse.ArgumentParser, *, study_required: bool = False
 
 def format_front(front: Sequence[ParetoRecord]) -> str:
     """The Pareto front as an aligned text table, fastest first."""
-    header = ("#", "K", "width", "cot_w", "val_acc", "test_acc", "latency_ms", "iqr_ms", "mode", "params", "MFLOPs")
+    header = (
+        "#",
+        "K",
+        "width",
+        "cot_w",
+        "val_acc",
+        "test_acc",
+        "latency_ms",
+        "iqr_ms",
+        "mode",
+        "params",
+        "MFLOPs",
+    )
     rows = []
     for r in front:
         p = r.params

@@ -9,7 +9,7 @@ from automl.cli.common import add_storage_args
 from automl.storage import default_storage_url, normalize_url, open_storage, redact
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for the storage")
     add_storage_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(url)
     art = artifact_dir_for(url, args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
-    print(f"optuna-dashboard for {redact(url)} (artifacts {art}) on http://{args.host}:{args.port}/")
-    run_server(storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(art)))
+    print(
+        f"optuna-dashboard for {redact(url)} (artifacts {art}) on http://{args.host}:{args.port}/"
+    )
+    run_server(
+        storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(art))
+    )
     return 0

@@ -10,7 +10,7 @@ from automl.errors import StorageError
 from automl.study import load_study
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the Pareto table, Pareto plot and hypervolume history")
     add_storage_args(p)
     p.add_argument("--out", required=True, help="output folder")
@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
     if name is None:
         names = _study_names(args.storage)
         if len(names) != 1:
-            raise StorageError(f"pass --study NAME; this storage holds: {', '.join(names) or 'none'}")
+            raise StorageError(
+                f"pass --study NAME; this storage holds: {', '.join(names) or 'none'}"
+            )
         name = names[0]
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
     for path in write_report(study, args.out):

@@ -9,21 +9,36 @@ from automl.storage import StorageSettings, redact
 from automl.study import create_study
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="create or resume a study from a search space and run trials")
     p.add_argument("--space", required=True, help="search space TOML file (see search_spaces/)")
     add_storage_args(p)
-    p.add_argument("--n-trials", type=int, default=None, help="trials to add and run (default: 10 unless --timeout)")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=None,
+        help="trials to add and run (default: 10 unless --timeout)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, help="stop starting trials after S seconds"
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--enqueue-only", action="store_true", help="add the trials for workers, run none here")
-    p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between heartbeats")
+    p.add_argument(
+        "--enqueue-only", action="store_true", help="add the trials for workers, run none here"
+    )
+    p.add_argument(
+        "--heartbeat-interval", type=int, default=None, help="seconds between heartbeats"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = StorageSettings(heartbeat_interval=args.heartbeat_interval) if args.heartbeat_interval else None
+    settings = (
+        StorageSettings(heartbeat_interval=args.heartbeat_interval)
+        if args.heartbeat_interval
+        else None
+    )
     study = create_study(
         args.space,
         storage=args.storage,

@@ -14,8 +14,10 @@ from automl.storage import redact
 from automl.study import ATTR_TARGET, load_study
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("status", help="show a study's trials by state, running trials and the front")
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status", help="show a study's trials by state, running trials and the front"
+    )
     add_storage_args(p)
     p.set_defaults(func=run)
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         names = _study_names(args.storage)
         if len(names) != 1:
             raise StorageError(
-                f"pass --study NAME; this storage holds {len(names)} studies: {', '.join(names) or 'none'}"
+                f"pass --study NAME; this storage holds {len(names)} studies: "
+                f"{', '.join(names) or 'none'}"
             )
         name = names[0]
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
@@ -54,10 +57,15 @@ def run(args: argparse.Namespace) -> int:
         where = t.user_attrs.get(TrialAttr.HOST, "?")
         dev = t.user_attrs.get(TrialAttr.DEVICE, "?")
         curve = t.user_attrs.get(TrialAttr.CURVE, [])
-        print(f"  running #{t.number} on {where} {dev}, started {t.datetime_start:%Y-%m-%d %H:%M:%S}, epochs done {len(curve)}, params {t.params}")
+        print(
+            f"  running #{t.number} on {where} {dev}, started "
+            f"{t.datetime_start:%Y-%m-%d %H:%M:%S}, epochs done {len(curve)}, params {t.params}"
+        )
     failed = [t for t in trials if t.state is TrialState.FAIL]
     for t in failed[-5:]:
-        print(f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON, 'no reason stored')}")
+        print(
+            f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON, 'no reason stored')}"
+        )
     print("Pareto front:")
     print(format_front(study.pareto_front()))
     return 0

@@ -13,10 +13,12 @@ from automl.models import create_model, list_models
 from automl.training import TrainConfig, evaluate, fit
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="co-train one configuration on a data set")
     p.add_argument("--model", default="convnet_s", help=f"one of: {', '.join(list_models())}")
-    p.add_argument("--dataset", default="fashion_mnist", help=f"one of: {', '.join(list_datasets())}")
+    p.add_argument(
+        "--dataset", default="fashion_mnist", help=f"one of: {', '.join(list_datasets())}"
+    )
     p.add_argument("--data-root", default=None, help="folder holding the data set (no downloads)")
     p.add_argument("-k", "--split-factor", type=int, default=2, help="number of members K")
     p.add_argument("--width-mult", type=float, default=1.0)
@@ -33,13 +35,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 disables)")
     p.add_argument("--no-augment", action="store_true", help="train on plain images")
-    p.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
-    p.add_argument("--eval-limit", type=int, default=None, help="cap the validation and test images")
+    p.add_argument(
+        "--train-limit", type=int, default=None, help="use only this many training images"
+    )
+    p.add_argument(
+        "--eval-limit", type=int, default=None, help="cap the validation and test images"
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file: written every epoch, resumed")
+    p.add_argument(
+        "--checkpoint", default=None, help="checkpoint file: written every epoch, resumed"
+    )
     p.set_defaults(func=run)
 
 
@@ -108,9 +116,13 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     test = evaluate(model, data.test, device=dev)
-    print(f"validation accuracy: ensemble {result.val_accuracy:.4f}, members "
-          + ", ".join(f"{a:.4f}" for a in result.member_val_accuracies))
-    print(f"test accuracy:       ensemble {test.accuracy:.4f}, members "
-          + ", ".join(f"{a:.4f}" for a in test.member_accuracies))
+    print(
+        f"validation accuracy: ensemble {result.val_accuracy:.4f}, members "
+        + ", ".join(f"{a:.4f}" for a in result.member_val_accuracies)
+    )
+    print(
+        f"test accuracy:       ensemble {test.accuracy:.4f}, members "
+        + ", ".join(f"{a:.4f}" for a in test.member_accuracies)
+    )
     print(f"params {params} ({params / 1e6:.3f}M), FLOPs/image {flops} ({flops / 1e9:.4f} G)")
     return 0

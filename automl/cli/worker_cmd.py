@@ -8,13 +8,22 @@ import os
 from automl.cli.common import add_storage_args
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join an existing study (any host that reaches the database)")
     add_storage_args(p, study_required=True)
-    p.add_argument("--device", default=os.environ.get("AUTOML_DEVICE", "auto"), help="cpu, cuda:N or auto")
+    p.add_argument(
+        "--device", default=os.environ.get("AUTOML_DEVICE", "auto"), help="cpu, cuda:N or auto"
+    )
     p.add_argument("--n-trials", type=int, default=None, help="run at most N trials here")
-    p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between heartbeats (default 60)")
-    p.add_argument("--grace-period", type=int, default=None, help="seconds before a silent trial is stale")
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=None,
+        help="seconds between heartbeats (default 60)",
+    )
+    p.add_argument(
+        "--grace-period", type=int, default=None, help="seconds before a silent trial is stale"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

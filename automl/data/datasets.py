@@ -55,7 +55,7 @@ class _Raw:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
+    with opener(path, "rb") as f:
         data = f.read()
     magic = int.from_bytes(data[0:4], "big")
     ndim = magic & 0xFF
@@ -138,7 +138,11 @@ def _torchvision_cifar(root: Path | None, hundred: bool) -> _Raw:
     xtr, ytr = conv(tr)
     xte, yte = conv(te)
     return _Raw(
-        xtr, ytr, xte, yte, 100 if hundred else 10,
+        xtr,
+        ytr,
+        xte,
+        yte,
+        100 if hundred else 10,
         AugmentConfig(crop_padding=4, hflip=True),
     )
 
@@ -189,7 +193,7 @@ def list_datasets() -> list[str]:
 
 def _split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return perm[n_val:], perm[:n_val]
 
 

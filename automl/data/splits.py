@@ -82,7 +82,12 @@ class TensorSplit:
                 yield one.unsqueeze(0).expand(views, *one.shape), yb
             else:
                 # The same images, an independent draw for every member.
-                yield torch.stack([augment_batch(xb, cfg, gen, self.mean, self.std) for _ in range(views)]), yb
+                yield (
+                    torch.stack(
+                        [augment_batch(xb, cfg, gen, self.mean, self.std) for _ in range(views)]
+                    ),
+                    yb,
+                )
 
 
 class _MultiViewFiles(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
@@ -136,7 +141,7 @@ class FolderSplit:
             v2.Normalize(self.mean.tolist(), self.std.tolist()),
         ]
         if augment is None:
-            resize = int(round(self.image_size / 0.875))
+            resize = round(self.image_size / 0.875)
             return v2.Compose([v2.Resize(resize), v2.CenterCrop(self.image_size), *norm])
         ops: list[object] = [v2.RandomResizedCrop(self.image_size)]
         if augment.hflip:
@@ -178,7 +183,9 @@ class FolderSplit:
             yield xv, yb.to(device, non_blocking=True)
 
 
-def list_image_folder(root: Path, class_to_idx: dict[str, int] | None = None) -> tuple[list[tuple[str, int]], dict[str, int]]:
+def list_image_folder(
+    root: Path, class_to_idx: dict[str, int] | None = None
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
     """(path, label) pairs of a ``root/<class>/<image>`` tree, classes in sorted order."""
     exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())

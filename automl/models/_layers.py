@@ -17,7 +17,7 @@ from torch import nn
 
 
 class MConv2d(nn.Conv2d):
-    """A convolution of M members, each mapping ``in_ch`` to ``out_ch`` channels in ``groups`` groups."""
+    """A convolution of M members, each mapping ``in_ch`` to ``out_ch`` in ``groups`` groups."""
 
     def __init__(
         self,

@@ -38,11 +38,11 @@ def divide_width(base: int, split_factor: int, width_mult: float = 1.0, multiple
     reproduces the paper's tables: 16 -> 12/8/6/4 and 64 -> 44/32/24 for K = 2/4/8(/16).
     """
     raw = base * width_mult / math.sqrt(split_factor)
-    return max(multiple, int(round(raw / multiple)) * multiple)
+    return max(multiple, round(raw / multiple) * multiple)
 
 
 def divide_widen_factor(widen_factor: float, split_factor: int) -> int:
-    """Wide ResNet rule: ``int(max(k / sqrt(K) + 0.4, 1))`` (WRN-28-10: 10 -> 7 for K=2, 5 for K=4)."""
+    """Wide ResNet rule: ``int(max(k / sqrt(K) + 0.4, 1))``; WRN-28-10: 10 -> 7 (K=2), 5 (K=4)."""
     return int(max(widen_factor / math.sqrt(split_factor) + 0.4, 1.0))
 
 

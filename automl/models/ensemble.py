@@ -36,7 +36,9 @@ def combine_logits(logits: torch.Tensor, how: Combine | str = Combine.MEAN_LOGIT
         choices = ", ".join(c.value for c in Combine)
         raise ConfigError(f"combine must be one of {choices}, got {how!r}") from e
     if logits.dim() != 3:
-        raise ConfigError(f"expected per-member logits of shape (K, B, C), got {tuple(logits.shape)}")
+        raise ConfigError(
+            f"expected per-member logits of shape (K, B, C), got {tuple(logits.shape)}"
+        )
     if how is Combine.MEAN_LOGITS:
         return logits.mean(0)
     if how is Combine.MEAN_PROBS:
@@ -77,7 +79,7 @@ class Ensemble(nn.Module):
 
 
 class DividedNet(Ensemble):
-    """K independent member networks held in a ``ModuleList``; members may live on different devices."""
+    """K independent member networks in a ``ModuleList``; members may live on different devices."""
 
     def __init__(
         self,

@@ -56,7 +56,9 @@ def create_model(
     return DividedNet(members, config, Combine(combine))
 
 
-def model_from_config(config: dict[str, Any], combine: Combine | str = Combine.MEAN_LOGITS) -> DividedNet:
+def model_from_config(
+    config: dict[str, Any], combine: Combine | str = Combine.MEAN_LOGITS
+) -> DividedNet:
     """Rebuild an (untrained) ensemble from its ``model_config``, e.g. to load a checkpoint."""
     return create_model(
         config["name"],

@@ -29,7 +29,7 @@ def _build(config: dict[str, object], members: int) -> torch.nn.Module:
 
 
 def fuse(model: DividedNet) -> FusedNet:
-    """Merge the K members into one network with grouped convolutions (same function, same weights)."""
+    """Merge the K members into one network with grouped convolutions (same function, weights)."""
     k = model.split_factor
     devices = set(model.member_devices())
     if len(devices) > 1:

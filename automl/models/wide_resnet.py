@@ -1,4 +1,4 @@
-"""Wide ResNet for CIFAR (Zagoruyko & Komodakis): pre-activation blocks with dropout between convs."""
+"""Wide ResNet for CIFAR (Zagoruyko & Komodakis): pre-activation blocks, dropout between convs."""
 
 from __future__ import annotations
 

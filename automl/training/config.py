@@ -85,7 +85,7 @@ class TrainConfig:
         return d
 
     def fingerprint(self) -> str:
-        """A short hash of the settings that shape the trajectory, to refuse a foreign checkpoint."""
+        """A short hash of the settings that shape the trajectory (refuses foreign checkpoints)."""
         d = self.to_dict()
         d.pop("eval_batch_size", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -105,8 +105,12 @@ def fit(
     model.to(dev)
     use_cl = dev.type == "cuda" and config.channels_last
     if use_cl:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    wd = divided_weight_decay(config.weight_decay, k) if config.divide_weight_decay else config.weight_decay
+        model.to(memory_format=torch.channels_last)
+    wd = (
+        divided_weight_decay(config.weight_decay, k)
+        if config.divide_weight_decay
+        else config.weight_decay
+    )
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
@@ -125,7 +129,7 @@ def fit(
     if config.max_steps_per_epoch is not None:
         steps = min(steps, config.max_steps_per_epoch)
     total_steps = steps * config.epochs
-    warmup_steps = int(round(config.warmup_epochs * steps))
+    warmup_steps = round(config.warmup_epochs * steps)
     augment = config.augment if config.augment is not None else data.default_augment
 
     result = FitResult()
@@ -159,7 +163,9 @@ def fit(
             t0 = time.perf_counter()
             torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout draws
             gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + 1)
-            w_cot = cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
+            w_cot = (
+                cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
+            )
             model.train()
             sums = torch.zeros(3, dtype=torch.float64)
             n_steps = 0
@@ -190,7 +196,11 @@ def fit(
                 if config.mixup_alpha > 0:
                     views, perm, lam = mixup(views, config.mixup_alpha, gen)
                 if use_cl:
-                    views = views.contiguous(memory_format=torch.channels_last) if views.dim() == 4 else views
+                    views = (
+                        views.contiguous(memory_format=torch.channels_last)
+                        if views.dim() == 4
+                        else views
+                    )
                 with _autocast(dev, use_amp):
                     logits = model(views)
                 parts = ensemble_loss(
@@ -206,7 +216,8 @@ def fit(
                 values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.cot.detach()])
                 if not bool(torch.isfinite(values).all()):
                     raise DivergedError(
-                        f"the loss became non-finite ({values[0].item()}) at epoch {epoch}, step {i}; "
+                        f"the loss became non-finite ({values[0].item()}) at epoch {epoch}, "
+                        f"step {i}; "
                         "lower the learning rate or the co-training weight"
                     )
                 optimizer.zero_grad(set_to_none=True)

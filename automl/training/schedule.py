@@ -7,7 +7,9 @@ import math
 __all__ = ["lr_at"]
 
 
-def lr_at(step: int, *, total_steps: int, base_lr: float, warmup_steps: int, min_lr: float) -> float:
+def lr_at(
+    step: int, *, total_steps: int, base_lr: float, warmup_steps: int, min_lr: float
+) -> float:
     """Learning rate for optimisation step ``step`` (0-based), per iteration as in the paper."""
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps

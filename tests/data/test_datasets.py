@@ -21,7 +21,9 @@ CPU = torch.device("cpu")
 def _first_batch(split: TensorSplit, views: int, augment: AugmentConfig | None, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     return next(
-        split.batches(16, views=views, augment=augment, gen=gen, shuffle=False, drop_last=True, device=CPU)
+        split.batches(
+            16, views=views, augment=augment, gen=gen, shuffle=False, drop_last=True, device=CPU
+        )
     )
 
 
@@ -87,7 +89,9 @@ def test_random_crop_moves_content_by_at_most_the_padding() -> None:
     x = torch.zeros(8, 1, 10, 10, dtype=torch.uint8)
     x[:, :, 5, 5] = 255
     gen = torch.Generator().manual_seed(0)
-    out = augment_batch(x, AugmentConfig(crop_padding=2), gen, torch.tensor([0.0]), torch.tensor([1.0]))
+    out = augment_batch(
+        x, AugmentConfig(crop_padding=2), gen, torch.tensor([0.0]), torch.tensor([1.0])
+    )
     for img in out:
         ys, xs = torch.nonzero(img[0] > 0.5, as_tuple=True)
         if len(ys):  # the bright pixel may be cropped away only if it moved out of the frame
@@ -128,12 +132,22 @@ def test_image_folder_with_k_views(tmp_path: Path) -> None:
             d = tmp_path / split / cls
             d.mkdir(parents=True)
             for i in range(6):
-                Image.new("RGB", (40, 36), color=(i * 20, 10, 200 if cls == "cat" else 0)).save(d / f"{i}.png")
+                Image.new("RGB", (40, 36), color=(i * 20, 10, 200 if cls == "cat" else 0)).save(
+                    d / f"{i}.png"
+                )
     data = load_dataset("imagefolder", tmp_path, image_size=32, val_fraction=0.25)
     assert data.num_classes == 2 and len(data.test) == 12 and len(data.train) + len(data.val) == 12
     data.train.num_workers = 0  # type: ignore[attr-defined]
     gen = torch.Generator().manual_seed(0)
     views, y = next(
-        data.train.batches(4, views=2, augment=AugmentConfig(hflip=True), gen=gen, shuffle=True, drop_last=True, device=CPU)
+        data.train.batches(
+            4,
+            views=2,
+            augment=AugmentConfig(hflip=True),
+            gen=gen,
+            shuffle=True,
+            drop_last=True,
+            device=CPU,
+        )
     )
     assert views.shape == (2, 4, 3, 32, 32) and y.shape == (4,)

@@ -19,7 +19,9 @@ def test_combine_rules() -> None:
 
 
 def test_predict_uses_the_models_combine_rule() -> None:
-    model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2, combine="mean_probs").eval()
+    model = create_model(
+        "convnet_s", num_classes=10, in_chans=1, split_factor=2, combine="mean_probs"
+    ).eval()
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(model.predict(x), model(x).softmax(-1).mean(0))
 

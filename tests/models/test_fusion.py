@@ -40,7 +40,10 @@ def test_fused_training_step_has_the_same_gradients(name: str) -> None:
 
     def loss_of(m: torch.nn.Module) -> torch.Tensor:
         logits = m(views)
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, 5), y.repeat(k)) + logits.pow(2).mean()
+        return (
+            torch.nn.functional.cross_entropy(logits.reshape(-1, 5), y.repeat(k))
+            + logits.pow(2).mean()
+        )
 
     loss_of(model).backward()
     loss_of(fused).backward()

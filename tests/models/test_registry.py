@@ -67,7 +67,11 @@ def test_wrn28_10_parameter_parity_with_the_paper() -> None:
 def test_wrn28_10_divided_stage_widths() -> None:
     for k, widths in {1: (160, 320, 640), 2: (112, 224, 448), 4: (80, 160, 320)}.items():
         member = create_model("wrn28_10", num_classes=100, split_factor=k).members[0]
-        convs = [m for m in member.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+        convs = [
+            m
+            for m in member.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+        ]
         assert {c.out_channels for c in convs} == {16, *widths}
 
 

@@ -18,21 +18,33 @@ def _digits():
 
 
 def _config(**kw: object) -> TrainConfig:
-    base = dict(epochs=2, batch_size=64, lr=0.05, warmup_epochs=0.2, cot_warmup_epochs=1, seed=7, max_steps_per_epoch=6)
+    base = dict(
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        warmup_epochs=0.2,
+        cot_warmup_epochs=1,
+        seed=7,
+        max_steps_per_epoch=6,
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
 def test_resume_continues_the_same_trajectory(tmp_path: Path) -> None:
     data = _digits()
-    cfg = _config(epochs=3, mixup_alpha=0.2, augment=AugmentConfig(crop_padding=1, random_erasing=0.3))
+    cfg = _config(
+        epochs=3, mixup_alpha=0.2, augment=AugmentConfig(crop_padding=1, random_erasing=0.3)
+    )
 
     torch.manual_seed(0)
     straight = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2, drop_rate=0.2)
     ref = fit(straight, data, cfg)
 
     torch.manual_seed(0)
-    interrupted = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2, drop_rate=0.2)
+    interrupted = create_model(
+        "convnet_s", num_classes=10, in_chans=1, split_factor=2, drop_rate=0.2
+    )
     ckpt = tmp_path / "run.pt"
 
     class Interrupt(Exception):
@@ -44,29 +56,48 @@ def test_resume_continues_the_same_trajectory(tmp_path: Path) -> None:
     with pytest.raises(Interrupt):
         fit(interrupted, data, cfg, checkpoint_path=ckpt, callback=stop_after_first)
     torch.manual_seed(123)  # a new process would not share the old RNG state
-    resumed_model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2, drop_rate=0.2)
+    resumed_model = create_model(
+        "convnet_s", num_classes=10, in_chans=1, split_factor=2, drop_rate=0.2
+    )
     resumed = fit(resumed_model, data, cfg, checkpoint_path=ckpt)
     assert resumed.resumed_from_epoch == 1
     assert [r.epoch for r in resumed.history] == [0, 1, 2]
     for a, b in zip(ref.history, resumed.history, strict=True):
         assert a.val_accuracy == b.val_accuracy
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-6)
-    for (k, v1), (_, v2) in zip(straight.state_dict().items(), resumed_model.state_dict().items(), strict=True):
+    for (k, v1), (_, v2) in zip(
+        straight.state_dict().items(), resumed_model.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(v1, v2, msg=k)
 
 
 def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
     data = _digits()
     ckpt = tmp_path / "run.pt"
-    fit(create_model("convnet_s", num_classes=10, in_chans=1), data, _config(epochs=1), checkpoint_path=ckpt)
+    fit(
+        create_model("convnet_s", num_classes=10, in_chans=1),
+        data,
+        _config(epochs=1),
+        checkpoint_path=ckpt,
+    )
     with pytest.raises(ConfigError, match="different training configuration"):
-        fit(create_model("convnet_s", num_classes=10, in_chans=1), data, _config(epochs=1, lr=0.2), checkpoint_path=ckpt)
+        fit(
+            create_model("convnet_s", num_classes=10, in_chans=1),
+            data,
+            _config(epochs=1, lr=0.2),
+            checkpoint_path=ckpt,
+        )
 
 
 def test_callback_gets_ensemble_and_member_accuracies() -> None:
     data = _digits()
     seen = []
-    fit(create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3), data, _config(), callback=seen.append)
+    fit(
+        create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3),
+        data,
+        _config(),
+        callback=seen.append,
+    )
     assert [r.epoch for r in seen] == [0, 1]
     for r in seen:
         assert 0.0 <= r.val_accuracy <= 1.0 and len(r.member_val_accuracies) == 3
@@ -94,7 +125,9 @@ def test_params_and_flops_come_from_torch_counters() -> None:
     params = count_parameters(model)
     assert params == sum(count_parameters(m) for m in model.members)
     flops = count_flops(model, (1, 28, 28))
-    one = count_flops(create_model("convnet_s", num_classes=10, in_chans=1, split_factor=1), (1, 28, 28))
+    one = count_flops(
+        create_model("convnet_s", num_classes=10, in_chans=1, split_factor=1), (1, 28, 28)
+    )
     assert 0.5 * one < flops < 2.0 * one  # K members of ~1/K the cost each
 
 
@@ -105,14 +138,26 @@ def test_co_training_reaches_85_percent_on_fashion_mnist_in_about_a_minute() -> 
     data = load_dataset("fashion_mnist", train_limit=12000, eval_limit=3000)
     model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2)
     cfg = TrainConfig(
-        epochs=3, batch_size=64, lr=0.05, weight_decay=5e-4, warmup_epochs=0.2, cot_weight=0.5,
-        cot_warmup_epochs=1, augment=AugmentConfig(hflip=True), seed=0,
+        epochs=3,
+        batch_size=64,
+        lr=0.05,
+        weight_decay=5e-4,
+        warmup_epochs=0.2,
+        cot_weight=0.5,
+        cot_warmup_epochs=1,
+        augment=AugmentConfig(hflip=True),
+        seed=0,
     )
     t0 = time.perf_counter()
     result = fit(model, data, cfg)
     elapsed = time.perf_counter() - t0
-    assert result.val_accuracy >= 0.85, (result.val_accuracy, [r.val_accuracy for r in result.history])
+    assert result.val_accuracy >= 0.85, (
+        result.val_accuracy,
+        [r.val_accuracy for r in result.history],
+    )
     assert len(result.member_val_accuracies) == 2
     test = evaluate(model, data.test)
     assert test.accuracy >= 0.83
-    print(f"K=2 Fashion-MNIST: val {result.val_accuracy:.4f}, test {test.accuracy:.4f} in {elapsed:.1f}s")
+    print(
+        f"K=2 Fashion-MNIST: val {result.val_accuracy:.4f}, test {test.accuracy:.4f} in {elapsed:.1f}s"
+    )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -19,7 +20,11 @@ def test_js_matches_a_direct_computation() -> None:
     p = logits.softmax(-1)
     expected = (_entropy(p.mean(0)) - _entropy(p).mean(0)).mean()
     # The same quantity written as the mean KL to the mixture.
-    kl_form = torch.stack([(p[i] * (p[i].log() - p.mean(0).log())).sum(-1) for i in range(3)]).mean(0).mean()
+    kl_form = (
+        torch.stack([(p[i] * (p[i].log() - p.mean(0).log())).sum(-1) for i in range(3)])
+        .mean(0)
+        .mean()
+    )
     got = co_training_loss(logits, "js")
     torch.testing.assert_close(got.double(), expected, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(expected, kl_form)
@@ -30,9 +35,14 @@ def test_pairwise_kl_matches_a_direct_computation() -> None:
     logits = torch.randn(3, 4, 6, dtype=torch.float64)
     p = logits.softmax(-1)
     total = sum(
-        (p[j] * (p[j].log() - p[i].log())).sum(-1).mean() for i in range(3) for j in range(3) if i != j
+        (p[j] * (p[j].log() - p[i].log())).sum(-1).mean()
+        for i in range(3)
+        for j in range(3)
+        if i != j
     )
-    torch.testing.assert_close(co_training_loss(logits, "kl").double(), total / 2, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        co_training_loss(logits, "kl").double(), total / 2, atol=1e-6, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", ["js", "kl"])
@@ -90,5 +100,5 @@ def test_learning_rate_is_a_pure_function_of_the_step() -> None:
     assert lr_at(55, **kw) == pytest.approx(1e-4 + 0.5 * (0.1 - 1e-4))
     assert lr_at(100, **kw) == pytest.approx(1e-4)
     values = [lr_at(s, **kw) for s in range(10, 100)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     assert not math.isnan(lr_at(5, total_steps=1, base_lr=0.1, warmup_steps=0, min_lr=0.0))

@@ -1,0 +1,148 @@
+"""The study API on every storage, for real: SQLite files and the PostgreSQL server."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import automl
+from automl.errors import SearchSpaceError, StorageError
+from automl.objective import TrialAttr
+from automl.study import ATTR_SPACE, METRIC_NAMES
+from tests.conftest import write_space
+
+
+def test_create_run_and_resume(storage_url: str, study_name: str, tmp_path: Path) -> None:
+    space = write_space(tmp_path)
+    study = automl.create_study(
+        space, storage=storage_url, study_name=study_name, artifact_dir=tmp_path / "art"
+    )
+    stats = study.optimize(n_trials=3)
+    assert stats.completed == 3
+    # Resume: the same study, its trials kept, more trials added.
+    again = automl.create_study(space, storage=storage_url, study_name=study_name)
+    assert len(again.trials()) == 3
+    assert again.artifact_dir == (tmp_path / "art").resolve()
+    again.optimize(n_trials=1)
+    assert len(again.trials(states=(TrialState.COMPLETE,))) == 4
+    # Plain Optuna opens it, with our metric names and attributes.
+    plain = optuna.load_study(study_name=study_name, storage=storage_url)
+    assert plain.metric_names == METRIC_NAMES
+    assert [d.name for d in plain.directions] == ["MAXIMIZE", "MINIMIZE"]
+    t = plain.trials[0]
+    assert t.params == {"split_factor": 1, "width_mult": 1.0}  # the baseline comes first
+    for attr in (
+        TrialAttr.N_PARAMS,
+        TrialAttr.FLOPS,
+        TrialAttr.MEMBER_ACCURACIES,
+        TrialAttr.TEST_ACCURACY,
+        TrialAttr.LATENCY_IQR_MS,
+        TrialAttr.DEVICE,
+        TrialAttr.CURVE,
+    ):
+        assert attr in t.user_attrs, attr
+    assert len(t.user_attrs[TrialAttr.CURVE]) == 2
+    arts = optuna.artifacts.get_all_artifact_meta(plain.trials[1], storage=plain._storage)
+    assert sorted(a.filename for a in arts) == ["learning_curve.json", "weights.pt"]
+
+
+def test_space_round_trips_through_the_study(
+    storage_url: str, study_name: str, tmp_path: Path
+) -> None:
+    space = automl.load_space(write_space(tmp_path))
+    automl.create_study(space, storage=storage_url, study_name=study_name)
+    loaded = automl.load_study(study_name, storage_url)
+    assert loaded.space.to_dict() | {"source": ""} == space.to_dict() | {"source": ""}
+    raw = optuna.load_study(study_name=study_name, storage=storage_url).user_attrs[ATTR_SPACE]
+    assert raw["model"]["name"] == "convnet_s"
+
+
+def test_a_different_space_under_the_same_name_is_refused(
+    storage_url: str, study_name: str, tmp_path: Path
+) -> None:
+    automl.create_study(write_space(tmp_path, epochs=2), storage=storage_url, study_name=study_name)
+    other = write_space(tmp_path, name="other", epochs=3)
+    with pytest.raises(StorageError, match="already holds a different search space"):
+        automl.create_study(other, storage=storage_url, study_name=study_name)
+    with pytest.raises(StorageError, match="already exists"):
+        automl.create_study(
+            write_space(tmp_path, epochs=2),
+            storage=storage_url,
+            study_name=study_name,
+            load_if_exists=False,
+        )
+
+
+def test_pareto_front_agrees_with_optuna(storage_url: str, study_name: str, tmp_path: Path) -> None:
+    study = automl.create_study(write_space(tmp_path), storage=storage_url, study_name=study_name)
+    study.optimize(n_trials=5)
+    front = study.pareto_front()
+    best = optuna.load_study(study_name=study_name, storage=storage_url).best_trials
+    assert sorted(r.number for r in front) == sorted(t.number for t in best)
+    assert [r.latency_ms for r in front] == sorted(r.latency_ms for r in front)
+    for r in front:
+        t = next(t for t in best if t.number == r.number)
+        assert (r.accuracy, r.latency_ms) == tuple(t.values)
+        assert r.n_params == t.user_attrs["n_params"] and len(r.member_accuracies) == r.split_factor
+
+
+def _create(args: tuple[str, str, str]) -> int:
+    space, url, name = args
+    study = automl.create_study(space, storage=url, study_name=name)
+    return len(study.trials())
+
+
+def test_baseline_enqueued_once_when_workers_start_together(
+    storage_url: str, study_name: str, tmp_path: Path
+) -> None:
+    space = str(write_space(tmp_path))
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        pool.map(_create, [(space, storage_url, study_name)] * 4)
+    trials = optuna.load_study(study_name=study_name, storage=storage_url).trials
+    baselines = [
+        t for t in trials if t.system_attrs.get("fixed_params", {}).get("split_factor") == 1
+    ]
+    assert len(baselines) == 1 and len(trials) == 1
+
+
+def test_bad_space_writes_nothing(storage_url: str, study_name: str, tmp_path: Path) -> None:
+    before = optuna.get_all_study_names(storage_url)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(write_space(tmp_path).read_text().replace('name = "convnet_s"', 'name = "nope"'))
+    with pytest.raises(SearchSpaceError):
+        automl.create_study(bad, storage=storage_url, study_name=study_name)
+    assert optuna.get_all_study_names(storage_url) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "pattern"),
+    [
+        ("not a url", "is not a database URL"),
+        ("mysql://root@127.0.0.1/test", "unsupported backend 'mysql'"),
+        ("postgresql://postgres@127.0.0.1:1/test", "cannot connect to the study database"),
+        ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
+    ],
+)
+def test_bad_urls_are_clear_errors(url: str, pattern: str, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=pattern):
+        automl.create_study(write_space(tmp_path), storage=url)
+
+
+def test_passwords_never_appear_in_errors(tmp_path: Path) -> None:
+    with pytest.raises(StorageError) as info:
+        automl.create_study(
+            write_space(tmp_path), storage="postgresql://bob:hunter2@127.0.0.1:1/test"
+        )
+    assert "hunter2" not in str(info.value)
+
+
+def test_load_unknown_study_lists_existing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    automl.create_study(write_space(tmp_path), storage=url, study_name="present")
+    with pytest.raises(StorageError, match="no study named 'absent'.*present"):
+        automl.load_study("absent", url)
