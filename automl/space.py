@@ -106,6 +106,7 @@ class RecipeSection:
     cot_temperature: float = 1.0
     max_steps_per_epoch: int | None = None
     amp: bool = True
+    execution: str = "auto"
     augment: AugmentConfig | None = None
 
 
@@ -229,6 +230,7 @@ class SearchSpace:
             seed=seed,
             amp=r.amp,
             max_steps_per_epoch=r.max_steps_per_epoch,
+            execution=r.execution,
         )
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
@@ -518,6 +520,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
             t, "train", "max_steps_per_epoch", None, kind=int, low=1, optional=True
         ),
         amp=c.boolean(t, "train", "amp", True),
+        execution=c.string(t, "train", "execution", "auto", ("auto", "divided", "fused")) or "auto",
         augment=augment,
     )
 

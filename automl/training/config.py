@@ -45,6 +45,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     max_steps_per_epoch: int | None = None
+    execution: str = "auto"
     eval_batch_size: int = 512
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +70,10 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"invalid training setting {name}={getattr(self, name)!r}")
+        if self.execution not in ("auto", "divided", "fused"):
+            raise ConfigError(
+                f"execution must be 'auto', 'divided' or 'fused', got {self.execution!r}"
+            )
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}")
 
@@ -88,4 +93,6 @@ class TrainConfig:
         """A short hash of the settings that shape the trajectory (refuses foreign checkpoints)."""
         d = self.to_dict()
         d.pop("eval_batch_size", None)
+        # The form changes kernels, not the trajectory: a run may resume in either form.
+        d.pop("execution", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -25,9 +25,11 @@ from automl.data.datasets import DataBundle
 from automl.device import resolve_device
 from automl.errors import ConfigError, DivergedError
 from automl.models.division import divided_weight_decay
-from automl.models.ensemble import Ensemble
+from automl.models.ensemble import DividedNet, Ensemble
+from automl.models.fusion import fuse, unfuse
 from automl.training.config import TrainConfig
 from automl.training.evaluate import evaluate
+from automl.training.execution import TrainForm, choose_form
 from automl.training.losses import cot_weight_at, ensemble_loss
 from automl.training.schedule import lr_at
 
@@ -51,6 +53,7 @@ class EpochRecord:
 class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    form: str = "divided"
 
     @property
     def val_accuracy(self) -> float:
@@ -106,18 +109,6 @@ def fit(
     use_cl = dev.type == "cuda" and config.channels_last
     if use_cl:
         model.to(memory_format=torch.channels_last)
-    wd = (
-        divided_weight_decay(config.weight_decay, k)
-        if config.divide_weight_decay
-        else config.weight_decay
-    )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-        weight_decay=wd,
-    )
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
 
@@ -135,6 +126,7 @@ def fit(
     result = FitResult()
     start_epoch = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    state: dict[str, Any] | None = None
     if ckpt is not None and resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
         if state.get("fingerprint") != config.fingerprint():
@@ -142,7 +134,40 @@ def fit(
                 f"checkpoint {ckpt} was written by a different training configuration; "
                 "delete it or pass resume=False"
             )
-        model.load_state_dict(state["model"])
+
+    # The form (K modules or one fused network) is the checkpoint's when resuming, so that the
+    # optimizer state matches its parameters; otherwise the recipe's, "auto" timing both.
+    if state is not None:
+        form = TrainForm(state.get("form", TrainForm.DIVIDED))
+    else:
+        probe_gen = torch.Generator().manual_seed(0)
+        views0, y0 = next(
+            data.train.batches(
+                config.batch_size, views=k, augment=augment, gen=probe_gen,
+                shuffle=False, drop_last=drop_last, device=dev,
+            )
+        )
+        form = choose_form(model, config.execution, views0, y0)
+    train_model: Ensemble = model
+    if form is TrainForm.FUSED and isinstance(model, DividedNet):
+        train_model = fuse(model)
+        if use_cl:
+            train_model.to(memory_format=torch.channels_last)
+    result.form = str(form)
+    wd = (
+        divided_weight_decay(config.weight_decay, k)
+        if config.divide_weight_decay
+        else config.weight_decay
+    )
+    optimizer = torch.optim.SGD(
+        train_model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=wd,
+    )
+    if state is not None:
+        train_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
@@ -166,7 +191,7 @@ def fit(
             w_cot = (
                 cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
             )
-            model.train()
+            train_model.train()
             sums = torch.zeros(3, dtype=torch.float64)
             n_steps = 0
             batches = data.train.batches(
@@ -202,7 +227,7 @@ def fit(
                         else views
                     )
                 with _autocast(dev, use_amp):
-                    logits = model(views)
+                    logits = train_model(views)
                 parts = ensemble_loss(
                     logits,
                     y,
@@ -231,7 +256,7 @@ def fit(
                     bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.3f}")
                 if step_hook is not None:
                     step_hook(step)
-            ev = evaluate(model, data.val, batch_size=config.eval_batch_size, device=dev)
+            ev = evaluate(train_model, data.val, batch_size=config.eval_batch_size, device=dev)
             mean = (sums / max(n_steps, 1)).tolist()
             record = EpochRecord(
                 epoch=epoch,
@@ -255,7 +280,8 @@ def fit(
             result.history.append(record)
             if ckpt is not None:
                 payload: dict[str, Any] = {
-                    "model": model.state_dict(),
+                    "model": train_model.state_dict(),
+                    "form": str(form),
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch + 1,
                     "history": [dataclasses.asdict(r) for r in result.history],
@@ -269,4 +295,7 @@ def fit(
                 callback(record)
     finally:
         bar.close()
+        if train_model is not model:
+            # The caller's ensemble gets the trained weights, whatever form trained them.
+            model.load_state_dict(unfuse(train_model).state_dict())  # type: ignore[arg-type]
     return result

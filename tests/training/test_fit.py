@@ -161,3 +161,41 @@ def test_co_training_reaches_85_percent_on_fashion_mnist_in_about_a_minute() -> 
     print(
         f"K=2 Fashion-MNIST: val {result.val_accuracy:.4f}, test {test.accuracy:.4f} in {elapsed:.1f}s"
     )
+
+
+def test_fused_co_training_matches_the_member_loop() -> None:
+    data = _digits()
+    cfg = _config(epochs=2, augment=AugmentConfig(crop_padding=1))
+    results = {}
+    weights = {}
+    for form in ("divided", "fused"):
+        torch.manual_seed(0)
+        model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3)
+        r = fit(model, data, TrainConfig(**{**cfg.to_dict(), "execution": form, "augment": cfg.augment}))
+        assert r.form == form
+        results[form] = r
+        weights[form] = model.state_dict()
+    for a, b in zip(results["divided"].history, results["fused"].history, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        assert a.val_accuracy == pytest.approx(b.val_accuracy, abs=0.01)
+    for key, v in weights["divided"].items():  # the fused run wrote its weights back per member
+        torch.testing.assert_close(weights["fused"][key], v, atol=2e-3, rtol=1e-3, msg=key)
+
+
+def test_fused_run_resumes_in_its_own_form(tmp_path: Path) -> None:
+    data = _digits()
+    cfg = TrainConfig(**{**_config(epochs=2).to_dict(), "execution": "fused", "augment": None})
+    ckpt = tmp_path / "f.pt"
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(rec: object) -> None:
+        raise Interrupt
+
+    model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2)
+    with pytest.raises(Interrupt):
+        fit(model, data, cfg, checkpoint_path=ckpt, callback=stop)
+    auto = TrainConfig(**{**cfg.to_dict(), "execution": "auto", "augment": None})
+    resumed = fit(create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2), data, auto, checkpoint_path=ckpt)
+    assert resumed.form == "fused" and resumed.resumed_from_epoch == 1
