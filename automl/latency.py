@@ -16,6 +16,7 @@ Execution modes of a K-member ensemble:
 
 from __future__ import annotations
 
+import copy
 import statistics
 import threading
 import time
@@ -31,7 +32,14 @@ from automl.errors import ConfigError
 from automl.models.ensemble import DividedNet, Ensemble, FusedNet
 from automl.models.fusion import fuse, unfuse
 
-__all__ = ["ExecutionMode", "LatencyRecord", "measure", "supported_modes", "time_callable"]
+__all__ = [
+    "ExecutionMode",
+    "LatencyRecord",
+    "measure",
+    "supported_modes",
+    "time_callable",
+    "time_callables",
+]
 
 
 class ExecutionMode(StrEnum):
@@ -78,40 +86,57 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_callable(
-    fn: Callable[[], object],
+def time_callables(
+    fns: dict[str, Callable[[], object]],
     device: torch.device,
     *,
     warmup_s: float = 0.3,
     min_run_s: float = 1.0,
     min_repeats: int = 15,
-    max_repeats: int = 200,
+    rounds: int = 5,
     block_s: float = 0.02,
-) -> tuple[list[float], int]:
-    """Seconds per call for each timed block, and the number of calls per block."""
-    t_end = time.perf_counter() + warmup_s
-    n_warm = 0
-    while n_warm < 3 or time.perf_counter() < t_end:
-        fn()
-        n_warm += 1
-    _sync(device)
-    # Size a block so that one block takes about block_s.
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    one = max(time.perf_counter() - t0, 1e-6)
-    calls = max(1, min(1000, int(block_s / one)))
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < max_repeats and (
-        len(samples) < min_repeats or time.perf_counter() - start < min_run_s
-    ):
-        t0 = time.perf_counter()
-        for _ in range(calls):
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Seconds per call of each timed block of each callable, and the calls per block.
+
+    The callables are timed in interleaved rounds, so that a burst of load from elsewhere on a
+    shared machine hits every candidate alike instead of deciding which one looks fastest.
+    """
+    calls: dict[str, int] = {}
+    for name, fn in fns.items():
+        t_end = time.perf_counter() + warmup_s
+        n_warm = 0
+        while n_warm < 3 or time.perf_counter() < t_end:
             fn()
+            n_warm += 1
         _sync(device)
-        samples.append((time.perf_counter() - t0) / calls)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        one = max(time.perf_counter() - t0, 1e-6)
+        calls[name] = max(1, min(1000, int(block_s / one)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_round_s = min_run_s / rounds
+    per_round_n = -(-min_repeats // rounds)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            n = 0
+            while n < per_round_n or time.perf_counter() - start < per_round_s:
+                t0 = time.perf_counter()
+                for _ in range(calls[name]):
+                    fn()
+                _sync(device)
+                samples[name].append((time.perf_counter() - t0) / calls[name])
+                n += 1
     return samples, calls
+
+
+def time_callable(
+    fn: Callable[[], object], device: torch.device, **kwargs: float
+) -> tuple[list[float], int]:
+    """Seconds per call for each timed block of one callable, and the calls per block."""
+    samples, calls = time_callables({"fn": fn}, device, **kwargs)  # type: ignore[arg-type]
+    return samples["fn"], calls["fn"]
 
 
 class _ThreadedMembers:
@@ -179,13 +204,10 @@ def _prepare(
     if mode is ExecutionMode.STREAMS:
         return _StreamMembers(divided, device), nothing
     if mode is ExecutionMode.DEVICES:
+        # A copy: the other modes, timed in the same rounds, keep the members on ``device``.
         n = torch.cuda.device_count()
-        placed = divided.place([torch.device("cuda", i) for i in range(n)])
-
-        def restore() -> None:
-            placed.to(device)
-
-        return placed, restore
+        placed = copy.deepcopy(divided).place([torch.device("cuda", i) for i in range(n)])
+        return placed, nothing
     raise ConfigError(f"unsupported execution mode {mode}")
 
 
@@ -230,32 +252,34 @@ def measure(
         x = x.contiguous(memory_format=torch.channels_last)
     was_training = model.training
     results: dict[str, tuple[float, float, int, int]] = {}
+    cleanups: list[Callable[[], None]] = []
     try:
+        fns: dict[str, Callable[[], object]] = {}
         for m in candidates:
             fn, cleanup = _prepare(model, m, dev, n_threads)
+            cleanups.append(cleanup)
 
             def call(fn: Callable[[torch.Tensor], torch.Tensor] = fn) -> object:
                 return fn(x)
 
-            try:
-                with torch.inference_mode():
-                    samples, calls = time_callable(
-                        call, dev, warmup_s=warmup_s, min_run_s=min_run_s
-                    )
-            finally:
-                cleanup()
-            q = statistics.quantiles(samples, n=4)
-            results[m.value] = (
-                statistics.median(samples) * 1e3,
+            fns[m.value] = call
+        with torch.inference_mode():
+            samples, calls = time_callables(fns, dev, warmup_s=warmup_s, min_run_s=min_run_s)
+        for name, values in samples.items():
+            q = statistics.quantiles(values, n=4)
+            results[name] = (
+                statistics.median(values) * 1e3,
                 (q[2] - q[0]) * 1e3,
-                len(samples),
-                calls,
+                len(values),
+                calls[name],
             )
     finally:
+        for cleanup in cleanups:
+            cleanup()
         torch.set_num_threads(previous_threads)
         model.train(was_training)
     best = min(results, key=lambda k: results[k][0])
-    med, iqr, reps, calls = results[best]
+    med, iqr, reps, per_block = results[best]
     return LatencyRecord(
         median_ms=med,
         iqr_ms=iqr,
@@ -264,6 +288,6 @@ def measure(
         batch_size=int(sample_input.shape[0]),
         threads=n_threads,
         repeats=reps,
-        calls_per_repeat=calls,
+        calls_per_repeat=per_block,
         modes={k: v[0] for k, v in results.items()},
     )

@@ -7,6 +7,7 @@ artifacts. Test accuracy is stored, never used for selection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -57,6 +58,20 @@ class TrialAttr(StrEnum):
     FAIL_REASON = "fail_reason"
     PRUNED_REASON = "pruned_reason"
     TRAIN_SECONDS = "train_seconds"
+    TRAIN_FORM = "train_form"
+
+
+def _profiler(trace_dir: Path, device: torch.device) -> torch.profiler.profile:
+    """A torch.profiler trace of a few training steps, in TensorBoard's format."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(
+        activities=activities,
+        schedule=torch.profiler.schedule(wait=1, warmup=1, active=3, repeat=1),
+        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir)),
+        record_shapes=True,
+    )
 
 
 class StopRequested(Exception):
@@ -250,16 +265,30 @@ class Objective:
 
         ckpt = self.checkpoint_path(study.study_name, key)
         train_cfg = space.train_config(cfg, seed=key)
-        result = fit(
-            model,
-            data,
-            train_cfg,
-            device=self.device,
-            callback=on_epoch,
-            checkpoint_path=ckpt,
-            resume=True,
-            progress=self.progress,
-        )
+        tmp_ctx: Any = tempfile.TemporaryDirectory() if self.profile else contextlib.nullcontext()
+        with tmp_ctx as tmp:
+            prof_ctx: Any = _profiler(Path(tmp), self.device) if tmp else contextlib.nullcontext()
+            with prof_ctx as prof:
+                result = fit(
+                    model,
+                    data,
+                    train_cfg,
+                    device=self.device,
+                    callback=on_epoch,
+                    checkpoint_path=ckpt,
+                    resume=True,
+                    progress=self.progress,
+                    step_hook=(lambda step: prof.step()) if prof is not None else None,
+                )
+            # The profiler has stopped and written its trace: keep it with the trial.
+            for f in sorted(Path(tmp).rglob("*.json")) if tmp else []:
+                upload_artifact(
+                    artifact_store=self.store,
+                    file_path=str(f),
+                    study_or_trial=trial,
+                    mimetype="application/json",
+                )
+        trial.set_user_attr(TrialAttr.TRAIN_FORM, result.form)
         if result.resumed_from_epoch:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
             # The curve of the epochs done before the interruption comes from the checkpoint.

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from automl.errors import TrainingError
 from automl.objective import Objective, StopRequested, TrialAttr, trial_key
-from automl.retry import db_retry
+from automl.retry import TRANSIENT_DB_ERRORS, db_retry
 
 __all__ = ["RunStats", "claim_waiting_trial", "run_trials"]
 
@@ -37,11 +37,12 @@ class RunStats:
     pruned: int = 0
     failed: int = 0
     stopped: int = 0
+    lost: int = 0
     numbers: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.completed + self.pruned + self.failed + self.stopped
+        return self.completed + self.pruned + self.failed + self.stopped + self.lost
 
 
 def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -140,6 +141,13 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial, key:
                 torch.cuda.empty_cache()
             log.warning("trial %d failed: %s", trial.number, reason)
             return TrialState.FAIL
+        except TRANSIENT_DB_ERRORS as e:
+            # The database went away mid-trial and did not come back in time. The trial stays
+            # RUNNING without heartbeats, so it goes stale and is retried from its checkpoint.
+            log.warning(
+                "trial %d lost its database connection (%s); it will be retried", trial.number, e
+            )
+            return TrialState.RUNNING
         except BaseException as e:
             reason = (
                 f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
@@ -159,6 +167,10 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial, key:
         return TrialState.COMPLETE
 
 
+def _running(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def _reader(study: optuna.Study, number: int) -> Callable[[], optuna.trial.FrozenTrial]:
     return lambda: study.get_trials(deepcopy=False)[number]
 
@@ -173,15 +185,22 @@ def run_trials(
     stop_event: threading.Event | None = None,
     progress: bool = False,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    wait_for_running: bool = True,
 ) -> RunStats:
     """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
     (seconds, checked between trials) passed or ``stop_event`` was set.
 
     With ``open_ended`` a worker that finds no waiting trial enqueues one for itself (a study
-    with no target, e.g. ``automl search --timeout``).
+    with no target, e.g. ``automl search --timeout``). Otherwise, with ``wait_for_running``, a
+    worker that finds no waiting trial while others still run waits for them, so that the retry
+    of a trial whose worker died is picked up.
     """
     stop = stop_event or threading.Event()
     stats = RunStats()
+    waiting_logged = False
+    storage = _storage(study)
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    poll_s = float(interval) if interval else 5.0
     start = time.monotonic()
     bar = tqdm(total=max_trials, disable=not progress, unit="trial", dynamic_ncols=True)
     try:
@@ -195,10 +214,22 @@ def run_trials(
             )
             claimed = db_retry(lambda: claim_waiting_trial(study), what="claim a trial")
             if claimed is None:
-                if not open_ended:
+                if open_ended:
+                    db_retry(lambda: study.enqueue_trial({}), what="enqueue a trial")
+                    continue
+                running = db_retry(lambda: _running(study), what="count running trials")
+                if not running or not wait_for_running:
                     break
-                db_retry(lambda: study.enqueue_trial({}), what="enqueue a trial")
+                # Trials still run elsewhere: if one of their workers died, its trial goes stale
+                # and comes back as a retry that this worker should take. Wait and look again.
+                if not waiting_logged:
+                    log.info(
+                        "no trial waiting; %d running elsewhere, watching for stale ones", running
+                    )
+                    waiting_logged = True
+                stop.wait(poll_s)
                 continue
+            waiting_logged = False
             trial, key = claimed
             bar.set_description(f"trial {trial.number}")
             state = run_one(study, objective, trial, key)
@@ -211,6 +242,8 @@ def run_trials(
                 stats.pruned += 1
             elif state is TrialState.FAIL:
                 stats.failed += 1
+            elif state is TrialState.RUNNING:
+                stats.lost += 1
             else:
                 stats.stopped += 1
             stats.numbers.append(trial.number)

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "StorageSettings",
     "default_storage_url",
+    "is_grpc",
     "is_sqlite",
     "normalize_url",
     "open_storage",
@@ -64,11 +65,37 @@ class StorageSettings:
         return self.grace_period or max(DEFAULT_GRACE_PERIOD, 2 * self.heartbeat_interval)
 
 
+def is_grpc(url: str) -> bool:
+    return url.startswith("grpc://")
+
+
+def _open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port."""
+    hostport = url[len("grpc://") :].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"gRPC storage URL {url!r} must be grpc://HOST:PORT")
+    try:
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+    except ImportError as e:
+        raise StorageError("grpc:// storage needs grpcio: pip install 'automl[grpc]'") from e
+    try:
+        proxy.get_all_studies()
+    except Exception as e:
+        raise StorageError(
+            f"cannot reach the gRPC storage proxy at {host}:{port}: {type(e).__name__}; "
+            "check that 'automl grpc-proxy' runs there"
+        ) from e
+    return proxy
+
+
 def normalize_url(url: str) -> str:
     """Pin PostgreSQL URLs without a driver to psycopg2, the driver this package installs.
 
     SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not a dependency.
     """
+    if is_grpc(url):
+        return url
     parsed = _check_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
@@ -125,9 +152,12 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
 
 def open_storage(
     url: str | None = None, settings: StorageSettings | None = None
-) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections."""
+) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
+    or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it)."""
     url = url or default_storage_url()
+    if is_grpc(url):
+        return _open_grpc(url)
     st = settings or StorageSettings()
     url = normalize_url(url)
     parsed = _check_url(url)

@@ -144,6 +144,7 @@ class AutoMLStudy:
         stop_event: threading.Event | None = None,
         max_trials_here: int | None = None,
         trial_progress: bool = False,
+        profile: bool = False,
     ) -> RunStats:
         """Run trials in this process.
 
@@ -165,6 +166,7 @@ class AutoMLStudy:
             artifact_dir=self.artifact_dir,
             stop_event=stop_event,
             progress=trial_progress,
+            profile=profile,
         )
         return run_trials(
             self._study,
@@ -202,7 +204,7 @@ def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any
 
 def _open(
     storage: str | None, settings: StorageSettings | None
-) -> tuple[str, optuna.storages.RDBStorage]:
+) -> tuple[str, optuna.storages.BaseStorage]:
     url = normalize_url(storage or default_storage_url())
     return url, open_storage(url, settings)
 

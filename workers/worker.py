@@ -29,6 +29,7 @@ from automl.storage import (
     DEFAULT_HEARTBEAT_INTERVAL,
     StorageSettings,
     default_storage_url,
+    is_grpc,
     is_sqlite,
     redact,
 )
@@ -49,6 +50,7 @@ class WorkerOptions:
     heartbeat_interval: int | None = None
     grace_period: int | None = None
     progress: bool = True
+    profile: bool = False
     connect_timeout_s: float = 600.0
 
 
@@ -91,6 +93,12 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
             "%s is an SQLite file: it takes one process at a time; to run several workers, "
             "store the study in PostgreSQL (--storage postgresql://...)",
             redact(url),
+        )
+    if is_grpc(url):
+        log.warning(
+            "%s is a gRPC proxy: heartbeats do not pass through it, so a trial whose worker dies "
+            "is only retried by a worker with a direct database connection",
+            url,
         )
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -137,6 +145,7 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
         progress=opts.progress,
         stop_event=stop,
         max_trials_here=opts.n_trials,
+        profile=opts.profile,
     )
     log.info(
         "worker done: %d complete, %d pruned, %d failed, %d stopped and left for retry",

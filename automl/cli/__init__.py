@@ -16,7 +16,15 @@ __all__ = ["main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from automl.cli import dashboard_cmd, report_cmd, search_cmd, status_cmd, train_cmd, worker_cmd
+    from automl.cli import (
+        dashboard_cmd,
+        grpc_cmd,
+        report_cmd,
+        search_cmd,
+        status_cmd,
+        train_cmd,
+        worker_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="automl",
@@ -24,7 +32,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show Optuna's own log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train_cmd, search_cmd, worker_cmd, status_cmd, report_cmd, dashboard_cmd):
+    for module in (
+        train_cmd,
+        search_cmd,
+        worker_cmd,
+        status_cmd,
+        report_cmd,
+        dashboard_cmd,
+        grpc_cmd,
+    ):
         module.add_parser(sub)
     return parser
 

@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--heartbeat-interval", type=int, default=None, help="seconds between heartbeats"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="store a torch.profiler trace (TensorBoard format) of a few steps with each trial",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         device=args.device,
         progress=not args.no_progress,
+        profile=args.profile,
     )
     print(
         f"ran {stats.total} trials here: {stats.completed} complete, {stats.pruned} pruned, "

@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--grace-period", type=int, default=None, help="seconds before a silent trial is stale"
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--profile", action="store_true", help="store a profiler trace with each trial")
     p.set_defaults(func=run)
 
 
@@ -40,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
         progress=not args.no_progress,
+        profile=args.profile,
     )
     return run_worker(opts)

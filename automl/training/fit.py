@@ -143,8 +143,13 @@ def fit(
         probe_gen = torch.Generator().manual_seed(0)
         views0, y0 = next(
             data.train.batches(
-                config.batch_size, views=k, augment=augment, gen=probe_gen,
-                shuffle=False, drop_last=drop_last, device=dev,
+                config.batch_size,
+                views=k,
+                augment=augment,
+                gen=probe_gen,
+                shuffle=False,
+                drop_last=drop_last,
+                device=dev,
             )
         )
         form = choose_form(model, config.execution, views0, y0)

@@ -171,7 +171,9 @@ def test_fused_co_training_matches_the_member_loop() -> None:
     for form in ("divided", "fused"):
         torch.manual_seed(0)
         model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3)
-        r = fit(model, data, TrainConfig(**{**cfg.to_dict(), "execution": form, "augment": cfg.augment}))
+        r = fit(
+            model, data, TrainConfig(**{**cfg.to_dict(), "execution": form, "augment": cfg.augment})
+        )
         assert r.form == form
         results[form] = r
         weights[form] = model.state_dict()
@@ -197,5 +199,10 @@ def test_fused_run_resumes_in_its_own_form(tmp_path: Path) -> None:
     with pytest.raises(Interrupt):
         fit(model, data, cfg, checkpoint_path=ckpt, callback=stop)
     auto = TrainConfig(**{**cfg.to_dict(), "execution": "auto", "augment": None})
-    resumed = fit(create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2), data, auto, checkpoint_path=ckpt)
+    resumed = fit(
+        create_model("convnet_s", num_classes=10, in_chans=1, split_factor=2),
+        data,
+        auto,
+        checkpoint_path=ckpt,
+    )
     assert resumed.form == "fused" and resumed.resumed_from_epoch == 1

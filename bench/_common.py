@@ -1,0 +1,73 @@
+"""Shared pieces of the benchmarks: the models compared and a robust step timer."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from automl.models import DividedNet, create_model
+from automl.training.losses import ensemble_loss
+
+# A small residual CIFAR-like net: convnet_m at width x2 is 1.27M parameters undivided, and its
+# K = 4 division is 4 members of half the width (the comparison the latency issue describes).
+MODEL = "convnet_m"
+WIDTH = 2.0
+SHAPE = (3, 32, 32)
+
+
+def machine() -> str:
+    threads = torch.get_num_threads()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}"
+
+
+def model_for(k: int, name: str = MODEL, width: float = WIDTH, num_classes: int = 10) -> DividedNet:
+    torch.manual_seed(0)
+    return create_model(
+        name, num_classes=num_classes, in_chans=SHAPE[0], split_factor=k, width_mult=width
+    )
+
+
+def params_m(model: torch.nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def train_step_fn(
+    model: torch.nn.Module, k: int, batch: int, device: torch.device
+) -> Callable[[], None]:
+    """One co-training step (forward, CE + JS, backward, SGD) on K fresh views."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    views = torch.randn(k, batch, *SHAPE, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    model.train()
+
+    def step() -> None:
+        logits = model(views)
+        loss = ensemble_loss(logits, y, cot_weight=0.5 if k > 1 else 0.0).total
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def median_time(
+    fn: Callable[[], None], device: torch.device, *, warmup: int = 3, repeats: int = 15
+) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -1,0 +1,235 @@
+"""Fault tests with real worker processes and the real PostgreSQL on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import automl
+from automl.objective import Objective, TrialAttr
+from automl.runner import run_trials
+from automl.storage import StorageSettings
+from tests.conftest import write_space
+
+pytestmark = pytest.mark.postgres
+
+# Epochs long enough (about half a second each) to interrupt a trial in the middle.
+EPOCHS, STEPS = 4, 12
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+
+
+def _worker(pg_url: str, study: str, cwd: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers",
+            "--storage",
+            pg_url,
+            "--study",
+            study,
+            "--no-progress",
+            *HEARTBEAT,
+            *extra,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy:
+    space = write_space(tmp_path, epochs=EPOCHS, steps=STEPS)
+    study = automl.create_study(
+        space,
+        storage=pg_url,
+        study_name=name,
+        artifact_dir=tmp_path / "art",
+        settings=StorageSettings(heartbeat_interval=1, grace_period=3),
+    )
+    study.add_trials(n - study.waiting_trials())
+    return study
+
+
+def _wait_for_epochs(
+    pg_url: str, name: str, number: int, epochs: int, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trials = optuna.load_study(study_name=name, storage=pg_url).trials
+        if (
+            len(trials) > number
+            and len(trials[number].user_attrs.get(TrialAttr.CURVE, [])) >= epochs
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"trial {number} did not reach epoch {epochs}")
+
+
+def _uninterrupted_accuracy(tmp_path: Path) -> float:
+    """Trial 0 (the baseline, fixed parameters and seed) run without interruption elsewhere."""
+    url = f"sqlite:///{tmp_path / 'reference.db'}"
+    ref = automl.create_study(
+        write_space(tmp_path, epochs=EPOCHS, steps=STEPS),
+        storage=url,
+        artifact_dir=tmp_path / "ref-art",
+    )
+    ref.optimize(n_trials=1)
+    return float(ref.trials()[0].values[0])
+
+
+def test_kill_9_mid_trial_is_retried_and_resumed_from_its_checkpoint(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    _study(pg_url, study_name, tmp_path, n=2)
+    a = _worker(pg_url, study_name, tmp_path)
+    _wait_for_epochs(pg_url, study_name, 0, 2)
+    a.send_signal(signal.SIGKILL)
+    a.wait(timeout=10)
+    b = _worker(pg_url, study_name, tmp_path)
+    out = b.communicate(timeout=300)[0]
+    assert b.returncode == 0, out
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 2, states
+    assert trials[0].state is TrialState.FAIL  # failed as stale...
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
+    assert retry.state is TrialState.COMPLETE  # ...and completed by the other worker
+    assert retry.params == trials[0].params
+    assert retry.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 2
+    assert len(retry.user_attrs[TrialAttr.CURVE]) == EPOCHS
+    # The resumed trial ends where an uninterrupted run of the same trial ends.
+    assert retry.values[0] == pytest.approx(_uninterrupted_accuracy(tmp_path), abs=0.01)
+
+
+def test_sigterm_exits_0_in_grace_and_the_trial_is_retried(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    _study(pg_url, study_name, tmp_path, n=1)
+    a = _worker(pg_url, study_name, tmp_path)
+    _wait_for_epochs(pg_url, study_name, 0, 1)
+    t0 = time.monotonic()
+    a.send_signal(signal.SIGTERM)
+    out = a.communicate(timeout=30)[0]
+    assert a.returncode == 0, out
+    assert time.monotonic() - t0 < 10  # an epoch boundary, not the whole trial
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    assert trials[0].state is TrialState.FAIL
+    assert "worker stopped" in trials[0].user_attrs[TrialAttr.FAIL_REASON]
+    assert trials[1].state is TrialState.WAITING  # re-enqueued at once, no grace period needed
+    b = _worker(pg_url, study_name, tmp_path)
+    out = b.communicate(timeout=300)[0]
+    assert b.returncode == 0, out
+    retry = optuna.load_study(study_name=study_name, storage=pg_url).trials[1]
+    assert (
+        retry.state is TrialState.COMPLETE and retry.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 1
+    )
+
+
+def _pg_restart_command() -> list[str] | None:
+    if (
+        os.geteuid() != 0
+        or shutil.which("pg_ctlcluster") is None
+        or not Path("/etc/postgresql").is_dir()
+    ):
+        return None
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
+
+
+def test_postgres_restart_during_a_study_loses_no_trial(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    restart = _pg_restart_command()
+    if restart is None:
+        pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster (a local Debian cluster)")
+    _study(pg_url, study_name, tmp_path, n=3)
+    a = _worker(pg_url, study_name, tmp_path)
+    _wait_for_epochs(pg_url, study_name, 0, EPOCHS)  # the first trial has (nearly) finished
+    _wait_for_epochs(pg_url, study_name, 1, 1)
+    subprocess.run(restart, check=True, timeout=120)
+    out = a.communicate(timeout=300)[0]
+    assert a.returncode == 0, out
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    complete = [t for t in trials if t.state is TrialState.COMPLETE]
+    assert len(complete) == 3, [(t.number, t.state) for t in trials]
+    assert {t.number for t in complete} >= {0}
+
+
+def test_eight_workers_complete_exactly_n_trials(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    n = 24
+    space = write_space(tmp_path, epochs=1, steps=1)
+    study = automl.create_study(
+        space, storage=pg_url, study_name=study_name, artifact_dir=tmp_path / "art"
+    )
+    study.add_trials(n - study.waiting_trials())
+    procs = [_worker(pg_url, study_name, tmp_path) for _ in range(8)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, logs
+    for log in logs:
+        assert "deadlock" not in log.lower() and "Traceback" not in log, log
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    assert len(trials) == n
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    assert sum(int(log.split("worker done: ")[1].split(" complete")[0]) for log in logs) == n
+
+
+class _FaultyObjective(Objective):
+    """The real objective, where trial 1 runs out of memory (simulated) and trial 2 diverges."""
+
+    def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
+        space = self.base_space
+        if trial.number == 1:
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB (simulated)"
+            )
+        if trial.number == 2:  # a learning rate no network survives: the loss becomes non-finite
+            space = dataclasses.replace(
+                space, recipe=dataclasses.replace(space.recipe, lr=1e12, warmup_epochs=0.0)
+            )
+        self.space = space
+        return super().run(trial, key)
+
+
+def test_non_finite_loss_and_out_of_memory_fail_only_their_trial(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    study = automl.create_study(
+        write_space(tmp_path, epochs=2, steps=8),
+        storage=pg_url,
+        study_name=study_name,
+        artifact_dir=tmp_path / "art",
+    )
+    study.add_trials(3)
+    objective = _FaultyObjective(
+        study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "art"
+    )
+    objective.base_space = study.space
+    stats = run_trials(study.optuna_study, objective)
+    trials = study.optuna_study.trials
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert "OutOfMemoryError" in trials[1].user_attrs[TrialAttr.FAIL_REASON]
+    assert "DivergedError" in trials[2].user_attrs[TrialAttr.FAIL_REASON]
+    assert "non-finite" in trials[2].user_attrs[TrialAttr.FAIL_REASON]
+    assert (stats.completed, stats.failed) == (2, 2)
