@@ -224,7 +224,13 @@ class Objective:
         obj = space.objectives
         sample = torch.randn(obj.latency_batch_size, *shape)
         lat = measure(
-            model, sample, mode=obj.latency_mode, device=self.device, threads=obj.latency_threads
+            model,
+            sample,
+            mode=obj.latency_mode,
+            device=self.device,
+            threads=obj.latency_threads,
+            warmup_s=obj.latency_warmup_s,
+            min_run_s=obj.latency_min_run_s,
         )
         trial.set_user_attr(TrialAttr.LATENCY_MS, lat.median_ms)
         trial.set_user_attr(TrialAttr.LATENCY_IQR_MS, lat.iqr_ms)

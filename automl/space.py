@@ -127,6 +127,8 @@ class ObjectiveSection:
     latency_batch_size: int = 1
     latency_mode: str = "auto"
     latency_threads: int | None = None
+    latency_min_run_s: float = 1.0
+    latency_warmup_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -569,13 +571,25 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
         )
 
     o = c.table(raw, "objectives")
-    c.only(o, "objectives", {"latency_batch_size", "latency_mode", "latency_threads"})
+    c.only(
+        o,
+        "objectives",
+        {
+            "latency_batch_size",
+            "latency_mode",
+            "latency_threads",
+            "latency_min_run_s",
+            "latency_warmup_s",
+        },
+    )
     objectives = ObjectiveSection(
         latency_batch_size=c.number(o, "objectives", "latency_batch_size", 1, kind=int, low=1),
         latency_mode=c.string(o, "objectives", "latency_mode", "auto", _LATENCY_MODES) or "auto",
         latency_threads=c.number(
             o, "objectives", "latency_threads", None, kind=int, low=1, optional=True
         ),
+        latency_min_run_s=c.number(o, "objectives", "latency_min_run_s", 1.0, low=0.01),
+        latency_warmup_s=c.number(o, "objectives", "latency_warmup_s", 0.3, low=0.0),
     )
 
     cons = c.table(raw, "constraints")

@@ -92,6 +92,8 @@ cot_kind = ["js", "kl"]
 [objectives]
 latency_batch_size = 1
 latency_mode = "sequential"
+latency_min_run_s = 0.1
+latency_warmup_s = 0.05
 
 [sampler]
 name = "random"
