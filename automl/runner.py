@@ -200,7 +200,8 @@ def run_trials(
     waiting_logged = False
     storage = _storage(study)
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    poll_s = float(interval) if interval else 5.0
+    # Idle workers look again often enough to exit soon after the last trial ends elsewhere.
+    poll_s = min(float(interval), 5.0) if interval else 5.0
     start = time.monotonic()
     bar = tqdm(total=max_trials, disable=not progress, unit="trial", dynamic_ncols=True)
     try:
