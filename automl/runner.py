@@ -26,7 +26,7 @@ from automl.errors import TrainingError
 from automl.objective import Objective, StopRequested, TrialAttr, trial_key
 from automl.retry import TRANSIENT_DB_ERRORS, db_retry
 
-__all__ = ["RunStats", "claim_waiting_trial", "run_trials"]
+__all__ = ["Claimed", "RunStats", "claim_waiting_trial", "run_one", "run_trials"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,16 @@ def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage  # the storage the study was opened with
 
 
-def claim_waiting_trial(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
+@dataclass(frozen=True)
+class Claimed:
+    """A trial this worker moved from WAITING to RUNNING."""
+
+    trial: optuna.Trial
+    key: int
+    trial_id: int
+
+
+def claim_waiting_trial(study: optuna.Study) -> Claimed | None:
     """Atomically take one WAITING trial of ``study``; ``None`` when there is none."""
     storage = _storage(study)
     study_id = storage.get_study_id_from_name(study.study_name)
@@ -60,7 +69,7 @@ def claim_waiting_trial(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
                 continue
         except UpdateFinishedTrialError:
             continue
-        return optuna.Trial(study, trial_id), trial_key(frozen)
+        return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
     return None
 
 
@@ -96,12 +105,6 @@ class _Heartbeat:
             self.thread.join(timeout=30)
 
 
-def _trial_id(trial: optuna.Trial) -> int:
-    storage = _storage(trial.study)
-    study_id = storage.get_study_id_from_name(trial.study.study_name)
-    return storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-
-
 def _retry_later(study: optuna.Study, trial: optuna.Trial) -> None:
     """Fail a stopped trial now and enqueue its retry, instead of waiting for it to go stale."""
     storage = _storage(study)
@@ -111,9 +114,10 @@ def _retry_later(study: optuna.Study, trial: optuna.Trial) -> None:
         callback(study, study.get_trials(deepcopy=True)[trial.number])
 
 
-def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial, key: int) -> TrialState:
+def run_one(study: optuna.Study, objective: Objective, claimed: Claimed) -> TrialState:
     """Run a claimed trial to its end and record the outcome; returns the final state."""
-    with _Heartbeat(_storage(study), _trial_id(trial)):
+    trial, key = claimed.trial, claimed.key
+    with _Heartbeat(_storage(study), claimed.trial_id):
         try:
             values = objective.run(trial, key)
         except optuna.TrialPruned:
@@ -171,8 +175,8 @@ def _running(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _reader(study: optuna.Study, number: int) -> Callable[[], optuna.trial.FrozenTrial]:
-    return lambda: study.get_trials(deepcopy=False)[number]
+def _reader(study: optuna.Study, trial_id: int) -> Callable[[], optuna.trial.FrozenTrial]:
+    return lambda: _storage(study).get_trial(trial_id)
 
 
 def run_trials(
@@ -231,10 +235,10 @@ def run_trials(
                 stop.wait(poll_s)
                 continue
             waiting_logged = False
-            trial, key = claimed
+            trial = claimed.trial
             bar.set_description(f"trial {trial.number}")
-            state = run_one(study, objective, trial, key)
-            frozen = db_retry(_reader(study, trial.number), what="read a trial")
+            state = run_one(study, objective, claimed)
+            frozen = db_retry(_reader(study, claimed.trial_id), what="read a trial")
             if state is TrialState.COMPLETE:
                 stats.completed += 1
                 acc, lat = frozen.values

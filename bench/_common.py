@@ -41,6 +41,7 @@ def train_step_fn(
     model: torch.nn.Module, k: int, batch: int, device: torch.device
 ) -> Callable[[], None]:
     """One co-training step (forward, CE + JS, backward, SGD) on K fresh views."""
+    model.to(memory_format=torch.channels_last)  # as fit() and measure() run it
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     views = torch.randn(k, batch, *SHAPE, device=device)
     y = torch.randint(0, 10, (batch,), device=device)

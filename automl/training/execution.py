@@ -31,10 +31,18 @@ _DECISIONS: dict[str, TrainForm] = {}
 
 
 def time_training_step(
-    model: Ensemble, views: torch.Tensor, y: torch.Tensor, *, steps: int = 3, warmup: int = 2
+    model: Ensemble,
+    views: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 3,
+    warmup: int = 2,
+    channels_last: bool = True,
 ) -> float:
     """Median seconds of forward + loss + backward on a copy of ``model`` (weights untouched)."""
     m = copy.deepcopy(model).train()
+    if channels_last:
+        m.to(memory_format=torch.channels_last)
     device = views.device
     times = []
     for i in range(warmup + steps):
@@ -54,7 +62,12 @@ def time_training_step(
 
 
 def choose_form(
-    model: Ensemble, wanted: TrainForm | str, views: torch.Tensor, y: torch.Tensor
+    model: Ensemble,
+    wanted: TrainForm | str,
+    views: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    channels_last: bool = True,
 ) -> TrainForm:
     """Resolve ``auto`` by timing both forms; K = 1 always trains the plain network."""
     try:
@@ -66,10 +79,12 @@ def choose_form(
     if model.split_factor == 1 or not isinstance(model, DividedNet):
         return TrainForm.DIVIDED if isinstance(model, DividedNet) else TrainForm.FUSED
     key = json.dumps(
-        [model.model_config, list(views.shape), str(views.device)], sort_keys=True, default=str
+        [model.model_config, list(views.shape), str(views.device), channels_last],
+        sort_keys=True,
+        default=str,
     )
     if key not in _DECISIONS:
-        t_div = time_training_step(model, views, y)
-        t_fus = time_training_step(fuse(model), views, y)
+        t_div = time_training_step(model, views, y, channels_last=channels_last)
+        t_fus = time_training_step(fuse(model), views, y, channels_last=channels_last)
         _DECISIONS[key] = TrainForm.FUSED if t_fus < t_div else TrainForm.DIVIDED
     return _DECISIONS[key]

@@ -106,7 +106,8 @@ def fit(
     dev = resolve_device(device)
     k = model.split_factor
     model.to(dev)
-    use_cl = dev.type == "cuda" and config.channels_last
+    # channels_last helps oneDNN on the CPU as much as cuDNN on the GPU (see BENCHMARKS.md).
+    use_cl = config.channels_last
     if use_cl:
         model.to(memory_format=torch.channels_last)
     use_amp = config.amp and dev.type == "cuda"
@@ -152,7 +153,7 @@ def fit(
                 device=dev,
             )
         )
-        form = choose_form(model, config.execution, views0, y0)
+        form = choose_form(model, config.execution, views0, y0, channels_last=use_cl)
     train_model: Ensemble = model
     if form is TrainForm.FUSED and isinstance(model, DividedNet):
         train_model = fuse(model)
