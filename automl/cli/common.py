@@ -29,6 +29,25 @@ def add_storage_args(p: argparse.ArgumentParser, *, study_required: bool = False
     )
 
 
+def resolve_study_name(storage: str | None, name: str | None) -> str:
+    """The study asked for, or the only study in the storage."""
+    if name is not None:
+        return name
+    import optuna
+
+    from automl.errors import StorageError
+    from automl.storage import default_storage_url, open_storage
+
+    rdb = open_storage(storage or default_storage_url())
+    names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
+    if len(names) != 1:
+        raise StorageError(
+            f"pass --study NAME; this storage holds {len(names)} studies: "
+            f"{', '.join(names) or 'none'}"
+        )
+    return names[0]
+
+
 def format_front(front: Sequence[ParetoRecord]) -> str:
     """The Pareto front as an aligned text table, fastest first."""
     header = (

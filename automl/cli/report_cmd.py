@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from automl.cli.common import add_storage_args
-from automl.cli.status_cmd import _study_names
-from automl.errors import StorageError
+from automl.cli.common import add_storage_args, resolve_study_name
 from automl.study import load_study
 
 
@@ -20,14 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from automl.report import write_report
 
-    name = args.study
-    if name is None:
-        names = _study_names(args.storage)
-        if len(names) != 1:
-            raise StorageError(
-                f"pass --study NAME; this storage holds: {', '.join(names) or 'none'}"
-            )
-        name = names[0]
+    name = resolve_study_name(args.storage, args.study)
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
     for path in write_report(study, args.out):
         print(path)

@@ -7,8 +7,7 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
-from automl.cli.common import add_storage_args, format_front
-from automl.errors import StorageError
+from automl.cli.common import add_storage_args, format_front, resolve_study_name
 from automl.objective import TrialAttr
 from automl.storage import redact
 from automl.study import ATTR_TARGET, load_study
@@ -22,25 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _study_names(storage: str | None) -> list[str]:
-    import optuna
-
-    from automl.storage import default_storage_url, open_storage
-
-    rdb = open_storage(storage or default_storage_url())
-    return [s.study_name for s in optuna.get_all_study_summaries(rdb)]
-
-
 def run(args: argparse.Namespace) -> int:
-    name = args.study
-    if name is None:
-        names = _study_names(args.storage)
-        if len(names) != 1:
-            raise StorageError(
-                f"pass --study NAME; this storage holds {len(names)} studies: "
-                f"{', '.join(names) or 'none'}"
-            )
-        name = names[0]
+    name = resolve_study_name(args.storage, args.study)
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
     trials = study.trials()
     counts = Counter(t.state.name for t in trials)

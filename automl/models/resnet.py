@@ -13,6 +13,16 @@ from automl.models._layers import MConv2d, MLinear, MStemConv2d, init_conv_bn, m
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
 
 
+def _shortcut(in_ch: int, out_ch: int, stride: int, members: int) -> nn.Module:
+    """Identity, or a strided 1x1 projection with BatchNorm when the shape changes."""
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return nn.Sequential(
+        MConv2d(in_ch, out_ch, 1, stride=stride, members=members),
+        mbatchnorm(out_ch, members),
+    )
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a projection shortcut when the shape changes."""
 
@@ -22,12 +32,7 @@ class BasicBlock(nn.Module):
         self.bn1 = mbatchnorm(out_ch, members)
         self.conv2 = MConv2d(out_ch, out_ch, 3, members=members)
         self.bn2 = mbatchnorm(out_ch, members)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                MConv2d(in_ch, out_ch, 1, stride=stride, members=members),
-                mbatchnorm(out_ch, members),
-            )
+        self.shortcut = _shortcut(in_ch, out_ch, stride, members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -55,12 +60,7 @@ class Bottleneck(nn.Module):
         self.bn2 = mbatchnorm(inner, members)
         self.conv3 = MConv2d(inner, out_ch, 1, members=members)
         self.bn3 = mbatchnorm(out_ch, members)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                MConv2d(in_ch, out_ch, 1, stride=stride, members=members),
-                mbatchnorm(out_ch, members),
-            )
+        self.shortcut = _shortcut(in_ch, out_ch, stride, members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
