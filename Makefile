@@ -13,11 +13,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --n-trials 12
 
+# Lint and types first, so that pytest's summary is the last line of the run.
 test: $(STAMP)
 	bash scripts/ensure_postgres.sh
-	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check .
 	$(BIN)/mypy automl workers
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ __all__ = [
     "AutoMLStudy",
     "ParetoRecord",
     "create_study",
+    "default_artifact_dir",
     "load_study",
 ]
 
@@ -92,7 +93,8 @@ class ParetoRecord:
         return int(self.params.get("split_factor", 1))
 
 
-def _default_artifact_dir(url: str) -> Path:
+def default_artifact_dir(url: str) -> Path:
+    """Next to an SQLite file; else ``$AUTOML_ARTIFACTS`` or ./artifacts."""
     if is_sqlite(url):
         db = make_url(url).database
         if db and db != ":memory:":
@@ -228,7 +230,7 @@ def create_study(
     sp = space if isinstance(space, SearchSpace) else load_space(space)
     url, rdb = _open(storage, settings)
     name = study_name or sp.name
-    art = Path(artifact_dir).resolve() if artifact_dir is not None else _default_artifact_dir(url)
+    art = Path(artifact_dir).resolve() if artifact_dir is not None else default_artifact_dir(url)
     sampler = _seeded_sampler(sp, sampler_seed_offset)
     try:
         study = optuna.create_study(
@@ -297,6 +299,6 @@ def load_study(
     art = (
         Path(artifact_dir).resolve()
         if artifact_dir is not None
-        else Path(study.user_attrs.get(ATTR_ARTIFACT_DIR) or _default_artifact_dir(url))
+        else Path(study.user_attrs.get(ATTR_ARTIFACT_DIR) or default_artifact_dir(url))
     )
     return AutoMLStudy(study, space, url, art)

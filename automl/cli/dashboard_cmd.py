@@ -18,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def artifact_dir_for(storage_url: str, explicit: str | None) -> Path:
-    from automl.study import _default_artifact_dir
+    from automl.study import default_artifact_dir
 
-    return Path(explicit).resolve() if explicit else _default_artifact_dir(storage_url)
+    return Path(explicit).resolve() if explicit else default_artifact_dir(storage_url)
 
 
 def run(args: argparse.Namespace) -> int:
