@@ -190,6 +190,7 @@ def run_trials(
     progress: bool = False,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
     wait_for_running: bool = True,
+    expected: int | None = None,
 ) -> RunStats:
     """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
     (seconds, checked between trials) passed or ``stop_event`` was set.
@@ -207,7 +208,9 @@ def run_trials(
     # Idle workers look again often enough to exit soon after the last trial ends elsewhere.
     poll_s = min(float(interval), 5.0) if interval else 5.0
     start = time.monotonic()
-    bar = tqdm(total=max_trials, disable=not progress, unit="trial", dynamic_ncols=True)
+    # The bar's total: what this loop may run, as far as it is known when it starts.
+    total = max_trials if max_trials is not None else expected
+    bar = tqdm(total=total, disable=not progress, unit="trial", dynamic_ncols=True)
     try:
         while not stop.is_set():
             if max_trials is not None and stats.total >= max_trials:

@@ -173,6 +173,7 @@ class AutoMLStudy:
         return run_trials(
             self._study,
             objective,
+            expected=None if timeout is not None else self.waiting_trials(),
             max_trials=max_trials_here,
             timeout=timeout,
             open_ended=n_trials is None and timeout is not None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,36 @@ def write_space(tmp_path: Path, name: str = "tiny", epochs: int = 2, steps: int 
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def spawn_worker(
+    url: str, study: str, cwd: Path, *extra: str, threads: int | None = None
+) -> subprocess.Popen[str]:
+    """A real worker process (``python -m workers``) on ``study``, its output captured."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        # Many workers on two cores: one thread each, or OpenMP threads spin against each other.
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers",
+            "--storage",
+            url,
+            "--study",
+            study,
+            "--no-progress",
+            *extra,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def trials_done(log: str) -> int:
+    """How many trials a worker completed, from its closing log line."""
+    return int(log.split("worker done: ")[1].split(" complete")[0])

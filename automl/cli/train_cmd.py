@@ -10,7 +10,7 @@ from automl.complexity import count_flops, count_parameters
 from automl.data import AugmentConfig, list_datasets, load_dataset
 from automl.device import describe_device, resolve_device
 from automl.models import create_model, list_models
-from automl.training import TrainConfig, evaluate, fit
+from automl.training import EpochRecord, TrainConfig, evaluate, fit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -95,10 +95,7 @@ def run(args: argparse.Namespace) -> int:
         f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images"
     )
 
-    def show(r: object) -> None:
-        from automl.training import EpochRecord
-
-        assert isinstance(r, EpochRecord)
+    def show(r: EpochRecord) -> None:
         members = " ".join(f"{a:.4f}" for a in r.member_val_accuracies)
         print(
             f"epoch {r.epoch + 1}/{config.epochs}: loss {r.train_loss:.4f} (ce {r.train_ce:.4f}, "

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -12,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
-from tests.conftest import write_space
+from tests.conftest import spawn_worker, trials_done, write_space
 
 
 @pytest.mark.postgres
@@ -27,27 +24,7 @@ def test_two_workers_complete_exactly_n_trials(
         artifact_dir=tmp_path / "art",
     )
     study.add_trials(n - study.waiting_trials())
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workers",
-                "--storage",
-                pg_url,
-                "--study",
-                study_name,
-                "--no-progress",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        for _ in range(2)
-    ]
+    procs = [spawn_worker(pg_url, study_name, tmp_path) for _ in range(2)]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
     trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
@@ -55,7 +32,6 @@ def test_two_workers_complete_exactly_n_trials(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * n
     assert sorted(t.number for t in trials) == list(range(n))
     # Both workers took part (each logs its own count), and no trial ran twice.
-    done = [int(log.split("worker done: ")[1].split(" complete")[0]) for log in logs]
-    assert sum(done) == n, logs
+    assert sum(trials_done(log) for log in logs) == n, logs
     starts = [t.datetime_start for t in trials]
     assert len(set(starts)) == n

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import automl
 from automl.objective import Objective, TrialAttr
 from automl.runner import run_trials
 from automl.storage import StorageSettings
-from tests.conftest import write_space
+from tests.conftest import spawn_worker, trials_done, write_space
 
 pytestmark = pytest.mark.postgres
 
@@ -32,29 +31,7 @@ HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 def _worker(
     pg_url: str, study: str, cwd: Path, *extra: str, threads: int | None = None
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if threads is not None:
-        # Eight workers on two cores: one thread each, or OpenMP threads spin against each other.
-        env["OMP_NUM_THREADS"] = str(threads)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "workers",
-            "--storage",
-            pg_url,
-            "--study",
-            study,
-            "--no-progress",
-            *HEARTBEAT,
-            *extra,
-        ],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    return spawn_worker(pg_url, study, cwd, *HEARTBEAT, *extra, threads=threads)
 
 
 def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy:
@@ -193,6 +170,7 @@ def test_eight_workers_complete_exactly_n_trials(
     assert len(trials) == n
     assert all(t.state is TrialState.COMPLETE for t in trials)
     assert sum(int(log.split("worker done: ")[1].split(" complete")[0]) for log in logs) == n
+    assert sum(trials_done(log) for log in logs) == n
 
 
 class _FaultyObjective(Objective):
