@@ -1,7 +1,7 @@
 """(c) Measurement stability: the coefficient of variation of repeated measurements of one model,
 and the rank correlation of 8 architectures' latencies measured in two separate passes.
 
-    python bench/latency_stability.py [--repeats 10]
+    python bench/latency_stability.py [--repeats 10] [--min-run 1.0]
 """
 
 from __future__ import annotations
@@ -31,11 +31,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--min-run", type=float, default=1.0, help="seconds per measurement")
     args = ap.parse_args()
-    print(f"# latency stability, batch {args.batch}, {machine()}")
+    print(f"# latency stability, batch {args.batch}, {args.min_run} s per measurement, {machine()}")
     x = torch.randn(args.batch, *SHAPE)
     model = model_for(2)
-    medians = [measure(model, x, mode="fused").median_ms for _ in range(args.repeats)]
+    medians = [
+        measure(model, x, mode="fused", min_run_s=args.min_run).median_ms
+        for _ in range(args.repeats)
+    ]
     cv = statistics.stdev(medians) / statistics.mean(medians)
     print(
         f"one model (convnet_m x2, K=2, fused), {args.repeats} measurements: "
@@ -45,7 +49,9 @@ def main() -> None:
     for p in range(2):
         lat = []
         for name, k, w in ARCHS:
-            lat.append(measure(model_for(k, name, w), x, mode="auto").median_ms)
+            lat.append(
+                measure(model_for(k, name, w), x, mode="auto", min_run_s=args.min_run).median_ms
+            )
         passes.append(lat)
         print(f"pass {p + 1}: " + ", ".join(f"{v:.3f}" for v in lat))
     rho = spearmanr(passes[0], passes[1]).statistic
