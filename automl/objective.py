@@ -237,11 +237,19 @@ class Objective:
         trial.set_user_attr(TrialAttr.LATENCY_MODE, lat.mode)
         trial.set_user_attr(TrialAttr.LATENCY_MODES, lat.modes)
 
-        curve: list[float] = []
-        seconds: list[float] = []
+        # A retry inherits the interrupted run's attributes: its curve fills the epochs that the
+        # resumed run skips, so that index e is always epoch e.
+        prior_curve = list(trial.user_attrs.get(TrialAttr.CURVE, []))
+        prior_seconds = list(trial.user_attrs.get(TrialAttr.EPOCH_SECONDS, []))
+        curve: list[float | None] = []
+        seconds: list[float | None] = []
         study = trial.study
 
         def on_epoch(rec: EpochRecord) -> None:
+            for values, prior in ((curve, prior_curve), (seconds, prior_seconds)):
+                del values[rec.epoch :]
+                while len(values) < rec.epoch:
+                    values.append(prior[len(values)] if len(values) < len(prior) else None)
             curve.append(rec.val_accuracy)
             seconds.append(rec.seconds)
             db_retry(
@@ -249,7 +257,7 @@ class Objective:
             )
             db_retry(
                 lambda: trial.set_user_attr(
-                    TrialAttr.EPOCH_SECONDS, [round(s, 3) for s in seconds]
+                    TrialAttr.EPOCH_SECONDS, [None if s is None else round(s, 3) for s in seconds]
                 ),
                 what="store epoch times",
             )

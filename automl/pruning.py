@@ -41,6 +41,8 @@ class ParetoPruner:
             lat = t.user_attrs.get(LATENCY_ATTR)
             if not isinstance(curve, list) or lat is None or len(curve) <= epoch:
                 continue
+            if curve[epoch] is None:  # an epoch a resumed trial did not record itself
+                continue
             if float(lat) <= latency_ms and float(curve[epoch]) >= accuracy + self.margin:
                 out.append(t.number)
         return out
