@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import write_space
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, write_space
 
 
 def _get(url: str) -> Any:
@@ -48,7 +41,7 @@ def test_dashboard_api_lists_the_study_objectives_and_attributes(tmp_path: Path)
         env=env,
     )
     assert search.returncode == 0, search.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "automl", "dashboard", "--port", str(port)],
         cwd=tmp_path,

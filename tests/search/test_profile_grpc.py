@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from optuna.trial import TrialState
 
 import automl
-from tests.conftest import write_space
+from tests.conftest import free_port, write_space
 
 
 def test_profile_stores_a_tensorboard_trace_with_the_trial(tmp_path: Path) -> None:
@@ -35,18 +34,12 @@ def test_profile_stores_a_tensorboard_trace_with_the_trial(tmp_path: Path) -> No
     assert any("ProfilerStep" in str(e.get("name", "")) for e in events)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_workers_through_the_grpc_proxy(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'g.db'}"
     automl.create_study(
         write_space(tmp_path), storage=db, artifact_dir=tmp_path / "art"
     ).add_trials(1)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proxy = subprocess.Popen(
         [sys.executable, "-m", "automl", "grpc-proxy", "--storage", db, "--port", str(port)],
