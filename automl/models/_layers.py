@@ -42,6 +42,22 @@ class MConv2d(nn.Conv2d):
             bias=bias,
         )
         self.members = members
+        # A strided 1x1 convolution reads only every stride-th pixel, so it equals a stride-1 1x1
+        # convolution of the subsampled input. On the CPU that form is taken because oneDNN's AVX2
+        # weight-gradient kernel for strided 1x1 convolutions in channels_last corrupts the heap
+        # with fewer than 8 input channels (seen with one group; grouped ones take the same path
+        # to be safe, it costs nothing measurable): tests/models/test_onednn_defect.py.
+        self.subsample_first = (
+            kernel_size == 1 and stride > 1 and pad == 0 and in_ch // groups < 8
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.subsample_first and x.device.type == "cpu":
+            s = self.stride
+            return F.conv2d(
+                x[:, :, :: s[0], :: s[1]], self.weight, self.bias, 1, 0, self.dilation, self.groups
+            )
+        return super().forward(x)
 
 
 class MStemConv2d(nn.Conv2d):
