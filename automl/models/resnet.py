@@ -133,8 +133,9 @@ class Bottleneck(nn.Module):
 def zero_init_last_bns(module: nn.Module) -> None:
     """Zero the last BatchNorm weight of every block that asks for it (call after the init)."""
     for m in module.modules():
-        if getattr(m, "zero_init_last_bn", False) and hasattr(m, "last_bn"):
-            nn.init.zeros_(m.last_bn().weight)
+        last_bn = getattr(m, "last_bn", None)
+        if getattr(m, "zero_init_last_bn", False) and callable(last_bn):
+            nn.init.zeros_(last_bn().weight)
 
 
 class ResNet(nn.Module):
