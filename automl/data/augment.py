@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch", "mixup"]
+__all__ = ["AugmentConfig", "AugmentOrder", "augment_batch", "mixup"]
+
+
+class AugmentOrder(StrEnum):
+    """The order of the augmentations of one view.
+
+    ``paper`` (the default): the authors' order, crop, flip, AutoAugment, normalise, erasing; the
+    crop pads with black (0) and AutoAugment sees the cropped, flipped image.
+    ``normalise_first``: this module's earlier order, AutoAugment, normalise, crop, flip, erasing;
+    normalising before the crop pads with the dataset mean instead of black.
+    """
+
+    PAPER = "paper"
+    NORMALISE_FIRST = "normalise_first"
 
 
 @dataclass(frozen=True)
@@ -25,8 +39,14 @@ class AugmentConfig:
     hflip: bool = False
     random_erasing: float = 0.0
     autoaugment: bool = False
+    order: AugmentOrder | str = AugmentOrder.PAPER
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "order", AugmentOrder(self.order))
+        except ValueError as e:
+            choices = ", ".join(o.value for o in AugmentOrder)
+            raise ValueError(f"order must be one of {choices}, got {self.order!r}") from e
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
         if not 0.0 <= self.random_erasing <= 1.0:
@@ -91,7 +111,20 @@ def augment_batch(
     mean: torch.Tensor,
     std: torch.Tensor,
 ) -> torch.Tensor:
-    """One augmented, normalised view (B, C, H, W) float32 of a uint8 batch."""
+    """One augmented, normalised view (B, C, H, W) float32 of a uint8 batch, in ``cfg.order``."""
+    if cfg.order == AugmentOrder.PAPER:
+        x = x_uint8
+        if cfg.crop_padding > 0:
+            x = _random_crop(x, cfg.crop_padding, gen)  # pads with 0 (black), as torchvision does
+        if cfg.hflip:
+            x = _hflip(x, gen)
+        if cfg.autoaugment:
+            x = _autoaugment(x, gen)
+        xf = x.float().div_(255.0)
+        xf = (xf - mean.to(xf.device)[None, :, None, None]) / std.to(xf.device)[None, :, None, None]
+        if cfg.random_erasing > 0:
+            xf = _random_erasing(xf, cfg.random_erasing, gen)
+        return xf
     x = x_uint8
     if cfg.autoaugment:
         x = _autoaugment(x, gen)

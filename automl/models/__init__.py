@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from automl.models import densenet as _densenet  # noqa: F401  (registers the family)
+from automl.models import efficientnet as _efficientnet  # noqa: F401  (registers the family)
+from automl.models import pyramidnet as _pyramidnet  # noqa: F401  (registers the family)
+from automl.models import shake_shake as _shake_shake  # noqa: F401  (registers the family)
 from automl.models import zoo as _zoo  # noqa: F401  (registers the families)
 from automl.models._registry import ModelSpec, get_spec, list_models
 from automl.models.division import (

@@ -130,3 +130,75 @@ def init_conv_bn(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def member_blocks(x: torch.Tensor, members: int) -> torch.Tensor:
+    """View (B, M * C, H, W) as (B, M, C, H, W): member i's channels are block i."""
+    b, mc, h, w = x.shape
+    return x.view(b, members, mc // members, h, w)
+
+
+def mcat(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
+    """Concatenate feature maps channel-wise *per member* (DenseNet, Shake-Shake shortcuts).
+
+    A plain ``torch.cat`` on the fused form would interleave the members' blocks; this keeps
+    member i's channels of every input together in block i, which is what the divided form has.
+    """
+    if members == 1:
+        return torch.cat(tensors, 1)
+    parts = [member_blocks(t, members) for t in tensors]
+    out = torch.cat(parts, 2)
+    return out.reshape(out.shape[0], -1, out.shape[3], out.shape[4])
+
+
+def mpad_channels(x: torch.Tensor, extra: int, members: int) -> torch.Tensor:
+    """Append ``extra`` zero channels to every member's block (PyramidNet's shortcut)."""
+    if extra == 0:
+        return x
+    blocks = member_blocks(x, members)
+    pad = blocks.new_zeros(blocks.shape[0], members, extra, blocks.shape[3], blocks.shape[4])
+    out = torch.cat([blocks, pad], 2)
+    return out.reshape(out.shape[0], -1, out.shape[3], out.shape[4])
+
+
+def member_random(x: torch.Tensor, members: int, kind: str) -> torch.Tensor:
+    """One random number per (sample, member), broadcast over that member's channels.
+
+    ``kind`` is "uniform" (U[0, 1)). Shape (B, M * C, 1, 1) for an input (B, M * C, H, W). The
+    divided and fused forms draw these numbers in a different order, so training with random
+    draws on is only equal in distribution, not sample by sample (see ModelSpec.deterministic).
+    """
+    b, mc = x.shape[0], x.shape[1]
+    if kind != "uniform":
+        raise ValueError(f"unknown kind {kind!r}")
+    r = torch.rand(b, members, 1, device=x.device, dtype=x.dtype)
+    return r.expand(b, members, mc // members).reshape(b, mc, 1, 1)
+
+
+class MSqueezeExcite(nn.Module):
+    """Squeeze-and-excitation of M members: pool, 1x1 reduce, activation, 1x1 expand, sigmoid."""
+
+    def __init__(
+        self,
+        channels: int,
+        squeeze: int,
+        *,
+        members: int = 1,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.reduce = MConv2d(channels, squeeze, 1, members=members, bias=True)
+        self.act = activation()
+        self.expand = MConv2d(squeeze, channels, 1, members=members, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
+
+
+def drop_path(x: torch.Tensor, p: float, members: int, training: bool) -> torch.Tensor:
+    """Stochastic depth per (sample, member): drop the whole residual branch with probability p."""
+    if p <= 0.0 or not training:
+        return x
+    keep = (member_random(x, members, "uniform") >= p).to(x.dtype)
+    return x * keep / (1.0 - p)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from automl.errors import ModelError
 from automl.models._registry import get_spec
 from automl.models.division import divide_dropout
 from automl.models.ensemble import DividedNet, FusedNet
@@ -17,6 +18,12 @@ __all__ = ["fuse", "unfuse"]
 
 def _build(config: dict[str, object], members: int) -> torch.nn.Module:
     spec = get_spec(str(config["name"]))
+    if not spec.has_fused_form:
+        raise ModelError(
+            f"model {spec.name!r} has no fused form ({spec.description}); "
+            "use the divided form (training form 'divided') instead"
+        )
+    options = dict(config.get("options", {}))  # type: ignore[call-overload]
     k = int(config["split_factor"])  # type: ignore[call-overload]
     return spec.builder(
         members=members,
@@ -25,6 +32,7 @@ def _build(config: dict[str, object], members: int) -> torch.nn.Module:
         num_classes=int(config["num_classes"]),  # type: ignore[call-overload]
         in_chans=int(config["in_chans"]),  # type: ignore[call-overload]
         drop_rate=divide_dropout(float(config.get("drop_rate", 0.0)), k),  # type: ignore[arg-type]
+        **options,
     )
 
 

@@ -62,13 +62,21 @@ def co_training_loss(
     return loss * temperature**2
 
 
-def cot_weight_at(epoch: int, weight: float, warmup_epochs: int) -> float:
-    """Linear warm-up of the co-training weight: weight * epoch / E, at least the paper's floor."""
+def cot_weight_at(
+    epoch: int, weight: float, warmup_epochs: int, *, floor_after_warmup: bool = False
+) -> float:
+    """Linear warm-up of the co-training weight: weight * epoch / E, at least the paper's floor.
+
+    As in the authors' code, the floor (0.005) only applies during the warm-up (so that the term is
+    never exactly off in the first epoch); afterwards the weight is ``weight`` as given, even a
+    weight below the floor. ``floor_after_warmup=True`` restores this module's earlier behaviour,
+    which also raised a weight below 0.005 to the floor after the warm-up.
+    """
     if weight <= 0:
         return 0.0
-    if warmup_epochs <= 0:
-        return weight
-    return max(weight * min(epoch / warmup_epochs, 1.0), COT_WEIGHT_FLOOR)
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return max(weight, COT_WEIGHT_FLOOR) if floor_after_warmup else weight
+    return max(weight * epoch / warmup_epochs, COT_WEIGHT_FLOOR)
 
 
 @dataclass

@@ -6,7 +6,8 @@ import torch
 from automl.models import FusedNet, create_model, fuse, get_spec, list_models, unfuse
 
 # Every family in the registry has a fused form: all of them are written with per-member layers.
-FAMILIES = sorted({get_spec(n).family: n for n in list_models()}.values())
+# One network per family (the first name in sorted order, usually the smallest), to stay fast.
+FAMILIES = sorted({get_spec(n).family: n for n in reversed(list_models())}.values())
 
 
 def _input(name: str, batch: int) -> torch.Tensor:
@@ -31,9 +32,13 @@ def test_fused_outputs_equal_sequential(name: str, k: int) -> None:
 def test_fused_training_step_has_the_same_gradients(name: str) -> None:
     # float64: at width 0.25 the deep nets have 2-channel BatchNorms whose float32 rounding
     # (different kernels for grouped and plain convolutions) swamps a gradient comparison.
+    # Random branch weights (Shake-Shake) and dropped paths (EfficientNet) are drawn in a different
+    # order by the two forms, so they are switched off here (ModelSpec.deterministic).
     torch.manual_seed(1)
     k = 2
-    model = create_model(name, num_classes=5, split_factor=k, width_mult=0.25).double().train()
+    opts = get_spec(name).deterministic
+    model = create_model(name, num_classes=5, split_factor=k, width_mult=0.25, **opts)
+    model = model.double().train()
     fused = fuse(model).train()
     views = torch.randn(k, 4, *_input(name, 1).shape[1:], dtype=torch.float64)
     y = torch.randint(0, 5, (4,))
