@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -19,11 +20,25 @@ WIDTH = 2.0
 SHAPE = (3, 32, 32)
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the kernels torch and oneDNN take on it (they differ per ISA)."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    isa = torch.backends.cpu.get_cpu_capability()
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{name} ({isa}{f', ONEDNN_MAX_CPU_ISA={limit}' if limit else ''})"
+
+
 def machine() -> str:
     threads = torch.get_num_threads()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {threads} torch threads, {gpu}, torch {torch.__version__}"
+    return f"{cpu_model()}, {threads} torch threads, {gpu}, torch {torch.__version__}"
 
 
 def model_for(k: int, name: str = MODEL, width: float = WIDTH, num_classes: int = 10) -> DividedNet:
@@ -38,12 +53,19 @@ def params_m(model: torch.nn.Module) -> float:
 
 
 def train_step_fn(
-    model: torch.nn.Module, k: int, batch: int, device: torch.device
+    model: torch.nn.Module,
+    k: int,
+    batch: int,
+    device: torch.device,
+    *,
+    shape: tuple[int, int, int] = SHAPE,
+    channels_last: bool = True,
 ) -> Callable[[], None]:
     """One co-training step (forward, CE + JS, backward, SGD) on K fresh views."""
-    model.to(memory_format=torch.channels_last)  # as fit() and measure() run it
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # as fit() and measure() run it
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    views = torch.randn(k, batch, *SHAPE, device=device)
+    views = torch.randn(k, batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     model.train()
 
