@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CURVE_ATTR", "ParetoPruner"]
+from automl.attrs import TrialAttr
 
-CURVE_ATTR = "val_accuracy_curve"
-LATENCY_ATTR = "latency_ms"
+__all__ = ["ParetoPruner"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,8 @@ class ParetoPruner:
         for t in trials:
             if t.state is not TrialState.COMPLETE:
                 continue
-            curve = t.user_attrs.get(CURVE_ATTR)
-            lat = t.user_attrs.get(LATENCY_ATTR)
+            curve = t.user_attrs.get(TrialAttr.CURVE)
+            lat = t.user_attrs.get(TrialAttr.LATENCY_MS)
             if not isinstance(curve, list) or lat is None or len(curve) <= epoch:
                 continue
             if curve[epoch] is None:  # an epoch a resumed trial did not record itself
