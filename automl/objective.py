@@ -32,7 +32,7 @@ from automl.models import create_model
 from automl.models.ensemble import Ensemble
 from automl.pruning import ParetoPruner
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
-from automl.space import DataSection, SearchSpace, TrialConfig
+from automl.space import DataSection, SearchSpace, TrialParams
 from automl.training import EpochRecord, FitResult, evaluate, fit
 
 __all__ = ["EpochReporter", "Objective", "StopRequested", "trial_key"]
@@ -259,21 +259,21 @@ class Objective:
 
     def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
         """Run ``trial``, whose checkpoints and seed are those of original trial ``key``."""
-        cfg = self.space.suggest(trial)
+        sampled = self.space.suggest(trial)
         data = self.data()
         trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
         trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
-        model = self._build(trial, cfg, data, seed=key)
+        model = self._build(trial, sampled, data, seed=key)
         # Latency does not depend on the weights: measure first, so the pruner can use it.
         lat = self._measure_latency(trial, model, self._input_shape(data))
         ckpt = self.checkpoint_path(trial.study.study_name, key)
-        result = self._train(trial, cfg, model, data, lat, ckpt, seed=key)
+        result = self._train(trial, sampled, model, data, lat, ckpt, seed=key)
         self._store_outcome(trial, model, data, result)
         ckpt.unlink(missing_ok=True)
         return result.val_accuracy, lat.median_ms
 
     def _build(
-        self, trial: optuna.Trial, cfg: TrialConfig, data: DataBundle, seed: int
+        self, trial: optuna.Trial, sampled: TrialParams, data: DataBundle, seed: int
     ) -> Ensemble:
         """The trial's model, its size stored; pruned before training when over a budget."""
         torch.manual_seed(seed)
@@ -281,8 +281,8 @@ class Objective:
             self.space.model.name,
             num_classes=data.num_classes,
             in_chans=data.in_chans,
-            split_factor=cfg.split_factor,
-            width_mult=cfg.width_mult,
+            split_factor=sampled.split_factor,
+            width_mult=sampled.width_mult,
             drop_rate=self.space.model.drop_rate,
             combine=self.space.model.combine,
         )
@@ -319,7 +319,7 @@ class Objective:
     def _train(
         self,
         trial: optuna.Trial,
-        cfg: TrialConfig,
+        sampled: TrialParams,
         model: Ensemble,
         data: DataBundle,
         lat: LatencyRecord,
@@ -327,7 +327,7 @@ class Objective:
         seed: int,
     ) -> FitResult:
         """Co-train from the checkpoint of an earlier run of this trial, if there is one."""
-        train_cfg = self.space.train_config(cfg, seed=seed)
+        train_cfg = self.space.train_config(sampled, seed=seed)
         reporter = EpochReporter(
             trial,
             latency_ms=lat.median_ms,

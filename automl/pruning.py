@@ -11,7 +11,7 @@ so a worker on another host sees them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,10 +23,11 @@ __all__ = ["ParetoPruner"]
 
 @dataclass(frozen=True)
 class ParetoPruner:
+    # The metadata are the bounds a search space's [pruner] section is checked against.
     enabled: bool = True
-    warmup_epochs: int = 1
-    margin: float = 0.02
-    min_dominators: int = 2
+    warmup_epochs: int = field(default=1, metadata={"low": 0})
+    margin: float = field(default=0.02, metadata={"low": 0.0, "high": 1.0})
+    min_dominators: int = field(default=2, metadata={"low": 1})
 
     def dominators(
         self, trials: list[FrozenTrial], epoch: int, accuracy: float, latency_ms: float

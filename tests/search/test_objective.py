@@ -6,13 +6,14 @@ import threading
 
 import optuna
 import pytest
+from optuna.study import StudyDirection
 
 from automl.attrs import TrialAttr
 from automl.objective import EpochReporter, StopRequested
 from automl.pruning import ParetoPruner
 from automl.training import EpochRecord
 
-DIRECTIONS = ["maximize", "minimize"]
+DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
 def _record(epoch: int, accuracy: float, seconds: float = 1.0) -> EpochRecord:

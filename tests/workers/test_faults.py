@@ -198,7 +198,7 @@ class _FaultyObjective(Objective):
             )
         if trial.number == 2:  # a learning rate no network survives: the loss becomes non-finite
             space = dataclasses.replace(
-                space, recipe=dataclasses.replace(space.recipe, lr=1e12, warmup_epochs=0.0)
+                space, train=dataclasses.replace(space.train, lr=1e12, warmup_epochs=0.0)
             )
         self.space = space
         return super().run(trial, key)
