@@ -11,6 +11,7 @@ import warnings as _warnings
 
 import optuna as _optuna
 
+from automl._version import __version__
 from automl.errors import (
     AutoMLError,
     ConfigError,
@@ -24,8 +25,6 @@ from automl.errors import (
 from automl.models import create_model, fuse, list_models, unfuse
 from automl.space import SearchSpace, load_space
 from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
-
-__version__ = "0.1.0"
 
 # Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
 # purpose, so their warnings are silenced for calls made from this package only.

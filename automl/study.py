@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
+from automl._version import __version__
 from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import StorageError
@@ -264,8 +265,6 @@ def create_study(
         return AutoMLStudy(study, stored, url, art, rdb)
     study.set_metric_names(METRIC_NAMES)
     study.set_user_attr(ATTR_ARTIFACT_DIR, str(art))
-    from automl import __version__
-
     study.set_user_attr(ATTR_VERSION, __version__)
     study.set_user_attr(ATTR_SPACE, sp.to_dict())
     study.enqueue_trial(sp.baseline_params())
