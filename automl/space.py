@@ -141,16 +141,19 @@ class TrainSection:
     augment: AugmentConfig | None = _T.augment
 
 
-def _searched(
-    default: Any = None,
-    *,
-    integer: bool = False,
-    low: float | None = None,
-    high: float | None = None,
-    choices: tuple[Any, ...] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Searched:
     """How a searched parameter is checked, and its value when the space does not search it."""
-    return {"default": default, "integer": integer, "low": low, "high": high, "choices": choices}
+
+    default: Any = None
+    integer: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+def _searched(default: Any = None, **bounds: Any) -> dict[str, Searched]:
+    return {"searched": Searched(default, **bounds)}
 
 
 @dataclass(frozen=True)
@@ -457,82 +460,67 @@ class _Ctx:
                 values[f.name] = self.setting(table, section, f, hints[f.name])
         return cls(**values)
 
-    def searched(self, table: Mapping[str, Any], f: Field[Any], default: Any) -> Any:
+    def searched(self, table: Mapping[str, Any], f: Field[Any], default: Any) -> Param | None:
         """A searched parameter from ``[search]``, with the bounds its field declares."""
-        meta = f.metadata
         raw = table.get(f.name, default)
-        if raw is None:
-            return None
-        return self.param(
-            raw,
-            f.name,
-            integer=meta["integer"],
-            low=meta["low"],
-            high=meta["high"],
-            choices=meta["choices"],
-        )
+        return None if raw is None else self.param(raw, f.name, f.metadata["searched"])
 
-    def param(
-        self,
-        raw: Any,
-        key: str,
-        *,
-        integer: bool = False,
-        low: float | None = None,
-        high: float | None = None,
-        choices: tuple[Any, ...] | None = None,
-    ) -> Param:
+    def param(self, raw: Any, key: str, bounds: Searched) -> Param:
         """A searched parameter: a fixed value, a list of choices, or {low, high, log, step}."""
         name = f"search.{key}"
-
-        def check_value(v: Any) -> Any:
-            if choices is not None:
-                if v not in choices:
-                    raise self.fail(name, f"value {v!r} not allowed; allowed: {list(choices)}")
-                return v
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise self.fail(name, f"values must be numbers, got {v!r}")
-            if integer and not isinstance(v, int):
-                raise self.fail(name, f"values must be integers, got {v!r}")
-            if (low is not None and v < low) or (high is not None and v > high):
-                bounds = (
-                    f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-                )
-                raise self.fail(name, f"value {v} is outside the allowed range {bounds}")
-            return v
-
         if isinstance(raw, list):
             if not raw:
                 raise self.fail(name, "an empty list of choices; give at least one value")
-            vals = tuple(check_value(v) for v in raw)
+            vals = tuple(self._searched_value(name, v, bounds) for v in raw)
             if len(set(vals)) != len(vals):
                 raise self.fail(name, f"duplicate choices in {list(vals)}")
             return Choice(vals)
         if isinstance(raw, Mapping):
-            if choices is not None:
-                raise self.fail(name, f"must be a value or a list of {list(choices)}, not a range")
-            self.only(raw, name, {"low", "high", "log", "step"})
-            if "low" not in raw or "high" not in raw:
-                raise self.fail(name, "a range needs both 'low' and 'high'")
-            lo, hi = check_value(raw["low"]), check_value(raw["high"])
-            if lo > hi:
-                raise self.fail(name, f"low ({lo}) must not exceed high ({hi})")
-            log = raw.get("log", False)
-            if not isinstance(log, bool):
-                raise self.fail(f"{name}.log", f"must be true or false, got {log!r}")
-            if log and lo <= 0:
-                raise self.fail(name, f"a log range needs low > 0, got {lo}")
-            step = raw.get("step")
-            if step is not None and (
-                isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
-            ):
-                raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
-            if log and step is not None:
-                raise self.fail(name, "'log' and 'step' cannot be combined")
-            if integer:
-                return IntRange(int(lo), int(hi), log, int(step or 1))
-            return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
-        return Choice((check_value(raw),))
+            return self._range(name, raw, bounds)
+        return Choice((self._searched_value(name, raw, bounds),))
+
+    def _searched_value(self, name: str, v: Any, b: Searched) -> Any:
+        if b.choices is not None:
+            if v not in b.choices:
+                raise self.fail(name, f"value {v!r} not allowed; allowed: {list(b.choices)}")
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(name, f"values must be numbers, got {v!r}")
+        if b.integer and not isinstance(v, int):
+            raise self.fail(name, f"values must be integers, got {v!r}")
+        if (b.low is not None and v < b.low) or (b.high is not None and v > b.high):
+            lo = b.low if b.low is not None else "-inf"
+            hi = b.high if b.high is not None else "inf"
+            raise self.fail(name, f"value {v} is outside the allowed range [{lo}, {hi}]")
+        return v
+
+    def _range(self, name: str, raw: Mapping[str, Any], b: Searched) -> FloatRange | IntRange:
+        if b.choices is not None:
+            raise self.fail(name, f"must be a value or a list of {list(b.choices)}, not a range")
+        self.only(raw, name, {"low", "high", "log", "step"})
+        if "low" not in raw or "high" not in raw:
+            raise self.fail(name, "a range needs both 'low' and 'high'")
+        lo, hi = (
+            self._searched_value(name, raw["low"], b),
+            self._searched_value(name, raw["high"], b),
+        )
+        if lo > hi:
+            raise self.fail(name, f"low ({lo}) must not exceed high ({hi})")
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise self.fail(f"{name}.log", f"must be true or false, got {log!r}")
+        if log and lo <= 0:
+            raise self.fail(name, f"a log range needs low > 0, got {lo}")
+        step = raw.get("step")
+        if step is not None and (
+            isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+        ):
+            raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
+        if log and step is not None:
+            raise self.fail(name, "'log' and 'step' cannot be combined")
+        if b.integer:
+            return IntRange(int(lo), int(hi), log, int(step or 1))
+        return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
 
 
 # Bounds of fields declared in other packages (AugmentConfig belongs to the data package).
@@ -571,7 +559,9 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
     values: dict[str, Any] = {}
     for f in fields(SearchSection):
         # The width is not searched unless asked: the model's default width.
-        default = model.default_width_mult if f.name == "width_mult" else f.metadata["default"]
+        default = (
+            model.default_width_mult if f.name == "width_mult" else f.metadata["searched"].default
+        )
         values[f.name] = c.searched(s, f, default)
     split = values["split_factor"]
     if not isinstance(split, Choice):

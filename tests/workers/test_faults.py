@@ -31,17 +31,8 @@ EPOCHS, STEPS = 4, 12
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
 
-def _worker(
-    pg_url: str,
-    study: str,
-    cwd: Path,
-    *extra: str,
-    threads: int | None = None,
-    stats_json: Path | None = None,
-) -> subprocess.Popen[str]:
-    return spawn_worker(
-        pg_url, study, cwd, *HEARTBEAT, *extra, threads=threads, stats_json=stats_json
-    )
+def _worker(pg_url: str, study: str, cwd: Path, *extra: str, **kw: Any) -> subprocess.Popen[str]:
+    return spawn_worker(pg_url, study, cwd, *HEARTBEAT, *extra, **kw)
 
 
 def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy:
