@@ -22,6 +22,7 @@ from automl.errors import (
     StorageError,
     TrainingError,
 )
+from automl.export import load_model
 from automl.models import create_model, fuse, list_models, unfuse
 from automl.space import SearchSpace, load_space
 from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
@@ -54,6 +55,7 @@ __all__ = [
     "create_study",
     "fuse",
     "list_models",
+    "load_model",
     "load_space",
     "load_study",
     "unfuse",
