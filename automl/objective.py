@@ -29,7 +29,7 @@ from automl.device import describe_device
 from automl.errors import AutoMLError
 from automl.latency import LatencyRecord, measure
 from automl.models import create_model
-from automl.models.ensemble import Ensemble
+from automl.models.ensemble import DividedNet, Ensemble
 from automl.pruning import ParetoPruner
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
 from automl.space import DataSection, SearchSpace, TrialParams
@@ -366,6 +366,18 @@ class Objective:
             TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3)
         )
         trial.set_user_attr(TrialAttr.MEMBER_ACCURACIES, result.member_val_accuracies)
+        if model.split_factor > 1 and isinstance(model, DividedNet):
+            # Operating points for free: the m best members of this ensemble (automl.export).
+            from automl.export.subsets import store_subset_points
+
+            store_subset_points(
+                trial,
+                model,
+                data,
+                self.device,
+                self.space.objectives,
+                result.member_val_accuracies,
+            )
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
         trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)

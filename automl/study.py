@@ -73,6 +73,9 @@ class ParetoRecord:
     latency_mode: str | None
     latency_iqr_ms: float | None
     device: str | None
+    # Set on the points of ``pareto_front(include_subsets=True)`` that are the first m members
+    # (by validation accuracy) of this trial's ensemble; None for the trial itself.
+    subset_members: int | None = None
 
     @classmethod
     def from_trial(cls, t: FrozenTrial) -> ParetoRecord:
@@ -190,8 +193,16 @@ class AutoMLStudy:
             db_timeout_s=db_timeout_s,
         )
 
-    def pareto_front(self) -> list[ParetoRecord]:
-        """The non-dominated feasible trials, sorted by latency."""
+    def pareto_front(self, include_subsets: bool = False) -> list[ParetoRecord]:
+        """The non-dominated feasible trials, sorted by latency.
+
+        With ``include_subsets`` the trials' subset points (``subset_points``: K > 1 ensembles
+        answering with their m best members) compete too, marked by ``subset_members``.
+        """
+        if include_subsets:
+            from automl.export.subsets import front_with_subsets
+
+            return front_with_subsets(self._study)
         best = self._study.best_trials
         return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
 

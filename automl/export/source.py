@@ -23,12 +23,12 @@ from automl.errors import AutoMLError
 from automl.export.errors import BundleError, TrialSelectionError
 from automl.export.forms import Form, LoadedModel, build_form, parse_form, resolve_members
 from automl.export.preprocess import class_names, preprocessing_for
+from automl.export.subsets import SUBSET_POINTS
 from automl.models import DividedNet, model_from_config
 from automl.study import AutoMLStudy, load_study
 
 __all__ = ["SUBSET_POINTS", "TrialModel", "load_trial", "select_trial", "trial_metrics"]
 
-SUBSET_POINTS = "subset_points"
 WEIGHTS_ARTIFACT = "weights.pt"
 
 
