@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -51,10 +52,25 @@ def parse_format(fmt: Format | str) -> Format:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporters print progress and warn about tracing; neither concerns a user here."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """The exporters print progress, log graph passes and warn about tracing; none of it concerns
+    a user here (a failure still raises)."""
+    loggers = [
+        logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")
+    ]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _batch_dim() -> torch.export.Dim:
