@@ -51,6 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds spent timing the program in its runtime (0: skip the measurement)",
     )
     p.add_argument("--latency-batch", type=int, default=1, help="batch size of that measurement")
+    p.add_argument(
+        "--latency-device",
+        default="cpu",
+        help="device of that measurement: cpu (default) or cuda[:i] where a GPU exists",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         min_run_s=max(args.latency_s, 0.01),
         warmup_s=min(0.3, max(args.latency_s, 0.0) / 3),
         enabled=args.latency_s > 0,
+        device=args.latency_device,
     )
     manifest = export_trial(
         args.storage,

@@ -14,6 +14,7 @@ import torch
 
 from automl.attrs import TrialAttr
 from automl.data import load_dataset
+from automl.device import resolve_device
 from automl.export.bundle import prepare_out_dir, write_json, write_manifest
 from automl.export.errors import BundleError
 from automl.export.forms import (
@@ -46,6 +47,8 @@ class LatencySettings:
     min_run_s: float = 1.0
     threads: int | None = None
     enabled: bool = True
+    # "cpu", or "cuda[:i]" where a GPU exists (ONNX Runtime's CUDA provider when it is installed).
+    device: str = "cpu"
 
 
 def _load_data(section: DataSection) -> Any:
@@ -118,6 +121,8 @@ def write_bundle(
 ) -> dict[str, Any]:
     """Write ``divided`` (the shipped members) as a bundle at ``out``; return its manifest."""
     fmt, form = parse_format(fmt), parse_form(form)
+    if latency is not None and latency.enabled:
+        resolve_device(latency.device)  # before anything is written
     path = Path(out).expanduser()
     prepare_out_dir(path)
     model = build_form(divided, form, list(range(divided.split_factor)))
@@ -151,7 +156,9 @@ def write_bundle(
         if latency is not None and latency.enabled:
             from automl.export.runtime_latency import bundle_latency
 
-            extra["latency"] = bundle_latency(head, fmt, program, preprocessing, latency)
+            extra["latency"] = bundle_latency(
+                head, fmt, program, preprocessing, latency, device=latency.device
+            )
         return write_manifest(path, fmt, extra)
     except OSError as e:
         raise BundleError(f"--out {path}: cannot write the bundle ({e.strerror or e})") from e

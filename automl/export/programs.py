@@ -138,7 +138,8 @@ def load_program(
     """
     try:
         if fmt is Format.TORCHSCRIPT:
-            ts = torch.jit.load(str(path), map_location=device).eval()
+            with _quiet():  # torch.jit.load warns that TorchScript is deprecated
+                ts = torch.jit.load(str(path), map_location=device).eval()
             return lambda x: ts(x.to(device))
         if fmt is Format.EXPORTED_PROGRAM:
             with _quiet():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from automl.device import describe_device
+from automl.device import describe_device, resolve_device
 from automl.export.forms import ProbabilityHead
 from automl.export.preprocess import Preprocessing
 from automl.export.programs import Format, load_program, onnx_providers
@@ -71,7 +71,8 @@ def bundle_latency(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """The program's latency in its runtime and the eager model's, measured side by side."""
-    dev = torch.device(device)
+    dev = resolve_device(device)  # a clear error for cuda without a GPU
+    device = str(dev)
     threads = settings.threads or torch.get_num_threads()
     x = torch.randn(settings.batch_size, pre.in_chans, pre.image_size, pre.image_size)
     eager = head.to(dev).eval()

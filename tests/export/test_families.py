@@ -57,7 +57,8 @@ def test_family_exports_and_reloads(tmp_path: Path, family: str, name: str, fmt:
     model = automl.create_model(name, num_classes=5, in_chans=3, split_factor=2, width_mult=0.25)
     # Random BatchNorm statistics, so the check is not trivially passed by identity-like layers.
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
+            assert m.running_var is not None
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     model.eval()
