@@ -17,9 +17,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure_postgres.sh
 	$(BIN)/ruff check .
-	$(BIN)/mypy automl workers
+	$(BIN)/mypy automl workers tests
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy automl workers
+	$(BIN)/mypy automl workers tests

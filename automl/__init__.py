@@ -11,6 +11,7 @@ import warnings as _warnings
 
 import optuna as _optuna
 
+from automl._version import __version__
 from automl.errors import (
     AutoMLError,
     ConfigError,
@@ -21,11 +22,10 @@ from automl.errors import (
     StorageError,
     TrainingError,
 )
+from automl.export import load_model
 from automl.models import create_model, fuse, list_models, unfuse
 from automl.space import SearchSpace, load_space
 from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
-
-__version__ = "0.1.0"
 
 # Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
 # purpose, so their warnings are silenced for calls made from this package only.
@@ -55,6 +55,7 @@ __all__ = [
     "create_study",
     "fuse",
     "list_models",
+    "load_model",
     "load_space",
     "load_study",
     "unfuse",

@@ -10,6 +10,7 @@ __all__ = [
     "AutoMLError",
     "ConfigError",
     "DataError",
+    "DatabaseUnreachableError",
     "DivergedError",
     "ModelError",
     "SearchSpaceError",
@@ -40,6 +41,13 @@ class SearchSpaceError(ConfigError):
 
 class StorageError(AutoMLError):
     """The study storage cannot be reached or used as asked."""
+
+
+class DatabaseUnreachableError(StorageError):
+    """The database server did not answer (down, starting, or the wrong host or port).
+
+    The one storage error worth waiting out: a worker started with its database retries it.
+    """
 
 
 class TrainingError(AutoMLError):

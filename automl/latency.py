@@ -37,7 +37,6 @@ __all__ = [
     "LatencyRecord",
     "measure",
     "supported_modes",
-    "time_callable",
     "time_callables",
 ]
 
@@ -129,14 +128,6 @@ def time_callables(
                 samples[name].append((time.perf_counter() - t0) / calls[name])
                 n += 1
     return samples, calls
-
-
-def time_callable(
-    fn: Callable[[], object], device: torch.device, **kwargs: float
-) -> tuple[list[float], int]:
-    """Seconds per call for each timed block of one callable, and the calls per block."""
-    samples, calls = time_callables({"fn": fn}, device, **kwargs)  # type: ignore[arg-type]
-    return samples["fn"], calls["fn"]
 
 
 class _ThreadedMembers:

@@ -13,8 +13,8 @@ import logging
 import socket
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +22,22 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from automl.attrs import TrialAttr
 from automl.complexity import count_flops, count_parameters
 from automl.data import DataBundle, load_dataset
 from automl.device import describe_device
 from automl.errors import AutoMLError
-from automl.latency import measure
+from automl.latency import LatencyRecord, measure
 from automl.models import create_model
-from automl.pruning import CURVE_ATTR
-from automl.retry import db_retry
-from automl.space import DataSection, SearchSpace
-from automl.training import EpochRecord, evaluate, fit
+from automl.models.ensemble import DividedNet, Ensemble
+from automl.pruning import ParetoPruner
+from automl.retry import DEFAULT_TIMEOUT_S, db_retry
+from automl.space import DataSection, SearchSpace, TrialParams
+from automl.training import EpochRecord, FitResult, evaluate, fit
 
-__all__ = ["Objective", "StopRequested", "TrialAttr", "trial_key"]
+__all__ = ["EpochReporter", "Objective", "StopRequested", "trial_key"]
 
 log = logging.getLogger(__name__)
-
-
-class TrialAttr(StrEnum):
-    """Documented names of the user attributes every trial carries."""
-
-    N_PARAMS = "n_params"
-    FLOPS = "flops"
-    MEMBER_ACCURACIES = "member_accuracies"
-    TEST_ACCURACY = "test_accuracy"
-    TEST_MEMBER_ACCURACIES = "test_member_accuracies"
-    LATENCY_MS = "latency_ms"
-    LATENCY_IQR_MS = "latency_iqr_ms"
-    LATENCY_MODE = "latency_mode"
-    LATENCY_MODES = "latency_modes_ms"
-    DEVICE = "device"
-    HOST = "host"
-    CURVE = CURVE_ATTR
-    EPOCH_SECONDS = "epoch_seconds"
-    RESUMED_FROM_EPOCH = "resumed_from_epoch"
-    FAIL_REASON = "fail_reason"
-    PRUNED_REASON = "pruned_reason"
-    TRAIN_SECONDS = "train_seconds"
-    TRAIN_FORM = "train_form"
 
 
 def _profiler(trace_dir: Path, device: torch.device) -> torch.profiler.profile:
@@ -74,8 +53,92 @@ def _profiler(trace_dir: Path, device: torch.device) -> torch.profiler.profile:
     )
 
 
+@contextlib.contextmanager
+def _profiling(
+    enabled: bool, device: torch.device, keep: Callable[[Path], None]
+) -> Iterator[Callable[[int], None] | None]:
+    """With ``enabled``, a step hook that drives a profiler; once the profiler has stopped and
+    written its trace, each trace file is handed to ``keep``. Otherwise no hook."""
+    if not enabled:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        with _profiler(Path(tmp), device) as prof:
+            yield lambda step: prof.step()
+        for f in sorted(Path(tmp).rglob("*.json")):
+            keep(f)
+
+
 class StopRequested(Exception):
     """The worker was asked to stop; the trial is left to be retried from its checkpoint."""
+
+
+class EpochReporter:
+    """What happens after every epoch of a trial: store the curve, ask the pruner, obey a stop.
+
+    A retry inherits the interrupted run's attributes: its curve fills the epochs that the resumed
+    run skips, so that index e is always epoch e (``None`` where neither run recorded it).
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        *,
+        latency_ms: float,
+        pruner: ParetoPruner,
+        epochs: int,
+        stop_event: threading.Event,
+        db_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.trial = trial
+        self.latency_ms = latency_ms
+        self.pruner = pruner
+        self.epochs = epochs
+        self.stop_event = stop_event
+        self.db_timeout_s = db_timeout_s
+        self.prior_curve: list[float | None] = list(trial.user_attrs.get(TrialAttr.CURVE, []))
+        self.prior_seconds: list[float | None] = list(
+            trial.user_attrs.get(TrialAttr.EPOCH_SECONDS, [])
+        )
+        self.curve: list[float | None] = []
+        self.seconds: list[float | None] = []
+
+    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+        return db_retry(fn, what=what, timeout_s=self.db_timeout_s)
+
+    def _record(self, rec: EpochRecord) -> None:
+        for values, prior in ((self.curve, self.prior_curve), (self.seconds, self.prior_seconds)):
+            del values[rec.epoch :]
+            while len(values) < rec.epoch:
+                values.append(prior[len(values)] if len(values) < len(prior) else None)
+        self.curve.append(rec.val_accuracy)
+        self.seconds.append(rec.seconds)
+
+    def __call__(self, rec: EpochRecord) -> None:
+        self._record(rec)
+        trial = self.trial
+        curve = list(self.curve)
+        seconds = [None if s is None else round(s, 3) for s in self.seconds]
+        self._retry(lambda: trial.set_user_attr(TrialAttr.CURVE, curve), "store the curve")
+        self._retry(
+            lambda: trial.set_user_attr(TrialAttr.EPOCH_SECONDS, seconds), "store epoch times"
+        )
+        last_epoch = rec.epoch + 1 >= self.epochs
+        doms = self._retry(
+            lambda: self.pruner.should_prune(
+                trial.study, rec.epoch, rec.val_accuracy, self.latency_ms
+            ),
+            "read other trials' curves",
+        )
+        if doms is not None and not last_epoch:
+            reason = (
+                f"dominated at epoch {rec.epoch + 1}: trials {doms} were as fast and more "
+                f"accurate by at least {self.pruner.margin}"
+            )
+            trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+            raise optuna.TrialPruned(reason)
+        if self.stop_event.is_set() and not last_epoch:
+            raise StopRequested(f"stopped after epoch {rec.epoch + 1}")
 
 
 def trial_key(trial: optuna.trial.FrozenTrial) -> int:
@@ -119,6 +182,7 @@ class Objective:
         stop_event: threading.Event | None = None,
         progress: bool = False,
         profile: bool = False,
+        db_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.space = space
         self.device = device
@@ -127,6 +191,7 @@ class Objective:
         self.stop_event = stop_event or threading.Event()
         self.progress = progress
         self.profile = profile
+        self.db_timeout_s = db_timeout_s
         self._baseline: tuple[int, int] | None = None
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -175,16 +240,16 @@ class Objective:
                 violated.append(f"{name} {value:.4g} > {limit:.4g}")
         return violated
 
+    def _upload_file(self, trial: optuna.Trial, path: Path, mimetype: str) -> None:
+        upload_artifact(
+            artifact_store=self.store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+        )
+
     def _upload(self, trial: optuna.Trial, name: str, write: Any, mimetype: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             write(path)
-            upload_artifact(
-                artifact_store=self.store,
-                file_path=str(path),
-                study_or_trial=trial,
-                mimetype=mimetype,
-            )
+            self._upload_file(trial, path, mimetype)
 
     # -- the objective ----------------------------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -194,24 +259,35 @@ class Objective:
 
     def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
         """Run ``trial``, whose checkpoints and seed are those of original trial ``key``."""
-        space = self.space
-        cfg = space.suggest(trial)
+        sampled = self.space.suggest(trial)
         data = self.data()
         trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
         trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
-        torch.manual_seed(key)
+        model = self._build(trial, sampled, data, seed=key)
+        # Latency does not depend on the weights: measure first, so the pruner can use it.
+        lat = self._measure_latency(trial, model, self._input_shape(data))
+        ckpt = self.checkpoint_path(trial.study.study_name, key)
+        result = self._train(trial, sampled, model, data, lat, ckpt, seed=key)
+        self._store_outcome(trial, model, data, result)
+        ckpt.unlink(missing_ok=True)
+        return result.val_accuracy, lat.median_ms
+
+    def _build(
+        self, trial: optuna.Trial, sampled: TrialParams, data: DataBundle, seed: int
+    ) -> Ensemble:
+        """The trial's model, its size stored; pruned before training when over a budget."""
+        torch.manual_seed(seed)
         model = create_model(
-            space.model.name,
+            self.space.model.name,
             num_classes=data.num_classes,
             in_chans=data.in_chans,
-            split_factor=cfg.split_factor,
-            width_mult=cfg.width_mult,
-            drop_rate=space.model.drop_rate,
-            combine=space.model.combine,
+            split_factor=sampled.split_factor,
+            width_mult=sampled.width_mult,
+            drop_rate=self.space.model.drop_rate,
+            combine=self.space.model.combine,
         )
-        shape = self._input_shape(data)
         params = count_parameters(model)
-        flops = count_flops(model, shape)
+        flops = count_flops(model, self._input_shape(data))
         trial.set_user_attr(TrialAttr.N_PARAMS, params)
         trial.set_user_attr(TrialAttr.FLOPS, flops)
         violated = self._constraints(trial, params, flops)
@@ -219,13 +295,15 @@ class Objective:
             reason = "over budget: " + "; ".join(violated)
             trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)
+        return model
 
-        # Latency does not depend on the weights: measure first, so the pruner can use it.
-        obj = space.objectives
-        sample = torch.randn(obj.latency_batch_size, *shape)
+    def _measure_latency(
+        self, trial: optuna.Trial, model: Ensemble, shape: tuple[int, int, int]
+    ) -> LatencyRecord:
+        obj = self.space.objectives
         lat = measure(
             model,
-            sample,
+            torch.randn(obj.latency_batch_size, *shape),
             mode=obj.latency_mode,
             device=self.device,
             threads=obj.latency_threads,
@@ -236,72 +314,49 @@ class Objective:
         trial.set_user_attr(TrialAttr.LATENCY_IQR_MS, lat.iqr_ms)
         trial.set_user_attr(TrialAttr.LATENCY_MODE, lat.mode)
         trial.set_user_attr(TrialAttr.LATENCY_MODES, lat.modes)
+        return lat
 
-        # A retry inherits the interrupted run's attributes: its curve fills the epochs that the
-        # resumed run skips, so that index e is always epoch e.
-        prior_curve = list(trial.user_attrs.get(TrialAttr.CURVE, []))
-        prior_seconds = list(trial.user_attrs.get(TrialAttr.EPOCH_SECONDS, []))
-        curve: list[float | None] = []
-        seconds: list[float | None] = []
-        study = trial.study
+    def _train(
+        self,
+        trial: optuna.Trial,
+        sampled: TrialParams,
+        model: Ensemble,
+        data: DataBundle,
+        lat: LatencyRecord,
+        ckpt: Path,
+        seed: int,
+    ) -> FitResult:
+        """Co-train from the checkpoint of an earlier run of this trial, if there is one."""
+        train_cfg = self.space.train_config(sampled, seed=seed)
+        reporter = EpochReporter(
+            trial,
+            latency_ms=lat.median_ms,
+            pruner=self.space.pruner,
+            epochs=train_cfg.epochs,
+            stop_event=self.stop_event,
+            db_timeout_s=self.db_timeout_s,
+        )
 
-        def on_epoch(rec: EpochRecord) -> None:
-            for values, prior in ((curve, prior_curve), (seconds, prior_seconds)):
-                del values[rec.epoch :]
-                while len(values) < rec.epoch:
-                    values.append(prior[len(values)] if len(values) < len(prior) else None)
-            curve.append(rec.val_accuracy)
-            seconds.append(rec.seconds)
-            db_retry(
-                lambda: trial.set_user_attr(TrialAttr.CURVE, list(curve)), what="store the curve"
-            )
-            db_retry(
-                lambda: trial.set_user_attr(
-                    TrialAttr.EPOCH_SECONDS, [None if s is None else round(s, 3) for s in seconds]
-                ),
-                what="store epoch times",
-            )
-            doms = db_retry(
-                lambda: space.pruner.should_prune(
-                    study, rec.epoch, rec.val_accuracy, lat.median_ms
-                ),
-                what="read other trials' curves",
-            )
-            if doms is not None and rec.epoch + 1 < space.recipe.epochs:
-                reason = (
-                    f"dominated at epoch {rec.epoch + 1}: trials {doms} were as fast and more "
-                    f"accurate by at least {space.pruner.margin}"
-                )
-                trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
-                raise optuna.TrialPruned(reason)
-            if self.stop_event.is_set() and rec.epoch + 1 < space.recipe.epochs:
-                raise StopRequested(f"stopped after epoch {rec.epoch + 1}")
+        def keep_trace(path: Path) -> None:
+            self._upload_file(trial, path, "application/json")
 
-        ckpt = self.checkpoint_path(study.study_name, key)
-        train_cfg = space.train_config(cfg, seed=key)
-        tmp_ctx: Any = tempfile.TemporaryDirectory() if self.profile else contextlib.nullcontext()
-        with tmp_ctx as tmp:
-            prof_ctx: Any = _profiler(Path(tmp), self.device) if tmp else contextlib.nullcontext()
-            with prof_ctx as prof:
-                result = fit(
-                    model,
-                    data,
-                    train_cfg,
-                    device=self.device,
-                    callback=on_epoch,
-                    checkpoint_path=ckpt,
-                    resume=True,
-                    progress=self.progress,
-                    step_hook=(lambda step: prof.step()) if prof is not None else None,
-                )
-            # The profiler has stopped and written its trace: keep it with the trial.
-            for f in sorted(Path(tmp).rglob("*.json")) if tmp else []:
-                upload_artifact(
-                    artifact_store=self.store,
-                    file_path=str(f),
-                    study_or_trial=trial,
-                    mimetype="application/json",
-                )
+        with _profiling(self.profile, self.device, keep_trace) as step_hook:
+            return fit(
+                model,
+                data,
+                train_cfg,
+                device=self.device,
+                callback=reporter,
+                checkpoint_path=ckpt,
+                resume=True,
+                progress=self.progress,
+                step_hook=step_hook,
+            )
+
+    def _store_outcome(
+        self, trial: optuna.Trial, model: Ensemble, data: DataBundle, result: FitResult
+    ) -> None:
+        """Attributes of the finished run, its test accuracy, and its curve and weights."""
         trial.set_user_attr(TrialAttr.TRAIN_FORM, result.form)
         if result.resumed_from_epoch:
             trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
@@ -311,11 +366,24 @@ class Objective:
             TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3)
         )
         trial.set_user_attr(TrialAttr.MEMBER_ACCURACIES, result.member_val_accuracies)
+        if model.split_factor > 1 and isinstance(model, DividedNet):
+            # Operating points for free: the m best members of this ensemble (automl.export).
+            from automl.export.subsets import store_subset_points
+
+            store_subset_points(
+                trial,
+                model,
+                data,
+                self.device,
+                self.space.objectives,
+                result.member_val_accuracies,
+            )
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
         trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)
 
         history = [asdict(r) for r in result.history]
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         try:
             self._upload(
                 trial,
@@ -323,7 +391,6 @@ class Objective:
                 lambda p: p.write_text(json.dumps(history, indent=1)),
                 "application/json",
             )
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             self._upload(
                 trial,
                 "weights.pt",
@@ -332,5 +399,3 @@ class Objective:
             )
         except OSError as e:
             raise AutoMLError(f"cannot write artifacts under {self.artifact_dir}: {e}") from e
-        ckpt.unlink(missing_ok=True)
-        return result.val_accuracy, lat.median_ms

@@ -11,23 +11,23 @@ so a worker on another host sees them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["CURVE_ATTR", "ParetoPruner"]
+from automl.attrs import TrialAttr
 
-CURVE_ATTR = "val_accuracy_curve"
-LATENCY_ATTR = "latency_ms"
+__all__ = ["ParetoPruner"]
 
 
 @dataclass(frozen=True)
 class ParetoPruner:
+    # The metadata are the bounds a search space's [pruner] section is checked against.
     enabled: bool = True
-    warmup_epochs: int = 1
-    margin: float = 0.02
-    min_dominators: int = 2
+    warmup_epochs: int = field(default=1, metadata={"low": 0})
+    margin: float = field(default=0.02, metadata={"low": 0.0, "high": 1.0})
+    min_dominators: int = field(default=2, metadata={"low": 1})
 
     def dominators(
         self, trials: list[FrozenTrial], epoch: int, accuracy: float, latency_ms: float
@@ -37,8 +37,8 @@ class ParetoPruner:
         for t in trials:
             if t.state is not TrialState.COMPLETE:
                 continue
-            curve = t.user_attrs.get(CURVE_ATTR)
-            lat = t.user_attrs.get(LATENCY_ATTR)
+            curve = t.user_attrs.get(TrialAttr.CURVE)
+            lat = t.user_attrs.get(TrialAttr.LATENCY_MS)
             if not isinstance(curve, list) or lat is None or len(curve) <= epoch:
                 continue
             if curve[epoch] is None:  # an epoch a resumed trial did not record itself

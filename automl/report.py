@@ -1,10 +1,12 @@
-"""Reports of a study: the Pareto table, the Pareto plot and the hypervolume history."""
+"""Reports of a study: the Pareto table (text and files), the Pareto plot and the hypervolume
+history."""
 
 from __future__ import annotations
 
 import csv
 import html
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,55 @@ from optuna.trial import TrialState
 
 from automl.study import METRIC_NAMES, AutoMLStudy, ParetoRecord
 
-__all__ = ["reference_point", "write_report"]
+__all__ = ["format_front", "reference_point", "write_report"]
 
 
 def reference_point(study: optuna.Study) -> list[float]:
     """Hypervolume reference: accuracy 0 and 1.1 x the slowest completed trial's latency."""
     lat = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     return [0.0, 1.1 * max(lat) if lat else 1.0]
+
+
+def format_front(front: Sequence[ParetoRecord]) -> str:
+    """The Pareto front as an aligned text table, fastest first."""
+    header = (
+        "#",
+        "K",
+        "width",
+        "cot_w",
+        "val_acc",
+        "test_acc",
+        "latency_ms",
+        "iqr_ms",
+        "mode",
+        "params",
+        "MFLOPs",
+    )
+    rows = []
+    for r in front:
+        p = r.params
+        rows.append(
+            (
+                str(r.number),
+                str(r.split_factor),
+                f"{p.get('width_mult', float('nan')):.3f}" if "width_mult" in p else "-",
+                f"{p['cot_weight']:.3f}" if "cot_weight" in p else "-",
+                f"{r.accuracy:.4f}",
+                f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-",
+                f"{r.latency_ms:.3f}",
+                f"{r.latency_iqr_ms:.3f}" if r.latency_iqr_ms is not None else "-",
+                r.latency_mode or "-",
+                f"{r.n_params:,}" if r.n_params is not None else "-",
+                f"{r.flops / 1e6:.2f}" if r.flops is not None else "-",
+            )
+        )
+    if not rows:
+        return "(no completed trial yet: the Pareto front is empty)"
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
 
 
 def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
@@ -61,8 +105,6 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
         w.writeheader()
         w.writerows(rows)
     written.append(path)
-
-    from automl.cli.common import format_front
 
     path = out_dir / "pareto.md"
     path.write_text(

@@ -10,7 +10,7 @@ from typing import TypeVar
 import optuna
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["TRANSIENT_DB_ERRORS", "db_retry"]
+__all__ = ["DEFAULT_TIMEOUT_S", "TRANSIENT_DB_ERRORS", "db_retry"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,7 +22,8 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     optuna.exceptions.StorageInternalError,
 )
 
-# Overridden by the worker from its options; a module default keeps library use simple.
+# How long a lost connection is waited out when the caller does not say (never reassigned:
+# a worker passes its own timeout down to every call).
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -30,13 +31,13 @@ def db_retry(
     fn: Callable[[], T],
     *,
     what: str,
-    timeout_s: float | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     first_delay_s: float = 0.5,
     max_delay_s: float = 15.0,
 ) -> T:
     """Call ``fn``; on a lost connection wait (0.5 s, doubling up to 15 s) and call it again,
     for up to ``timeout_s`` seconds, then re-raise."""
-    deadline = time.monotonic() + (DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
+    deadline = time.monotonic() + timeout_s
     delay = first_delay_s
     while True:
         try:

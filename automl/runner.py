@@ -14,21 +14,26 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar
 
 import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from automl.attrs import TrialAttr
 from automl.errors import TrainingError
-from automl.objective import Objective, StopRequested, TrialAttr, trial_key
-from automl.retry import TRANSIENT_DB_ERRORS, db_retry
+from automl.objective import Objective, StopRequested, trial_key
+from automl.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
 
 __all__ = ["Claimed", "RunStats", "claim_waiting_trial", "run_one", "run_trials"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,15 +43,10 @@ class RunStats:
     failed: int = 0
     stopped: int = 0
     lost: int = 0
-    numbers: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.completed + self.pruned + self.failed + self.stopped + self.lost
-
-
-def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
-    return study._storage  # the storage the study was opened with
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,17 @@ class Claimed:
     trial_id: int
 
 
-def claim_waiting_trial(study: optuna.Study) -> Claimed | None:
-    """Atomically take one WAITING trial of ``study``; ``None`` when there is none."""
-    storage = _storage(study)
+def _heartbeat_interval(storage: BaseStorage) -> float | None:
+    """Seconds between heartbeats, or ``None`` for a storage without them (the gRPC proxy)."""
+    if not isinstance(storage, BaseHeartbeat):
+        return None
+    interval = storage.get_heartbeat_interval()
+    return float(interval) if interval else None
+
+
+def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | None:
+    """Atomically take one WAITING trial of ``study`` (held in ``storage``); ``None`` when there
+    is none."""
     study_id = storage.get_study_id_from_name(study.study_name)
     for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
@@ -76,19 +84,18 @@ def claim_waiting_trial(study: optuna.Study) -> Claimed | None:
 class _Heartbeat:
     """Records the running trial's heartbeat; a failed write (database away) is retried later."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    def __init__(self, storage: BaseStorage, trial_id: int) -> None:
         self.storage = storage
         self.trial_id = trial_id
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        self.interval = float(interval) if interval else None
+        self.interval = _heartbeat_interval(storage)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="automl-heartbeat")
 
     def _loop(self) -> None:
-        assert self.interval is not None
+        assert self.interval is not None and isinstance(self.storage, BaseHeartbeat)
         while True:
             try:
-                self.storage.record_heartbeat(self.trial_id)  # type: ignore[attr-defined]
+                self.storage.record_heartbeat(self.trial_id)
             except Exception as e:  # a lost connection must not kill the trial
                 log.warning("heartbeat for trial id %s failed (%s); retrying", self.trial_id, e)
             if self.stop.wait(self.interval):
@@ -105,42 +112,51 @@ class _Heartbeat:
             self.thread.join(timeout=30)
 
 
-def _retry_later(study: optuna.Study, trial: optuna.Trial) -> None:
+def _retry_later(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
     """Fail a stopped trial now and enqueue its retry, instead of waiting for it to go stale."""
-    storage = _storage(study)
     study.tell(trial, state=TrialState.FAIL)
-    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if not isinstance(storage, BaseHeartbeat):
+        return
+    callback = storage.get_heartbeat_stale_trial_callback()
     if callback is not None:
         callback(study, study.get_trials(deepcopy=True)[trial.number])
 
 
-def run_one(study: optuna.Study, objective: Objective, claimed: Claimed) -> TrialState:
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
+
+
+def run_one(
+    study: optuna.Study,
+    storage: BaseStorage,
+    objective: Objective,
+    claimed: Claimed,
+    *,
+    db_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> TrialState:
     """Run a claimed trial to its end and record the outcome; returns the final state."""
     trial, key = claimed.trial, claimed.key
-    with _Heartbeat(_storage(study), claimed.trial_id):
+
+    def retry(fn: Callable[[], object], what: str) -> None:
+        db_retry(fn, what=what, timeout_s=db_timeout_s)
+
+    with _Heartbeat(storage, claimed.trial_id):
         try:
             values = objective.run(trial, key)
         except optuna.TrialPruned:
-            db_retry(
-                lambda: study.tell(trial, state=TrialState.PRUNED), what="record a pruned trial"
-            )
+            retry(lambda: study.tell(trial, state=TrialState.PRUNED), "record a pruned trial")
             return TrialState.PRUNED
         except StopRequested as e:
             why = f"worker stopped: {e}; retried from checkpoint"
-            db_retry(
-                lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, why),
-                what="record a stopped trial",
-            )
-            db_retry(lambda: _retry_later(study, trial), what="re-enqueue a stopped trial")
+            retry(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, why), "record a stopped trial")
+            retry(lambda: _retry_later(study, storage, trial), "re-enqueue a stopped trial")
             return TrialState.WAITING
         except (TrainingError, torch.OutOfMemoryError) as e:
             # The trial's own fault (divergence, a model too big for this device): record why,
             # fail this trial only and go on with the next.
             reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            db_retry(
-                lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), what="record a failure"
-            )
-            db_retry(lambda: study.tell(trial, state=TrialState.FAIL), what="record a failure")
+            retry(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), "record a failure")
+            retry(lambda: study.tell(trial, state=TrialState.FAIL), "record a failure")
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             log.warning("trial %d failed: %s", trial.number, reason)
@@ -153,11 +169,8 @@ def run_one(study: optuna.Study, objective: Objective, claimed: Claimed) -> Tria
             )
             return TrialState.RUNNING
         except BaseException as e:
-            reason = (
-                f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
-            )
             try:
-                trial.set_user_attr(TrialAttr.FAIL_REASON, reason)
+                trial.set_user_attr(TrialAttr.FAIL_REASON, _first_line(e))
                 study.tell(trial, state=TrialState.FAIL)
             except Exception:
                 log.error(
@@ -167,7 +180,7 @@ def run_one(study: optuna.Study, objective: Objective, claimed: Claimed) -> Tria
                 )
             raise
         # A finished trial is the expensive part: wait out a database restart rather than lose it.
-        db_retry(lambda: study.tell(trial, list(values)), what=f"record trial {trial.number}")
+        retry(lambda: study.tell(trial, list(values)), f"record trial {trial.number}")
         return TrialState.COMPLETE
 
 
@@ -175,12 +188,26 @@ def _running(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _reader(study: optuna.Study, trial_id: int) -> Callable[[], optuna.trial.FrozenTrial]:
-    return lambda: _storage(study).get_trial(trial_id)
+def _reader(storage: BaseStorage, trial_id: int) -> Callable[[], FrozenTrial]:
+    return lambda: storage.get_trial(trial_id)
+
+
+def _count(stats: RunStats, state: TrialState) -> None:
+    if state is TrialState.COMPLETE:
+        stats.completed += 1
+    elif state is TrialState.PRUNED:
+        stats.pruned += 1
+    elif state is TrialState.FAIL:
+        stats.failed += 1
+    elif state is TrialState.RUNNING:
+        stats.lost += 1
+    else:
+        stats.stopped += 1
 
 
 def run_trials(
     study: optuna.Study,
+    storage: BaseStorage,
     objective: Objective,
     *,
     max_trials: int | None = None,
@@ -188,26 +215,29 @@ def run_trials(
     open_ended: bool = False,
     stop_event: threading.Event | None = None,
     progress: bool = False,
-    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-    wait_for_running: bool = True,
     expected: int | None = None,
+    db_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> RunStats:
     """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
     (seconds, checked between trials) passed or ``stop_event`` was set.
 
-    With ``open_ended`` a worker that finds no waiting trial enqueues one for itself (a study
-    with no target, e.g. ``automl search --timeout``). Otherwise, with ``wait_for_running``, a
-    worker that finds no waiting trial while others still run waits for them, so that the retry
-    of a trial whose worker died is picked up.
+    ``storage`` is the storage ``study`` was opened with. With ``open_ended`` a worker that finds
+    no waiting trial enqueues one for itself (a study with no target, e.g. ``automl search
+    --timeout``). Otherwise a worker that finds no waiting trial while others still run waits
+    for them, so that the retry of a trial whose worker died is picked up. A lost database
+    connection is waited out for ``db_timeout_s`` seconds at every call.
     """
     stop = stop_event or threading.Event()
     stats = RunStats()
     waiting_logged = False
-    storage = _storage(study)
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    interval = _heartbeat_interval(storage)
     # Idle workers look again often enough to exit soon after the last trial ends elsewhere.
-    poll_s = min(float(interval), 5.0) if interval else 5.0
+    poll_s = min(interval, 5.0) if interval else 5.0
     start = time.monotonic()
+
+    def retry(fn: Callable[[], T], what: str) -> T:
+        return db_retry(fn, what=what, timeout_s=db_timeout_s)
+
     # The bar's total: what this loop may run, as far as it is known when it starts.
     total = max_trials if max_trials is not None else expected
     bar = tqdm(total=total, disable=not progress, unit="trial", dynamic_ncols=True)
@@ -217,16 +247,14 @@ def run_trials(
                 break
             if timeout is not None and time.monotonic() - start >= timeout:
                 break
-            db_retry(
-                lambda: optuna.storages.fail_stale_trials(study), what="check for stale trials"
-            )
-            claimed = db_retry(lambda: claim_waiting_trial(study), what="claim a trial")
+            retry(lambda: optuna.storages.fail_stale_trials(study), "check for stale trials")
+            claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
             if claimed is None:
                 if open_ended:
-                    db_retry(lambda: study.enqueue_trial({}), what="enqueue a trial")
+                    retry(lambda: study.enqueue_trial({}), "enqueue a trial")
                     continue
-                running = db_retry(lambda: _running(study), what="count running trials")
-                if not running or not wait_for_running:
+                running = retry(lambda: _running(study), "count running trials")
+                if not running:
                     break
                 # Trials still run elsewhere: if one of their workers died, its trial goes stale
                 # and comes back as a retry that this worker should take. Wait and look again.
@@ -238,26 +266,14 @@ def run_trials(
                 stop.wait(poll_s)
                 continue
             waiting_logged = False
-            trial = claimed.trial
-            bar.set_description(f"trial {trial.number}")
-            state = run_one(study, objective, claimed)
-            frozen = db_retry(_reader(study, claimed.trial_id), what="read a trial")
+            bar.set_description(f"trial {claimed.trial.number}")
+            state = run_one(study, storage, objective, claimed, db_timeout_s=db_timeout_s)
+            _count(stats, state)
             if state is TrialState.COMPLETE:
-                stats.completed += 1
+                frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
                 acc, lat = frozen.values
-                bar.set_postfix_str(f"#{trial.number} acc {acc:.4f} latency {lat:.3f} ms")
-            elif state is TrialState.PRUNED:
-                stats.pruned += 1
-            elif state is TrialState.FAIL:
-                stats.failed += 1
-            elif state is TrialState.RUNNING:
-                stats.lost += 1
-            else:
-                stats.stopped += 1
-            stats.numbers.append(trial.number)
+                bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
             bar.update(1)
-            if on_trial is not None:
-                on_trial(frozen)
     finally:
         bar.close()
     return stats

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import math
 import tomllib
+import types
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast, get_args, get_type_hints
 
 import optuna
 
 from automl.data.augment import AugmentConfig
 from automl.data.datasets import list_datasets
 from automl.errors import SearchSpaceError
+from automl.latency import ExecutionMode
 from automl.models import get_spec, list_models
+from automl.models.ensemble import Combine
 from automl.pruning import ParetoPruner
 from automl.training.config import TrainConfig
+from automl.training.execution import TrainForm
 from automl.training.losses import CotKind
 
 __all__ = [
@@ -31,7 +36,8 @@ __all__ = [
     "IntRange",
     "Param",
     "SearchSpace",
-    "TrialConfig",
+    "TrainSection",
+    "TrialParams",
     "load_space",
 ]
 
@@ -73,70 +79,114 @@ class Choice:
 Param = FloatRange | IntRange | Choice
 
 
+def _setting(
+    default: Any = MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A field of a section with the bounds or allowed values the parser checks (declared once)."""
+    meta = {"low": low, "high": high, "choices": choices}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class SamplerName(StrEnum):
+    TPE = "tpe"
+    NSGAII = "nsgaii"
+    RANDOM = "random"
+
+
 @dataclass(frozen=True)
 class DataSection:
     dataset: str
     root: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    train_limit: int | None = None
-    eval_limit: int | None = None
-    image_size: int = 224
+    val_fraction: float = _setting(0.1, low=0.001, high=0.9)
+    split_seed: int = _setting(0, low=0)
+    train_limit: int | None = _setting(None, low=1)
+    eval_limit: int | None = _setting(None, low=1)
+    image_size: int = _setting(224, low=8)
 
 
 @dataclass(frozen=True)
 class ModelSection:
     name: str
-    drop_rate: float = 0.0
-    default_width_mult: float = 1.0
-    combine: str = "mean_logits"
+    drop_rate: float = _setting(0.0, low=0.0, high=0.99)
+    default_width_mult: float = _setting(1.0, low=1e-3)
+    combine: str = _setting(str(Combine.MEAN_LOGITS), choices=tuple(Combine))
+
+
+# The fixed part of the training recipe, the space's ``[train]`` section. Its defaults are
+# TrainConfig's: one recipe, declared once.
+_T = TrainConfig
 
 
 @dataclass(frozen=True)
-class RecipeSection:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    min_lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0
-    cot_temperature: float = 1.0
-    max_steps_per_epoch: int | None = None
-    amp: bool = True
-    execution: str = "auto"
-    augment: AugmentConfig | None = None
+class TrainSection:
+    epochs: int = _setting(_T.epochs, low=1)
+    batch_size: int = _setting(_T.batch_size, low=1)
+    lr: float = _setting(_T.lr, low=1e-8)
+    min_lr: float = _setting(_T.min_lr, low=0.0)
+    momentum: float = _setting(_T.momentum, low=0.0, high=0.999)
+    weight_decay: float = _setting(_T.weight_decay, low=0.0)
+    warmup_epochs: float = _setting(_T.warmup_epochs, low=0.0)
+    label_smoothing: float = _setting(_T.label_smoothing, low=0.0, high=0.99)
+    mixup_alpha: float = _setting(_T.mixup_alpha, low=0.0)
+    cot_temperature: float = _setting(_T.cot_temperature, low=1e-3)
+    max_steps_per_epoch: int | None = _setting(_T.max_steps_per_epoch, low=1)
+    amp: bool = _T.amp
+    execution: str = _setting(_T.execution, choices=tuple(TrainForm))
+    augment: AugmentConfig | None = _T.augment
+
+
+@dataclass(frozen=True)
+class Searched:
+    """How a searched parameter is checked, and its value when the space does not search it."""
+
+    default: Any = None
+    integer: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+def _searched(default: Any = None, **bounds: Any) -> dict[str, Searched]:
+    return {"searched": Searched(default, **bounds)}
 
 
 @dataclass(frozen=True)
 class SearchSection:
-    split_factor: Choice
-    width_mult: Param
-    cot_weight: Param
-    cot_kind: Choice
-    cot_warmup_epochs: Param
-    lr: Param | None = None
-    weight_decay: Param | None = None
-    divide_weight_decay: Choice = field(default_factory=lambda: Choice((True,)))
+    split_factor: Choice = field(metadata=_searched(integer=True, low=1, high=64))
+    width_mult: Param = field(metadata=_searched(low=1e-3, high=64))
+    cot_weight: Param = field(metadata=_searched(0.5, low=0.0, high=100.0))
+    cot_kind: Choice = field(
+        metadata=_searched(str(CotKind.JS), choices=tuple(str(k) for k in CotKind))
+    )
+    cot_warmup_epochs: Param = field(metadata=_searched(0, integer=True, low=0, high=10_000))
+    lr: Param | None = field(default=None, metadata=_searched(low=1e-8, high=10.0))
+    weight_decay: Param | None = field(default=None, metadata=_searched(low=0.0, high=1.0))
+    divide_weight_decay: Choice = field(
+        default_factory=lambda: Choice((True,)), metadata=_searched(True, choices=(True, False))
+    )
 
 
 @dataclass(frozen=True)
 class ObjectiveSection:
-    latency_batch_size: int = 1
-    latency_mode: str = "auto"
-    latency_threads: int | None = None
-    latency_min_run_s: float = 1.0
-    latency_warmup_s: float = 0.3
+    latency_batch_size: int = _setting(1, low=1)
+    latency_mode: str = _setting(str(ExecutionMode.AUTO), choices=tuple(ExecutionMode))
+    latency_threads: int | None = _setting(None, low=1)
+    latency_min_run_s: float = _setting(1.0, low=0.01)
+    latency_warmup_s: float = _setting(0.3, low=0.0)
 
 
 @dataclass(frozen=True)
 class ConstraintSection:
-    max_params: float | None = None
-    max_flops: float | None = None
-    max_params_ratio: float | None = None
-    max_flops_ratio: float | None = None
+    max_params: float | None = _setting(None, low=0.0)
+    max_flops: float | None = _setting(None, low=0.0)
+    max_params_ratio: float | None = _setting(None, low=0.0)
+    max_flops_ratio: float | None = _setting(None, low=0.0)
 
     @property
     def any(self) -> bool:
@@ -145,15 +195,16 @@ class ConstraintSection:
 
 @dataclass(frozen=True)
 class SamplerSection:
-    name: str = "tpe"
+    name: str = _setting(str(SamplerName.TPE), choices=tuple(SamplerName))
     seed: int | None = 0
-    n_startup_trials: int = 8
-    population_size: int = 16
+    n_startup_trials: int = _setting(8, low=0)
+    population_size: int = _setting(16, low=2)
 
 
 @dataclass(frozen=True)
-class TrialConfig:
-    """One point of the space: what a trial trains."""
+class TrialParams:
+    """One point of the space: the parameters a trial samples (the rest of its ``TrainConfig``
+    comes from the space's ``[train]`` section)."""
 
     split_factor: int
     width_mult: float
@@ -170,7 +221,7 @@ class SearchSpace:
     name: str
     data: DataSection
     model: ModelSection
-    recipe: RecipeSection
+    train: TrainSection
     search: SearchSection
     objectives: ObjectiveSection = field(default_factory=ObjectiveSection)
     constraints: ConstraintSection = field(default_factory=ConstraintSection)
@@ -179,7 +230,7 @@ class SearchSpace:
     source: str = "<dict>"
 
     # -- sampling -------------------------------------------------------------------------------
-    def suggest(self, trial: optuna.Trial) -> TrialConfig:
+    def suggest(self, trial: optuna.Trial) -> TrialParams:
         s = self.search
         k = int(s.split_factor.suggest(trial, "split_factor"))
         wm = float(s.width_mult.suggest(trial, "width_mult"))
@@ -189,15 +240,15 @@ class SearchSpace:
             cot_kind = str(s.cot_kind.suggest(trial, "cot_kind"))
             cot_warm = int(s.cot_warmup_epochs.suggest(trial, "cot_warmup_epochs"))
         else:
-            cot_w, cot_kind, cot_warm = 0.0, "js", 0
-        lr = float(s.lr.suggest(trial, "lr")) if s.lr is not None else self.recipe.lr
+            cot_w, cot_kind, cot_warm = 0.0, str(CotKind.JS), 0
+        lr = float(s.lr.suggest(trial, "lr")) if s.lr is not None else self.train.lr
         wd = (
             float(s.weight_decay.suggest(trial, "weight_decay"))
             if s.weight_decay is not None
-            else self.recipe.weight_decay
+            else self.train.weight_decay
         )
         div_wd = bool(s.divide_weight_decay.suggest(trial, "divide_weight_decay"))
-        return TrialConfig(k, wm, cot_w, cot_kind, cot_warm, lr, wd, div_wd)
+        return TrialParams(k, wm, cot_w, cot_kind, cot_warm, lr, wd, div_wd)
 
     def baseline_params(self) -> dict[str, Any]:
         """Parameters of the undivided baseline: K = 1 at the default width."""
@@ -211,37 +262,30 @@ class SearchSpace:
             params["width_mult"] = self.model.default_width_mult
         return params
 
-    def train_config(self, cfg: TrialConfig, seed: int = 0) -> TrainConfig:
-        r = self.recipe
+    def train_config(self, params: TrialParams, seed: int = 0) -> TrainConfig:
+        """The whole recipe of a trial: the ``[train]`` section with the sampled parameters."""
+        fixed = {f.name: getattr(self.train, f.name) for f in fields(TrainSection)}
         return TrainConfig(
-            epochs=r.epochs,
-            batch_size=r.batch_size,
-            lr=cfg.lr,
-            min_lr=min(r.min_lr, cfg.lr),
-            momentum=r.momentum,
-            weight_decay=cfg.weight_decay,
-            divide_weight_decay=cfg.divide_weight_decay,
-            warmup_epochs=r.warmup_epochs,
-            label_smoothing=r.label_smoothing,
-            cot_weight=cfg.cot_weight,
-            cot_kind=CotKind(cfg.cot_kind),
-            cot_warmup_epochs=cfg.cot_warmup_epochs,
-            cot_temperature=r.cot_temperature,
-            mixup_alpha=r.mixup_alpha,
-            augment=r.augment,
-            seed=seed,
-            amp=r.amp,
-            max_steps_per_epoch=r.max_steps_per_epoch,
-            execution=r.execution,
+            **fixed
+            | {
+                "lr": params.lr,
+                "min_lr": min(self.train.min_lr, params.lr),
+                "weight_decay": params.weight_decay,
+                "divide_weight_decay": params.divide_weight_decay,
+                "cot_weight": params.cot_weight,
+                "cot_kind": CotKind(params.cot_kind),
+                "cot_warmup_epochs": params.cot_warmup_epochs,
+                "seed": seed,
+            }
         )
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         sm = self.sampler
-        if sm.name == "tpe":
+        if sm.name == SamplerName.TPE:
             return optuna.samplers.TPESampler(
                 seed=sm.seed, n_startup_trials=sm.n_startup_trials, multivariate=True, group=True
             )
-        if sm.name == "nsgaii":
+        if sm.name == SamplerName.NSGAII:
             return optuna.samplers.NSGAIISampler(seed=sm.seed, population_size=sm.population_size)
         return optuna.samplers.RandomSampler(seed=sm.seed)
 
@@ -284,8 +328,15 @@ _SECTIONS = {
     "schema_version",
     "pruner",
 }
-_LATENCY_MODES = ("auto", "sequential", "fused", "threads", "streams", "devices")
-_SAMPLERS = ("tpe", "nsgaii", "random")
+S = TypeVar("S")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
+    if isinstance(tp, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), len(args) < len(get_args(tp))
+    return tp, False
 
 
 class _Ctx:
@@ -371,259 +422,178 @@ class _Ctx:
             raise self.fail(f"{section}.{key}", f"must be one of {', '.join(choices)}, got {v!r}")
         return v
 
-    def param(
-        self,
-        raw: Any,
-        key: str,
-        *,
-        integer: bool = False,
-        low: float | None = None,
-        high: float | None = None,
-        choices: tuple[Any, ...] | None = None,
-    ) -> Param:
+    def setting(self, table: Mapping[str, Any], section: str, f: Field[Any], tp: Any) -> Any:
+        """The value of one key of a section, checked against its field's type and metadata."""
+        base, optional = _unwrap_optional(tp)
+        meta = {**f.metadata, **_EXTRA_BOUNDS.get(f"{section}.{f.name}", {})}
+        if base is bool:
+            return self.boolean(table, section, f.name, False)
+        if base is int or base is float:
+            return self.number(
+                table,
+                section,
+                f.name,
+                None,
+                kind=base,
+                low=meta.get("low"),
+                high=meta.get("high"),
+                optional=optional,
+            )
+        if base is str:
+            return self.string(table, section, f.name, None, meta.get("choices"))
+        if is_dataclass(base):
+            sub = table[f.name]
+            if not isinstance(sub, Mapping):
+                raise self.fail(f"{section}.{f.name}", "must be a table")
+            return self.section(cast(type, base), sub, f"{section}.{f.name}")
+        raise TypeError(f"no parser for {section}.{f.name}: {tp}")  # a bug here, not user input
+
+    def section(self, cls: type[S], table: Mapping[str, Any], section: str, **given: Any) -> S:
+        """A section dataclass from ``table``: unknown keys refused, every present key checked,
+        missing keys left to the field's default; ``given`` are values parsed elsewhere."""
+        names = [f.name for f in fields(cast(Any, cls))]
+        self.only(table, section, set(names))
+        values = dict(given)
+        hints = get_type_hints(cls)
+        for f in fields(cast(Any, cls)):
+            if f.name in table and f.name not in values:
+                values[f.name] = self.setting(table, section, f, hints[f.name])
+        return cls(**values)
+
+    def searched(self, table: Mapping[str, Any], f: Field[Any], default: Any) -> Param | None:
+        """A searched parameter from ``[search]``, with the bounds its field declares."""
+        raw = table.get(f.name, default)
+        return None if raw is None else self.param(raw, f.name, f.metadata["searched"])
+
+    def param(self, raw: Any, key: str, bounds: Searched) -> Param:
         """A searched parameter: a fixed value, a list of choices, or {low, high, log, step}."""
         name = f"search.{key}"
-
-        def check_value(v: Any) -> Any:
-            if choices is not None:
-                if v not in choices:
-                    raise self.fail(name, f"value {v!r} not allowed; allowed: {list(choices)}")
-                return v
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise self.fail(name, f"values must be numbers, got {v!r}")
-            if integer and not isinstance(v, int):
-                raise self.fail(name, f"values must be integers, got {v!r}")
-            if (low is not None and v < low) or (high is not None and v > high):
-                bounds = (
-                    f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-                )
-                raise self.fail(name, f"value {v} is outside the allowed range {bounds}")
-            return v
-
         if isinstance(raw, list):
             if not raw:
                 raise self.fail(name, "an empty list of choices; give at least one value")
-            vals = tuple(check_value(v) for v in raw)
+            vals = tuple(self._searched_value(name, v, bounds) for v in raw)
             if len(set(vals)) != len(vals):
                 raise self.fail(name, f"duplicate choices in {list(vals)}")
             return Choice(vals)
         if isinstance(raw, Mapping):
-            if choices is not None:
-                raise self.fail(name, f"must be a value or a list of {list(choices)}, not a range")
-            self.only(raw, name, {"low", "high", "log", "step"})
-            if "low" not in raw or "high" not in raw:
-                raise self.fail(name, "a range needs both 'low' and 'high'")
-            lo, hi = check_value(raw["low"]), check_value(raw["high"])
-            if lo > hi:
-                raise self.fail(name, f"low ({lo}) must not exceed high ({hi})")
-            log = raw.get("log", False)
-            if not isinstance(log, bool):
-                raise self.fail(f"{name}.log", f"must be true or false, got {log!r}")
-            if log and lo <= 0:
-                raise self.fail(name, f"a log range needs low > 0, got {lo}")
-            step = raw.get("step")
-            if step is not None and (
-                isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
-            ):
-                raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
-            if log and step is not None:
-                raise self.fail(name, "'log' and 'step' cannot be combined")
-            if integer:
-                return IntRange(int(lo), int(hi), log, int(step or 1))
-            return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
-        return Choice((check_value(raw),))
+            return self._range(name, raw, bounds)
+        return Choice((self._searched_value(name, raw, bounds),))
+
+    def _searched_value(self, name: str, v: Any, b: Searched) -> Any:
+        if b.choices is not None:
+            if v not in b.choices:
+                raise self.fail(name, f"value {v!r} not allowed; allowed: {list(b.choices)}")
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(name, f"values must be numbers, got {v!r}")
+        if b.integer and not isinstance(v, int):
+            raise self.fail(name, f"values must be integers, got {v!r}")
+        if (b.low is not None and v < b.low) or (b.high is not None and v > b.high):
+            lo = b.low if b.low is not None else "-inf"
+            hi = b.high if b.high is not None else "inf"
+            raise self.fail(name, f"value {v} is outside the allowed range [{lo}, {hi}]")
+        return v
+
+    def _range(self, name: str, raw: Mapping[str, Any], b: Searched) -> FloatRange | IntRange:
+        if b.choices is not None:
+            raise self.fail(name, f"must be a value or a list of {list(b.choices)}, not a range")
+        self.only(raw, name, {"low", "high", "log", "step"})
+        if "low" not in raw or "high" not in raw:
+            raise self.fail(name, "a range needs both 'low' and 'high'")
+        lo, hi = (
+            self._searched_value(name, raw["low"], b),
+            self._searched_value(name, raw["high"], b),
+        )
+        if lo > hi:
+            raise self.fail(name, f"low ({lo}) must not exceed high ({hi})")
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise self.fail(f"{name}.log", f"must be true or false, got {log!r}")
+        if log and lo <= 0:
+            raise self.fail(name, f"a log range needs low > 0, got {lo}")
+        step = raw.get("step")
+        if step is not None and (
+            isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+        ):
+            raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
+        if log and step is not None:
+            raise self.fail(name, "'log' and 'step' cannot be combined")
+        if b.integer:
+            return IntRange(int(lo), int(hi), log, int(step or 1))
+        return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
+
+
+# Bounds of fields declared in other packages (AugmentConfig belongs to the data package).
+_EXTRA_BOUNDS: dict[str, dict[str, float]] = {
+    "train.augment.crop_padding": {"low": 0, "high": 64},
+    "train.augment.random_erasing": {"low": 0.0, "high": 1.0},
+}
+
+
+def _parse_data(c: _Ctx, raw: Mapping[str, Any]) -> DataSection:
+    d = c.table(raw, "data", required=True)
+    c.only(d, "data", {f.name for f in fields(DataSection)})
+    datasets = tuple(list_datasets())
+    dataset = c.string(d, "data", "dataset", None, datasets)
+    if dataset is None:
+        raise c.fail("data.dataset", f"is required; one of {', '.join(datasets)}")
+    root = c.string(d, "data", "root", None)
+    return c.section(DataSection, d, "data", dataset=dataset, root=root or None)
+
+
+def _parse_model(c: _Ctx, raw: Mapping[str, Any]) -> ModelSection:
+    m = c.table(raw, "model", required=True)
+    c.only(m, "model", {f.name for f in fields(ModelSection)})
+    name = c.string(m, "model", "name", None)
+    if name is None or name not in list_models():
+        raise c.fail("model.name", f"unknown model {name!r}; available: {', '.join(list_models())}")
+    get_spec(name)
+    return c.section(ModelSection, m, "model", name=name)
+
+
+def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> SearchSection:
+    s = c.table(raw, "search", required=True)
+    c.only(s, "search", {f.name for f in fields(SearchSection)})
+    if "split_factor" not in s:
+        raise c.fail("search.split_factor", "is required: a list of K values such as [1, 2, 4]")
+    values: dict[str, Any] = {}
+    for f in fields(SearchSection):
+        # The width is not searched unless asked: the model's default width.
+        default = (
+            model.default_width_mult if f.name == "width_mult" else f.metadata["searched"].default
+        )
+        values[f.name] = c.searched(s, f, default)
+    split = values["split_factor"]
+    if not isinstance(split, Choice):
+        values["split_factor"] = Choice(tuple(range(int(split.low), int(split.high) + 1)))
+    if 1 not in values["split_factor"].choices:
+        raise c.fail(
+            "search.split_factor",
+            "must include 1: the undivided network is the baseline every front is compared with",
+        )
+    return SearchSection(**values)
 
 
 def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
     c = _Ctx(source)
     c.only(raw, "top level", _SECTIONS)
-
     study = c.table(raw, "study")
     c.only(study, "study", {"name"})
     name = c.string(study, "study", "name", None) or raw.get("name") or Path(source).stem
-
-    d = c.table(raw, "data", required=True)
-    c.only(
-        d,
-        "data",
-        {
-            "dataset",
-            "root",
-            "val_fraction",
-            "split_seed",
-            "train_limit",
-            "eval_limit",
-            "image_size",
-        },
-    )
-    dataset = c.string(d, "data", "dataset", None, tuple(list_datasets()))
-    if dataset is None:
-        raise c.fail("data.dataset", f"is required; one of {', '.join(list_datasets())}")
-    root = c.string(d, "data", "root", None)
-    data = DataSection(
-        dataset=dataset,
-        root=root or None,
-        val_fraction=c.number(d, "data", "val_fraction", 0.1, low=0.001, high=0.9),
-        split_seed=c.number(d, "data", "split_seed", 0, kind=int, low=0),
-        train_limit=c.number(d, "data", "train_limit", None, kind=int, low=1, optional=True),
-        eval_limit=c.number(d, "data", "eval_limit", None, kind=int, low=1, optional=True),
-        image_size=c.number(d, "data", "image_size", 224, kind=int, low=8),
-    )
-
-    m = c.table(raw, "model", required=True)
-    c.only(m, "model", {"name", "drop_rate", "default_width_mult", "combine"})
-    model_name = c.string(m, "model", "name", None)
-    if model_name is None or model_name not in list_models():
-        raise c.fail(
-            "model.name", f"unknown model {model_name!r}; available: {', '.join(list_models())}"
-        )
-    get_spec(model_name)
-    model = ModelSection(
-        name=model_name,
-        drop_rate=c.number(m, "model", "drop_rate", 0.0, low=0.0, high=0.99),
-        default_width_mult=c.number(m, "model", "default_width_mult", 1.0, low=1e-3),
-        combine=c.string(
-            m, "model", "combine", "mean_logits", ("mean_logits", "mean_probs", "geometric")
-        )
-        or "mean_logits",
-    )
-
-    t = c.table(raw, "train") or c.table(raw, "recipe")
-    recipe_keys = {f for f in RecipeSection.__dataclass_fields__}
-    c.only(t, "train", recipe_keys)
-    aug_raw = t.get("augment")
-    augment: AugmentConfig | None = None
-    if aug_raw is not None:
-        if not isinstance(aug_raw, Mapping):
-            raise c.fail("train.augment", "must be a table")
-        c.only(aug_raw, "train.augment", {"crop_padding", "hflip", "random_erasing", "autoaugment"})
-        augment = AugmentConfig(
-            crop_padding=c.number(
-                aug_raw, "train.augment", "crop_padding", 0, kind=int, low=0, high=64
-            ),
-            hflip=c.boolean(aug_raw, "train.augment", "hflip", False),
-            random_erasing=c.number(
-                aug_raw, "train.augment", "random_erasing", 0.0, low=0.0, high=1.0
-            ),
-            autoaugment=c.boolean(aug_raw, "train.augment", "autoaugment", False),
-        )
-    recipe = RecipeSection(
-        epochs=c.number(t, "train", "epochs", 10, kind=int, low=1),
-        batch_size=c.number(t, "train", "batch_size", 128, kind=int, low=1),
-        lr=c.number(t, "train", "lr", 0.1, low=1e-8),
-        min_lr=c.number(t, "train", "min_lr", 1e-4, low=0.0),
-        momentum=c.number(t, "train", "momentum", 0.9, low=0.0, high=0.999),
-        weight_decay=c.number(t, "train", "weight_decay", 5e-4, low=0.0),
-        warmup_epochs=c.number(t, "train", "warmup_epochs", 0.0, low=0.0),
-        label_smoothing=c.number(t, "train", "label_smoothing", 0.0, low=0.0, high=0.99),
-        mixup_alpha=c.number(t, "train", "mixup_alpha", 0.0, low=0.0),
-        cot_temperature=c.number(t, "train", "cot_temperature", 1.0, low=1e-3),
-        max_steps_per_epoch=c.number(
-            t, "train", "max_steps_per_epoch", None, kind=int, low=1, optional=True
-        ),
-        amp=c.boolean(t, "train", "amp", True),
-        execution=c.string(t, "train", "execution", "auto", ("auto", "divided", "fused")) or "auto",
-        augment=augment,
-    )
-
-    s = c.table(raw, "search", required=True)
-    c.only(
-        s,
-        "search",
-        {
-            "split_factor",
-            "width_mult",
-            "cot_weight",
-            "cot_kind",
-            "cot_warmup_epochs",
-            "lr",
-            "weight_decay",
-            "divide_weight_decay",
-        },
-    )
-    if "split_factor" not in s:
-        raise c.fail("search.split_factor", "is required: a list of K values such as [1, 2, 4]")
-    split = c.param(s["split_factor"], "split_factor", integer=True, low=1, high=64)
-    if not isinstance(split, Choice):
-        split = Choice(tuple(range(int(split.low), int(split.high) + 1)))
-    search = SearchSection(
-        split_factor=split,
-        width_mult=c.param(
-            s.get("width_mult", model.default_width_mult), "width_mult", low=1e-3, high=64
-        ),
-        cot_weight=c.param(s.get("cot_weight", 0.5), "cot_weight", low=0.0, high=100.0),
-        cot_kind=c.param(s.get("cot_kind", "js"), "cot_kind", choices=("js", "kl")),  # type: ignore[arg-type]
-        cot_warmup_epochs=c.param(
-            s.get("cot_warmup_epochs", 0), "cot_warmup_epochs", integer=True, low=0, high=10_000
-        ),
-        lr=c.param(s["lr"], "lr", low=1e-8, high=10.0) if "lr" in s else None,
-        weight_decay=c.param(s["weight_decay"], "weight_decay", low=0.0, high=1.0)
-        if "weight_decay" in s
-        else None,
-        divide_weight_decay=c.param(
-            s.get("divide_weight_decay", True), "divide_weight_decay", choices=(True, False)
-        ),  # type: ignore[arg-type]
-    )
-    if 1 not in search.split_factor.choices:
-        raise c.fail(
-            "search.split_factor",
-            "must include 1: the undivided network is the baseline every front is compared with",
-        )
-
-    o = c.table(raw, "objectives")
-    c.only(
-        o,
-        "objectives",
-        {
-            "latency_batch_size",
-            "latency_mode",
-            "latency_threads",
-            "latency_min_run_s",
-            "latency_warmup_s",
-        },
-    )
-    objectives = ObjectiveSection(
-        latency_batch_size=c.number(o, "objectives", "latency_batch_size", 1, kind=int, low=1),
-        latency_mode=c.string(o, "objectives", "latency_mode", "auto", _LATENCY_MODES) or "auto",
-        latency_threads=c.number(
-            o, "objectives", "latency_threads", None, kind=int, low=1, optional=True
-        ),
-        latency_min_run_s=c.number(o, "objectives", "latency_min_run_s", 1.0, low=0.01),
-        latency_warmup_s=c.number(o, "objectives", "latency_warmup_s", 0.3, low=0.0),
-    )
-
-    cons = c.table(raw, "constraints")
-    c.only(cons, "constraints", {"max_params", "max_flops", "max_params_ratio", "max_flops_ratio"})
-    constraints = ConstraintSection(
-        **{k: c.number(cons, "constraints", k, None, low=0.0, optional=True) for k in cons}
-    )
-
-    sm = c.table(raw, "sampler")
-    c.only(sm, "sampler", {"name", "seed", "n_startup_trials", "population_size"})
-    sampler = SamplerSection(
-        name=c.string(sm, "sampler", "name", "tpe", _SAMPLERS) or "tpe",
-        seed=c.number(sm, "sampler", "seed", 0, kind=int, optional=True),
-        n_startup_trials=c.number(sm, "sampler", "n_startup_trials", 8, kind=int, low=0),
-        population_size=c.number(sm, "sampler", "population_size", 16, kind=int, low=2),
-    )
-    pr = c.table(raw, "pruner")
-    c.only(pr, "pruner", {"enabled", "warmup_epochs", "margin", "min_dominators"})
-    pruner = ParetoPruner(
-        enabled=c.boolean(pr, "pruner", "enabled", True),
-        warmup_epochs=c.number(pr, "pruner", "warmup_epochs", 1, kind=int, low=0),
-        margin=c.number(pr, "pruner", "margin", 0.02, low=0.0, high=1.0),
-        min_dominators=c.number(pr, "pruner", "min_dominators", 2, kind=int, low=1),
-    )
+    data = _parse_data(c, raw)
+    model = _parse_model(c, raw)
+    # "recipe" is the section's older name (and the key of spaces stored by older versions).
+    train = c.table(raw, "train") or c.table(raw, "recipe")
     return SearchSpace(
         name=str(name),
         data=data,
         model=model,
-        recipe=recipe,
-        search=search,
-        objectives=objectives,
-        constraints=constraints,
-        sampler=sampler,
-        pruner=pruner,
+        train=c.section(TrainSection, train, "train"),
+        search=_parse_search(c, raw, model),
+        objectives=c.section(ObjectiveSection, c.table(raw, "objectives"), "objectives"),
+        constraints=c.section(ConstraintSection, c.table(raw, "constraints"), "constraints"),
+        sampler=c.section(SamplerSection, c.table(raw, "sampler"), "sampler"),
+        pruner=c.section(ParetoPruner, c.table(raw, "pruner"), "pruner"),
         source=source,
     )
 
@@ -647,12 +617,13 @@ def _from_stored(raw: Mapping[str, Any]) -> dict[str, Any]:
             f"automl reads version {SCHEMA_VERSION}; upgrade automl on this worker"
         )
     search = {k: param(v) for k, v in raw["search"].items() if v is not None}
-    recipe = {k: v for k, v in raw["recipe"].items() if v is not None}
+    train = raw["train"] if "train" in raw else raw["recipe"]  # "recipe": older versions
+    train = {k: v for k, v in train.items() if v is not None}
     return {
         "study": {"name": raw["name"]},
         "data": {k: v for k, v in raw["data"].items() if v is not None},
         "model": dict(raw["model"]),
-        "train": recipe,
+        "train": train,
         "search": search,
         "objectives": {k: v for k, v in raw["objectives"].items() if v is not None},
         "constraints": {k: v for k, v in raw["constraints"].items() if v is not None},

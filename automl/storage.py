@@ -17,7 +17,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from automl.errors import StorageError
+from automl.errors import DatabaseUnreachableError, StorageError
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -142,7 +142,7 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
             if str(getattr(e, "orig", e)).strip()
             else type(e).__name__
         )
-        raise StorageError(
+        raise DatabaseUnreachableError(
             f"cannot connect to the study database {redact(url)}: {reason}; check that the server "
             "is running and the URL (host, port, user, database name) is right"
         ) from e

@@ -18,9 +18,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
+from automl._version import __version__
+from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import StorageError
-from automl.objective import Objective, TrialAttr
+from automl.objective import Objective
+from automl.retry import DEFAULT_TIMEOUT_S
 from automl.runner import RunStats, run_trials
 from automl.space import SearchSpace, load_space
 from automl.storage import (
@@ -70,6 +73,9 @@ class ParetoRecord:
     latency_mode: str | None
     latency_iqr_ms: float | None
     device: str | None
+    # Set on the points of ``pareto_front(include_subsets=True)`` that are the first m members
+    # (by validation accuracy) of this trial's ensemble; None for the trial itself.
+    subset_members: int | None = None
 
     @classmethod
     def from_trial(cls, t: FrozenTrial) -> ParetoRecord:
@@ -111,11 +117,14 @@ class AutoMLStudy:
         space: SearchSpace,
         storage_url: str,
         artifact_dir: Path,
+        storage: optuna.storages.BaseStorage,
     ) -> None:
         self._study = optuna_study
         self.space = space
         self.storage_url = storage_url
         self.artifact_dir = artifact_dir
+        # The storage object the study was opened with (heartbeats, claiming trials).
+        self.storage = storage
 
     @property
     def optuna_study(self) -> optuna.Study:
@@ -145,8 +154,8 @@ class AutoMLStudy:
         progress: bool = False,
         stop_event: threading.Event | None = None,
         max_trials_here: int | None = None,
-        trial_progress: bool = False,
         profile: bool = False,
+        db_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> RunStats:
         """Run trials in this process.
 
@@ -154,6 +163,7 @@ class AutoMLStudy:
         an interrupted run), and runs waiting trials until none is left; other workers on the
         same storage share the work. With only ``timeout`` the study is open-ended: trials run
         until the timeout (checked between trials). With neither, the waiting trials are run.
+        A lost database connection is waited out for ``db_timeout_s`` seconds at every call.
         """
         if n_trials is not None:
             if n_trials < 0:
@@ -167,11 +177,12 @@ class AutoMLStudy:
             device=dev,
             artifact_dir=self.artifact_dir,
             stop_event=stop_event,
-            progress=trial_progress,
             profile=profile,
+            db_timeout_s=db_timeout_s,
         )
         return run_trials(
             self._study,
+            self.storage,
             objective,
             expected=None if timeout is not None else self.waiting_trials(),
             max_trials=max_trials_here,
@@ -179,10 +190,19 @@ class AutoMLStudy:
             open_ended=n_trials is None and timeout is not None,
             stop_event=stop_event,
             progress=progress,
+            db_timeout_s=db_timeout_s,
         )
 
-    def pareto_front(self) -> list[ParetoRecord]:
-        """The non-dominated feasible trials, sorted by latency."""
+    def pareto_front(self, include_subsets: bool = False) -> list[ParetoRecord]:
+        """The non-dominated feasible trials, sorted by latency.
+
+        With ``include_subsets`` the trials' subset points (``subset_points``: K > 1 ensembles
+        answering with their m best members) compete too, marked by ``subset_members``.
+        """
+        if include_subsets:
+            from automl.export.subsets import front_with_subsets
+
+            return front_with_subsets(self._study)
         best = self._study.best_trials
         return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
 
@@ -253,16 +273,14 @@ def create_study(
         stored_art = study.user_attrs.get(ATTR_ARTIFACT_DIR)
         if artifact_dir is None and stored_art:
             art = Path(stored_art)
-        return AutoMLStudy(study, stored, url, art)
+        return AutoMLStudy(study, stored, url, art, rdb)
     study.set_metric_names(METRIC_NAMES)
     study.set_user_attr(ATTR_ARTIFACT_DIR, str(art))
-    from automl import __version__
-
     study.set_user_attr(ATTR_VERSION, __version__)
     study.set_user_attr(ATTR_SPACE, sp.to_dict())
     study.enqueue_trial(sp.baseline_params())
     study.set_user_attr(ATTR_TARGET, 1)
-    return AutoMLStudy(study, sp, url, art)
+    return AutoMLStudy(study, sp, url, art, rdb)
 
 
 def _seeded_sampler(space: SearchSpace, offset: int) -> optuna.samplers.BaseSampler:
@@ -302,4 +320,4 @@ def load_study(
         if artifact_dir is not None
         else Path(study.user_attrs.get(ATTR_ARTIFACT_DIR) or default_artifact_dir(url))
     )
-    return AutoMLStudy(study, space, url, art)
+    return AutoMLStudy(study, space, url, art, rdb)

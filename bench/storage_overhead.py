@@ -49,7 +49,7 @@ def ours(url: str, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):  # the tickets are part of the cost
         study.enqueue_trial({})
-    stats = run_trials(study, _Quick())  # type: ignore[arg-type]
+    stats = run_trials(study, storage, _Quick())  # type: ignore[arg-type]
     dt = time.perf_counter() - t0
     assert stats.completed == n
     optuna.delete_study(study_name=name, storage=url)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: Debian's Fashion-MNIST, a virtual environment at .venv with the pinned
-# torch/torchvision builds, and this package with its dev tools. Safe to run again.
+# torch/torchvision builds, and this package with its dev tools and the export extra (ONNX). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # Exact pins: these builds are on this machine's disk; nothing may pull another torch.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[dev]"
+# The torch pins are repeated so that no extra (onnxscript pulls onnx, not torch) may move them.
+.venv/bin/python -m pip install -q -e ".[dev,export]" "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python - <<'PY'
 import torch, torchvision
 assert torch.__version__.startswith("2.14.1"), torch.__version__

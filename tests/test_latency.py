@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from automl.errors import ConfigError
 from automl.latency import ExecutionMode, measure, supported_modes
 from automl.models import create_model, fuse
+from automl.models.ensemble import DividedNet
 
 CPU = torch.device("cpu")
-FAST = dict(warmup_s=0.05, min_run_s=0.1)
+FAST: dict[str, Any] = {"warmup_s": 0.05, "min_run_s": 0.1}
 
 
-def _model(k: int):
+def _model(k: int) -> DividedNet:
     return create_model("convnet_s", num_classes=10, in_chans=1, split_factor=k)
 
 

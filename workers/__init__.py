@@ -1,7 +1,10 @@
-"""The long-running worker: joins a study, pins a device, handles signals, resumes retries."""
+"""The worker's entry point for containers: ``python -m workers`` is ``automl worker``.
+
+The worker itself lives in ``automl.worker``; this package only keeps the command containers run.
+"""
 
 from __future__ import annotations
 
-from workers.worker import WorkerOptions, run_worker
+from automl.worker import WorkerOptions, run_worker
 
 __all__ = ["WorkerOptions", "run_worker"]

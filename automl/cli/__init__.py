@@ -1,6 +1,7 @@
 """The ``automl`` command line.
 
-Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``.
+Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``,
+``export``, ``predict``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ __all__ = ["main"]
 def _build_parser() -> argparse.ArgumentParser:
     from automl.cli import (
         dashboard_cmd,
+        export_cmd,
         grpc_cmd,
+        predict_cmd,
         report_cmd,
         search_cmd,
         status_cmd,
@@ -40,6 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
         report_cmd,
         dashboard_cmd,
         grpc_cmd,
+        export_cmd,
+        predict_cmd,
     ):
         module.add_parser(sub)
     return parser

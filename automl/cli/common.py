@@ -1,12 +1,9 @@
-"""Options and printing shared by the subcommands."""
+"""Options shared by the subcommands."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
-
-from automl.study import ParetoRecord
 
 
 def add_storage_args(p: argparse.ArgumentParser, *, study_required: bool = False) -> None:
@@ -46,45 +43,3 @@ def resolve_study_name(storage: str | None, name: str | None) -> str:
             f"{', '.join(names) or 'none'}"
         )
     return names[0]
-
-
-def format_front(front: Sequence[ParetoRecord]) -> str:
-    """The Pareto front as an aligned text table, fastest first."""
-    header = (
-        "#",
-        "K",
-        "width",
-        "cot_w",
-        "val_acc",
-        "test_acc",
-        "latency_ms",
-        "iqr_ms",
-        "mode",
-        "params",
-        "MFLOPs",
-    )
-    rows = []
-    for r in front:
-        p = r.params
-        rows.append(
-            (
-                str(r.number),
-                str(r.split_factor),
-                f"{p.get('width_mult', float('nan')):.3f}" if "width_mult" in p else "-",
-                f"{p['cot_weight']:.3f}" if "cot_weight" in p else "-",
-                f"{r.accuracy:.4f}",
-                f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-",
-                f"{r.latency_ms:.3f}",
-                f"{r.latency_iqr_ms:.3f}" if r.latency_iqr_ms is not None else "-",
-                r.latency_mode or "-",
-                f"{r.n_params:,}" if r.n_params is not None else "-",
-                f"{r.flops / 1e6:.2f}" if r.flops is not None else "-",
-            )
-        )
-    if not rows:
-        return "(no completed trial yet: the Pareto front is empty)"
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from automl.cli.common import add_storage_args, format_front
+from automl.cli.common import add_storage_args
+from automl.report import format_front
 from automl.storage import StorageSettings, redact
 from automl.study import create_study
 

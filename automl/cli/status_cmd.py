@@ -7,8 +7,9 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
-from automl.cli.common import add_storage_args, format_front, resolve_study_name
-from automl.objective import TrialAttr
+from automl.attrs import TrialAttr
+from automl.cli.common import add_storage_args, resolve_study_name
+from automl.report import format_front
 from automl.storage import redact
 from automl.study import ATTR_TARGET, load_study
 

@@ -10,7 +10,7 @@ from automl.complexity import count_flops, count_parameters
 from automl.data import AugmentConfig, list_datasets, load_dataset
 from automl.device import describe_device, resolve_device
 from automl.models import create_model, list_models
-from automl.training import EpochRecord, TrainConfig, evaluate, fit
+from automl.training import CotKind, EpochRecord, TrainConfig, evaluate, fit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-divide-wd", action="store_true", help="keep weight decay undivided")
     p.add_argument("--warmup-epochs", type=float, default=0.2)
     p.add_argument("--cot-weight", type=float, default=0.5)
-    p.add_argument("--cot-kind", choices=["js", "kl"], default="js")
+    p.add_argument("--cot-kind", choices=[str(k) for k in CotKind], default=str(CotKind.JS))
     p.add_argument("--cot-warmup-epochs", type=int, default=1)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 disables)")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+from pathlib import Path
 
 from automl.cli.common import add_storage_args
 
@@ -26,11 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--profile", action="store_true", help="store a profiler trace with each trial")
+    p.add_argument(
+        "--stats-json",
+        default=None,
+        metavar="FILE",
+        help="write the counts of the trials run here (complete, pruned, failed, ...) as JSON",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from workers.worker import WorkerOptions, run_worker
+    from automl.worker import WorkerOptions, run_worker
 
     opts = WorkerOptions(
         storage=args.storage,
@@ -43,4 +52,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         profile=args.profile,
     )
-    return run_worker(opts)
+    stats = run_worker(opts)
+    if args.stats_json:
+        counts = dataclasses.asdict(stats) | {"total": stats.total}
+        Path(args.stats_json).write_text(json.dumps(counts))
+    return 0

@@ -6,14 +6,22 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from automl.data.augment import AugmentConfig
 from automl.errors import ConfigError
+from automl.training.execution import TrainForm
 from automl.training.losses import CotKind
 
 __all__ = ["TrainConfig"]
+
+
+def _one_of(kind: type[StrEnum]) -> str:
+    """'a', 'b' or 'c': the allowed values of an enum, for messages."""
+    names = [f"'{k}'" for k in kind]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,8 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     max_steps_per_epoch: int | None = None
-    execution: str = "auto"
+    execution: str = str(TrainForm.AUTO)
     eval_batch_size: int = 512
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cot_kind", self._kind(self.cot_kind))
@@ -70,10 +77,8 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"invalid training setting {name}={getattr(self, name)!r}")
-        if self.execution not in ("auto", "divided", "fused"):
-            raise ConfigError(
-                f"execution must be 'auto', 'divided' or 'fused', got {self.execution!r}"
-            )
+        if self.execution not in tuple(TrainForm):
+            raise ConfigError(f"execution must be {_one_of(TrainForm)}, got {self.execution!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}")
 
@@ -82,7 +87,7 @@ class TrainConfig:
         try:
             return CotKind(str(value))
         except ValueError as e:
-            raise ConfigError(f"cot_kind must be 'js' or 'kl', got {value!r}") from e
+            raise ConfigError(f"cot_kind must be {_one_of(CotKind)}, got {value!r}") from e
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -73,7 +73,8 @@ def choose_form(
     try:
         form = TrainForm(wanted)
     except ValueError as e:
-        raise ConfigError(f"execution must be auto, divided or fused, got {wanted!r}") from e
+        allowed = ", ".join(TrainForm)
+        raise ConfigError(f"execution must be one of {allowed}, got {wanted!r}") from e
     if form is not TrainForm.AUTO:
         return form
     if model.split_factor == 1 or not isinstance(model, DividedNet):

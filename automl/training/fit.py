@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from automl.data.augment import mixup
+from automl.data.augment import AugmentConfig, mixup
 from automl.data.datasets import DataBundle
 from automl.device import resolve_device
 from automl.errors import ConfigError, DivergedError
@@ -83,6 +83,262 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return torch.autocast("cuda", dtype=dtype)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How many steps an epoch takes and what the batches look like."""
+
+    steps: int
+    total_steps: int
+    warmup_steps: int
+    drop_last: bool
+    augment: AugmentConfig | None
+
+    @classmethod
+    def of(cls, data: DataBundle, config: TrainConfig) -> _Plan:
+        n_train = len(data.train)
+        if n_train == 0:
+            raise ConfigError("the training split is empty")
+        drop_last = n_train >= config.batch_size
+        steps = data.train.num_batches(config.batch_size, drop_last)
+        if config.max_steps_per_epoch is not None:
+            steps = min(steps, config.max_steps_per_epoch)
+        return cls(
+            steps=steps,
+            total_steps=steps * config.epochs,
+            warmup_steps=round(config.warmup_epochs * steps),
+            drop_last=drop_last,
+            augment=config.augment if config.augment is not None else data.default_augment,
+        )
+
+    def lr(self, step: int, config: TrainConfig) -> float:
+        return lr_at(
+            step,
+            total_steps=self.total_steps,
+            base_lr=config.lr,
+            warmup_steps=self.warmup_steps,
+            min_lr=config.min_lr,
+        )
+
+
+def _load_checkpoint(
+    ckpt: Path | None, resume: bool, config: TrainConfig, dev: torch.device
+) -> dict[str, Any] | None:
+    """The checkpoint to resume from, if any; refuses one written by another configuration."""
+    if ckpt is None or not resume or not ckpt.is_file():
+        return None
+    state: dict[str, Any] = torch.load(ckpt, map_location=dev, weights_only=True)
+    if state.get("fingerprint") != config.fingerprint():
+        raise ConfigError(
+            f"checkpoint {ckpt} was written by a different training configuration; "
+            "delete it or pass resume=False"
+        )
+    return state
+
+
+def _restore_or_choose_form(
+    model: Ensemble,
+    data: DataBundle,
+    config: TrainConfig,
+    plan: _Plan,
+    state: dict[str, Any] | None,
+    dev: torch.device,
+    use_cl: bool,
+) -> TrainForm:
+    """The checkpoint's form when resuming, so that the optimizer state matches its parameters;
+    otherwise the recipe's, "auto" timing both on the first batch."""
+    if state is not None:
+        return TrainForm(state.get("form", TrainForm.DIVIDED))
+    probe_gen = torch.Generator().manual_seed(0)
+    views0, y0 = next(
+        data.train.batches(
+            config.batch_size,
+            views=model.split_factor,
+            augment=plan.augment,
+            gen=probe_gen,
+            shuffle=False,
+            drop_last=plan.drop_last,
+            device=dev,
+        )
+    )
+    return choose_form(model, config.execution, views0, y0, channels_last=use_cl)
+
+
+def _optimizer(model: Ensemble, config: TrainConfig, k: int) -> torch.optim.SGD:
+    wd = (
+        divided_weight_decay(config.weight_decay, k)
+        if config.divide_weight_decay
+        else config.weight_decay
+    )
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=wd,
+    )
+
+
+@dataclass
+class _Run:
+    """One training run's moving parts: the model in its training form and its optimizer."""
+
+    model: Ensemble
+    train_model: Ensemble
+    data: DataBundle
+    config: TrainConfig
+    plan: _Plan
+    form: TrainForm
+    dev: torch.device
+    use_cl: bool
+    use_amp: bool
+    optimizer: torch.optim.SGD
+    scaler: torch.amp.GradScaler
+
+    def restore(self, state: dict[str, Any]) -> tuple[int, list[EpochRecord]]:
+        """Load a checkpoint's weights and optimizer; its epoch and history."""
+        self.train_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        return int(state["epoch"]), [EpochRecord(**r) for r in state["history"]]
+
+    def _step(
+        self, views: torch.Tensor, y: torch.Tensor, gen: torch.Generator, w_cot: float, where: str
+    ) -> torch.Tensor:
+        """One optimisation step; returns the (total, ce, cot) losses. A non-finite loss raises
+        ``DivergedError`` (naming ``where``) before it can touch the weights."""
+        config = self.config
+        perm: torch.Tensor | None = None
+        lam = 1.0
+        if config.mixup_alpha > 0:
+            views, perm, lam = mixup(views, config.mixup_alpha, gen)
+        if self.use_cl:
+            views = (
+                views.contiguous(memory_format=torch.channels_last) if views.dim() == 4 else views
+            )
+        with _autocast(self.dev, self.use_amp):
+            logits = self.train_model(views)
+        parts = ensemble_loss(
+            logits,
+            y,
+            cot_weight=w_cot,
+            cot_kind=config.cot_kind,
+            temperature=config.cot_temperature,
+            label_smoothing=config.label_smoothing,
+            mix_targets=y[perm] if perm is not None else None,
+            mix_lambda=lam,
+        )
+        values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.cot.detach()])
+        if not bool(torch.isfinite(values).all()):
+            raise DivergedError(
+                f"the loss became non-finite ({values[0].item()}) at {where}; "
+                "lower the learning rate or the co-training weight"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(parts.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return values
+
+    def epoch(
+        self, epoch: int, bar: Any, progress: bool, step_hook: Callable[[int], None] | None
+    ) -> EpochRecord:
+        """Train one epoch from its own seeded generators, then evaluate on the validation split."""
+        config, plan = self.config, self.plan
+        k = self.model.split_factor
+        t0 = time.perf_counter()
+        torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout draws
+        gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + 1)
+        w_cot = cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
+        self.train_model.train()
+        sums = torch.zeros(3, dtype=torch.float64)
+        n_steps = 0
+        batches = self.data.train.batches(
+            config.batch_size,
+            views=k,
+            augment=plan.augment,
+            gen=gen,
+            shuffle=True,
+            drop_last=plan.drop_last,
+            device=self.dev,
+        )
+        for i, (views, y) in enumerate(batches):
+            if i >= plan.steps:
+                break
+            step = epoch * plan.steps + i
+            for group in self.optimizer.param_groups:
+                group["lr"] = plan.lr(step, config)
+            values = self._step(views, y, gen, w_cot, where=f"epoch {epoch}, step {i}")
+            sums += values.double().cpu()
+            n_steps += 1
+            bar.update(1)
+            if progress and i % 10 == 0:
+                bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.3f}")
+            if step_hook is not None:
+                step_hook(step)
+        ev = evaluate(
+            self.train_model, self.data.val, batch_size=config.eval_batch_size, device=self.dev
+        )
+        mean = (sums / max(n_steps, 1)).tolist()
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=mean[0],
+            train_ce=mean[1],
+            train_cot=mean[2],
+            cot_weight=w_cot,
+            lr=plan.lr((epoch + 1) * plan.steps - 1, config),
+            val_accuracy=ev.accuracy,
+            member_val_accuracies=ev.member_accuracies,
+            seconds=time.perf_counter() - t0,
+        )
+        if not math.isfinite(record.train_loss):
+            raise DivergedError(f"the mean training loss of epoch {epoch} is not finite")
+        return record
+
+    def checkpoint_payload(self, history: list[EpochRecord]) -> dict[str, Any]:
+        """Everything a resumed run needs to continue after the last epoch of ``history``."""
+        payload: dict[str, Any] = {
+            "model": self.train_model.state_dict(),
+            "form": str(self.form),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": history[-1].epoch + 1,
+            "history": [dataclasses.asdict(r) for r in history],
+            "fingerprint": self.config.fingerprint(),
+            "model_config": self.model.model_config,
+        }
+        if self.scaler.is_enabled():
+            payload["scaler"] = self.scaler.state_dict()
+        return payload
+
+
+def _prepare(
+    model: Ensemble,
+    data: DataBundle,
+    config: TrainConfig,
+    dev: torch.device,
+    state: dict[str, Any] | None,
+) -> _Run:
+    """Place the model, restore or choose its training form and build the optimizer."""
+    model.to(dev)
+    # channels_last helps oneDNN on the CPU as much as cuDNN on the GPU (see BENCHMARKS.md).
+    use_cl = config.channels_last
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    use_amp = config.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    plan = _Plan.of(data, config)
+    form = _restore_or_choose_form(model, data, config, plan, state, dev, use_cl)
+    train_model: Ensemble = model
+    if form is TrainForm.FUSED and isinstance(model, DividedNet):
+        train_model = fuse(model)
+        if use_cl:
+            train_model.to(memory_format=torch.channels_last)
+    optimizer = _optimizer(train_model, config, model.split_factor)
+    return _Run(
+        model, train_model, data, config, plan, form, dev, use_cl, use_amp, optimizer, scaler
+    )
+
+
 def fit(
     model: Ensemble,
     data: DataBundle,
@@ -104,86 +360,17 @@ def fit(
     ``step_hook`` is called with the global step after each optimisation step (profiling).
     """
     dev = resolve_device(device)
-    k = model.split_factor
-    model.to(dev)
-    # channels_last helps oneDNN on the CPU as much as cuDNN on the GPU (see BENCHMARKS.md).
-    use_cl = config.channels_last
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-    use_amp = config.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
-
-    n_train = len(data.train)
-    if n_train == 0:
-        raise ConfigError("the training split is empty")
-    drop_last = n_train >= config.batch_size
-    steps = data.train.num_batches(config.batch_size, drop_last)
-    if config.max_steps_per_epoch is not None:
-        steps = min(steps, config.max_steps_per_epoch)
-    total_steps = steps * config.epochs
-    warmup_steps = round(config.warmup_epochs * steps)
-    augment = config.augment if config.augment is not None else data.default_augment
-
-    result = FitResult()
-    start_epoch = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    state: dict[str, Any] | None = None
-    if ckpt is not None and resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        if state.get("fingerprint") != config.fingerprint():
-            raise ConfigError(
-                f"checkpoint {ckpt} was written by a different training configuration; "
-                "delete it or pass resume=False"
-            )
-
-    # The form (K modules or one fused network) is the checkpoint's when resuming, so that the
-    # optimizer state matches its parameters; otherwise the recipe's, "auto" timing both.
+    state = _load_checkpoint(ckpt, resume, config, dev)
+    run = _prepare(model, data, config, dev, state)
+    result = FitResult(form=str(run.form))
+    start_epoch = 0
     if state is not None:
-        form = TrainForm(state.get("form", TrainForm.DIVIDED))
-    else:
-        probe_gen = torch.Generator().manual_seed(0)
-        views0, y0 = next(
-            data.train.batches(
-                config.batch_size,
-                views=k,
-                augment=augment,
-                gen=probe_gen,
-                shuffle=False,
-                drop_last=drop_last,
-                device=dev,
-            )
-        )
-        form = choose_form(model, config.execution, views0, y0, channels_last=use_cl)
-    train_model: Ensemble = model
-    if form is TrainForm.FUSED and isinstance(model, DividedNet):
-        train_model = fuse(model)
-        if use_cl:
-            train_model.to(memory_format=torch.channels_last)
-    result.form = str(form)
-    wd = (
-        divided_weight_decay(config.weight_decay, k)
-        if config.divide_weight_decay
-        else config.weight_decay
-    )
-    optimizer = torch.optim.SGD(
-        train_model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-        weight_decay=wd,
-    )
-    if state is not None:
-        train_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"])
-        result.history = [EpochRecord(**r) for r in state["history"]]
+        start_epoch, result.history = run.restore(state)
         result.resumed_from_epoch = start_epoch
-
     bar = tqdm(
-        total=total_steps,
-        initial=start_epoch * steps,
+        total=run.plan.total_steps,
+        initial=start_epoch * run.plan.steps,
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
@@ -191,117 +378,15 @@ def fit(
     )
     try:
         for epoch in range(start_epoch, config.epochs):
-            t0 = time.perf_counter()
-            torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout draws
-            gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + 1)
-            w_cot = (
-                cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
-            )
-            train_model.train()
-            sums = torch.zeros(3, dtype=torch.float64)
-            n_steps = 0
-            batches = data.train.batches(
-                config.batch_size,
-                views=k,
-                augment=augment,
-                gen=gen,
-                shuffle=True,
-                drop_last=drop_last,
-                device=dev,
-            )
-            for i, (views, y) in enumerate(batches):
-                if i >= steps:
-                    break
-                step = epoch * steps + i
-                lr = lr_at(
-                    step,
-                    total_steps=total_steps,
-                    base_lr=config.lr,
-                    warmup_steps=warmup_steps,
-                    min_lr=config.min_lr,
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                perm: torch.Tensor | None = None
-                lam = 1.0
-                if config.mixup_alpha > 0:
-                    views, perm, lam = mixup(views, config.mixup_alpha, gen)
-                if use_cl:
-                    views = (
-                        views.contiguous(memory_format=torch.channels_last)
-                        if views.dim() == 4
-                        else views
-                    )
-                with _autocast(dev, use_amp):
-                    logits = train_model(views)
-                parts = ensemble_loss(
-                    logits,
-                    y,
-                    cot_weight=w_cot,
-                    cot_kind=config.cot_kind,
-                    temperature=config.cot_temperature,
-                    label_smoothing=config.label_smoothing,
-                    mix_targets=y[perm] if perm is not None else None,
-                    mix_lambda=lam,
-                )
-                values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.cot.detach()])
-                if not bool(torch.isfinite(values).all()):
-                    raise DivergedError(
-                        f"the loss became non-finite ({values[0].item()}) at epoch {epoch}, "
-                        f"step {i}; "
-                        "lower the learning rate or the co-training weight"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(parts.total).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                sums += values.double().cpu()
-                n_steps += 1
-                bar.update(1)
-                if progress and i % 10 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.3f}")
-                if step_hook is not None:
-                    step_hook(step)
-            ev = evaluate(train_model, data.val, batch_size=config.eval_batch_size, device=dev)
-            mean = (sums / max(n_steps, 1)).tolist()
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=mean[0],
-                train_ce=mean[1],
-                train_cot=mean[2],
-                cot_weight=w_cot,
-                lr=lr_at(
-                    (epoch + 1) * steps - 1,
-                    total_steps=total_steps,
-                    base_lr=config.lr,
-                    warmup_steps=warmup_steps,
-                    min_lr=config.min_lr,
-                ),
-                val_accuracy=ev.accuracy,
-                member_val_accuracies=ev.member_accuracies,
-                seconds=time.perf_counter() - t0,
-            )
-            if not math.isfinite(record.train_loss):
-                raise DivergedError(f"the mean training loss of epoch {epoch} is not finite")
+            record = run.epoch(epoch, bar, progress, step_hook)
             result.history.append(record)
             if ckpt is not None:
-                payload: dict[str, Any] = {
-                    "model": train_model.state_dict(),
-                    "form": str(form),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": [dataclasses.asdict(r) for r in result.history],
-                    "fingerprint": config.fingerprint(),
-                    "model_config": model.model_config,
-                }
-                if scaler.is_enabled():
-                    payload["scaler"] = scaler.state_dict()
-                _save_atomic(payload, ckpt)
+                _save_atomic(run.checkpoint_payload(result.history), ckpt)
             if callback is not None:
                 callback(record)
     finally:
         bar.close()
-        if train_model is not model:
+        if run.train_model is not model:
             # The caller's ensemble gets the trained weights, whatever form trained them.
-            model.load_state_dict(unfuse(train_model).state_dict())  # type: ignore[arg-type]
+            model.load_state_dict(unfuse(run.train_model).state_dict())  # type: ignore[arg-type]
     return result

@@ -18,7 +18,9 @@ from automl.errors import DataError
 CPU = torch.device("cpu")
 
 
-def _first_batch(split: TensorSplit, views: int, augment: AugmentConfig | None, seed: int = 0):
+def _first_batch(
+    split: TensorSplit, views: int, augment: AugmentConfig | None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return next(
         split.batches(
@@ -42,6 +44,8 @@ def test_validation_is_held_out_of_training_and_seeded() -> None:
     b = load_dataset("digits", val_fraction=0.2, split_seed=3)
     c = load_dataset("digits", val_fraction=0.2, split_seed=4)
     assert isinstance(a.train, TensorSplit) and isinstance(a.val, TensorSplit)
+    assert isinstance(b.val, TensorSplit) and isinstance(c.val, TensorSplit)
+    assert isinstance(a.test, TensorSplit) and isinstance(c.test, TensorSplit)
     assert torch.equal(a.val.x, b.val.x)  # same seed, same held-out images
     assert not torch.equal(a.val.x, c.val.x)
     train_rows = {bytes(r.numpy()) for r in a.train.x.flatten(1)}

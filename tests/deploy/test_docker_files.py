@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from automl.cli import _build_parser
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DOCKER = REPO / "docker"
 

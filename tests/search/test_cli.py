@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, write_space
+from tests.helpers import REPO, write_space
 
 AUTOML = [sys.executable, "-m", "automl"]
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port, write_space
+from tests.helpers import free_port, write_space
 
 
 def _get(url: str) -> Any:

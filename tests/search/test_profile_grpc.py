@@ -12,7 +12,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from optuna.trial import TrialState
 
 import automl
-from tests.conftest import free_port, write_space
+from tests.helpers import free_port, write_space
 
 
 def test_profile_stores_a_tensorboard_trace_with_the_trial(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_profile_stores_a_tensorboard_trace_with_the_trial(tmp_path: Path) -> No
     )
     study.optimize(n_trials=1, profile=True)
     trial = study.trials()[0]
-    metas = get_all_artifact_meta(trial, storage=study.optuna_study._storage)
+    metas = get_all_artifact_meta(trial, storage=study.storage)
     traces = [m for m in metas if m.filename.endswith(".pt.trace.json")]
     assert len(traces) == 1, [m.filename for m in metas]
     out = tmp_path / "trace.json"

@@ -3,13 +3,14 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from automl.pruning import CURVE_ATTR, LATENCY_ATTR, ParetoPruner
+from automl.attrs import TrialAttr
+from automl.pruning import ParetoPruner
 
 
 def _done(number: int, curve: list[float | None], latency: float) -> optuna.trial.FrozenTrial:
     t = optuna.trial.create_trial(
         values=[curve[-1] or 0.0, latency],
-        user_attrs={CURVE_ATTR: curve, LATENCY_ATTR: latency},
+        user_attrs={TrialAttr.CURVE: curve, TrialAttr.LATENCY_MS: latency},
         state=TrialState.COMPLETE,
     )
     t.number = number

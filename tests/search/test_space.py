@@ -7,7 +7,7 @@ import pytest
 
 from automl.errors import SearchSpaceError
 from automl.space import Choice, FloatRange, SearchSpace, load_space
-from tests.conftest import REPO, TINY_SPACE
+from tests.helpers import REPO, TINY_SPACE
 
 SHIPPED = sorted((REPO / "search_spaces").glob("*.toml"))
 

@@ -10,10 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
+from automl.attrs import TrialAttr
 from automl.errors import SearchSpaceError, StorageError
-from automl.objective import TrialAttr
 from automl.study import ATTR_SPACE, METRIC_NAMES
-from tests.conftest import write_space
+from tests.helpers import write_space
 
 
 def test_create_run_and_resume(storage_url: str, study_name: str, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
-from tests.conftest import spawn_worker, trials_done, write_space
+from tests.helpers import spawn_worker, trials_done, write_space
 
 
 @pytest.mark.postgres
@@ -24,14 +24,15 @@ def test_two_workers_complete_exactly_n_trials(
         artifact_dir=tmp_path / "art",
     )
     study.add_trials(n - study.waiting_trials())
-    procs = [spawn_worker(pg_url, study_name, tmp_path) for _ in range(2)]
+    counts = [tmp_path / f"worker-{i}.json" for i in range(2)]
+    procs = [spawn_worker(pg_url, study_name, tmp_path, stats_json=c) for c in counts]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
     trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
     assert len(trials) == n
     assert [t.state for t in trials] == [TrialState.COMPLETE] * n
     assert sorted(t.number for t in trials) == list(range(n))
-    # Both workers took part (each logs its own count), and no trial ran twice.
-    assert sum(trials_done(log) for log in logs) == n, logs
+    # Each worker reports its own count; together they ran every trial, none twice.
+    assert sum(trials_done(c) for c in counts) == n, logs
     starts = [t.datetime_start for t in trials]
     assert len(set(starts)) == n

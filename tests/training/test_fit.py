@@ -2,33 +2,34 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from automl.complexity import count_flops, count_parameters
-from automl.data import AugmentConfig, load_dataset
+from automl.data import AugmentConfig, DataBundle, load_dataset
 from automl.errors import ConfigError, DivergedError
 from automl.models import create_model
-from automl.training import TrainConfig, evaluate, fit
+from automl.training import EpochRecord, TrainConfig, evaluate, fit
 
 
-def _digits():
+def _digits() -> DataBundle:
     return load_dataset("digits", val_fraction=0.15)
 
 
 def _config(**kw: object) -> TrainConfig:
-    base = dict(
-        epochs=2,
-        batch_size=64,
-        lr=0.05,
-        warmup_epochs=0.2,
-        cot_warmup_epochs=1,
-        seed=7,
-        max_steps_per_epoch=6,
-    )
+    base: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 0.05,
+        "warmup_epochs": 0.2,
+        "cot_warmup_epochs": 1,
+        "seed": 7,
+        "max_steps_per_epoch": 6,
+    }
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return TrainConfig(**base)
 
 
 def test_resume_continues_the_same_trajectory(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_callback_gets_ensemble_and_member_accuracies() -> None:
     data = _digits()
-    seen = []
+    seen: list[EpochRecord] = []
     fit(
         create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3),
         data,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -93,7 +94,7 @@ def test_cot_weight_warm_up_with_the_paper_floor() -> None:
 
 
 def test_learning_rate_is_a_pure_function_of_the_step() -> None:
-    kw = dict(total_steps=100, base_lr=0.1, warmup_steps=10, min_lr=1e-4)
+    kw: dict[str, Any] = {"total_steps": 100, "base_lr": 0.1, "warmup_steps": 10, "min_lr": 1e-4}
     assert lr_at(0, **kw) == pytest.approx(0.01)
     assert lr_at(9, **kw) == pytest.approx(0.1)
     assert lr_at(10, **kw) == pytest.approx(0.1)

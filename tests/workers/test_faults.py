@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -16,10 +17,12 @@ import torch
 from optuna.trial import TrialState
 
 import automl
-from automl.objective import Objective, TrialAttr
+from automl.attrs import TrialAttr
+from automl.objective import Objective
 from automl.runner import run_trials
+from automl.space import SearchSpace
 from automl.storage import StorageSettings
-from tests.conftest import spawn_worker, trials_done, write_space
+from tests.helpers import spawn_worker, trials_done, write_space
 
 pytestmark = pytest.mark.postgres
 
@@ -28,10 +31,8 @@ EPOCHS, STEPS = 4, 12
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
 
-def _worker(
-    pg_url: str, study: str, cwd: Path, *extra: str, threads: int | None = None
-) -> subprocess.Popen[str]:
-    return spawn_worker(pg_url, study, cwd, *HEARTBEAT, *extra, threads=threads)
+def _worker(pg_url: str, study: str, cwd: Path, *extra: str, **kw: Any) -> subprocess.Popen[str]:
+    return spawn_worker(pg_url, study, cwd, *HEARTBEAT, *extra, **kw)
 
 
 def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy:
@@ -161,7 +162,8 @@ def test_eight_workers_complete_exactly_n_trials(
         space, storage=pg_url, study_name=study_name, artifact_dir=tmp_path / "art"
     )
     study.add_trials(n - study.waiting_trials())
-    procs = [_worker(pg_url, study_name, tmp_path, threads=1) for _ in range(8)]
+    counts = [tmp_path / f"worker-{i}.json" for i in range(8)]
+    procs = [_worker(pg_url, study_name, tmp_path, threads=1, stats_json=c) for c in counts]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, logs
     for log in logs:
@@ -169,12 +171,15 @@ def test_eight_workers_complete_exactly_n_trials(
     trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
     assert len(trials) == n
     assert all(t.state is TrialState.COMPLETE for t in trials)
-    assert sum(int(log.split("worker done: ")[1].split(" complete")[0]) for log in logs) == n
-    assert sum(trials_done(log) for log in logs) == n
+    assert sum(trials_done(c) for c in counts) == n
 
 
 class _FaultyObjective(Objective):
     """The real objective, where trial 1 runs out of memory (simulated) and trial 2 diverges."""
+
+    def __init__(self, space: SearchSpace, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        self.base_space = space
 
     def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
         space = self.base_space
@@ -184,7 +189,7 @@ class _FaultyObjective(Objective):
             )
         if trial.number == 2:  # a learning rate no network survives: the loss becomes non-finite
             space = dataclasses.replace(
-                space, recipe=dataclasses.replace(space.recipe, lr=1e12, warmup_epochs=0.0)
+                space, train=dataclasses.replace(space.train, lr=1e12, warmup_epochs=0.0)
             )
         self.space = space
         return super().run(trial, key)
@@ -203,8 +208,7 @@ def test_non_finite_loss_and_out_of_memory_fail_only_their_trial(
     objective = _FaultyObjective(
         study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "art"
     )
-    objective.base_space = study.space
-    stats = run_trials(study.optuna_study, objective)
+    stats = run_trials(study.optuna_study, study.storage, objective)
     trials = study.optuna_study.trials
     assert [t.state for t in trials] == [
         TrialState.COMPLETE,

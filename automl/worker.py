@@ -22,9 +22,9 @@ from types import FrameType
 
 import torch
 
-from automl import retry
 from automl.device import describe_device, resolve_device
-from automl.errors import StorageError
+from automl.errors import DatabaseUnreachableError
+from automl.runner import RunStats
 from automl.storage import (
     DEFAULT_HEARTBEAT_INTERVAL,
     StorageSettings,
@@ -33,7 +33,7 @@ from automl.storage import (
     is_sqlite,
     redact,
 )
-from automl.study import load_study
+from automl.study import AutoMLStudy, load_study
 
 __all__ = ["WorkerOptions", "run_worker"]
 
@@ -86,8 +86,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -> int:
-    url = opts.storage or default_storage_url()
+def _warn_about_storage(url: str) -> None:
     if is_sqlite(url):
         log.warning(
             "%s is an SQLite file: it takes one process at a time; to run several workers, "
@@ -100,38 +99,42 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
             "is only retried by a worker with a direct database connection",
             url,
         )
-    stop = stop_event or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        _install_signal_handlers(stop)
-    dev = _pin_device(opts.device)
+
+
+def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLStudy:
+    """Load the study, waiting for a database that is still starting (a compose stack)."""
     settings = StorageSettings(
         heartbeat_interval=opts.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
         grace_period=opts.grace_period,
     )
-    retry.DEFAULT_TIMEOUT_S = opts.connect_timeout_s
-    # The database may still be starting (a compose stack): wait for it before giving up.
     deadline = time.monotonic() + opts.connect_timeout_s
     delay = 1.0
     while True:
         try:
-            study = load_study(
+            return load_study(
                 opts.study,
                 url,
                 artifact_dir=opts.artifact_dir,
                 settings=settings,
                 sampler_seed_offset=_worker_seed_offset(),
             )
-            break
-        except StorageError as e:
-            if (
-                "cannot connect" not in str(e)
-                or time.monotonic() + delay > deadline
-                or stop.is_set()
-            ):
+        except DatabaseUnreachableError as e:
+            if time.monotonic() + delay > deadline or stop.is_set():
                 raise
             log.warning("%s; retrying in %.0fs", e, delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -> RunStats:
+    """Join the study and run its trials here; returns the counts of what ran."""
+    url = opts.storage or default_storage_url()
+    _warn_about_storage(url)
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signal_handlers(stop)
+    dev = _pin_device(opts.device)
+    study = _join_study(opts, url, stop)
     log.info(
         "worker %s pid %d on %s joined study %r (%s waiting trials)",
         socket.gethostname(),
@@ -146,6 +149,7 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
         stop_event=stop,
         max_trials_here=opts.n_trials,
         profile=opts.profile,
+        db_timeout_s=opts.connect_timeout_s,
     )
     log.info(
         "worker done: %d complete, %d pruned, %d failed, %d stopped and left for retry",
@@ -154,4 +158,4 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
         stats.failed,
         stats.stopped,
     )
-    return 0
+    return stats

@@ -1,0 +1,35 @@
+"""The documented names of what every trial stores: one place, imported by every stage.
+
+This module imports nothing else of the package, so that the objective (which writes the
+attributes), the runner, the pruner, the study API and the CLI (which read them) all depend on it
+and never on each other for a name.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["TrialAttr"]
+
+
+class TrialAttr(StrEnum):
+    """Documented names of the user attributes every trial carries."""
+
+    N_PARAMS = "n_params"
+    FLOPS = "flops"
+    MEMBER_ACCURACIES = "member_accuracies"
+    TEST_ACCURACY = "test_accuracy"
+    TEST_MEMBER_ACCURACIES = "test_member_accuracies"
+    LATENCY_MS = "latency_ms"
+    LATENCY_IQR_MS = "latency_iqr_ms"
+    LATENCY_MODE = "latency_mode"
+    LATENCY_MODES = "latency_modes_ms"
+    DEVICE = "device"
+    HOST = "host"
+    CURVE = "val_accuracy_curve"
+    EPOCH_SECONDS = "epoch_seconds"
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    FAIL_REASON = "fail_reason"
+    PRUNED_REASON = "pruned_reason"
+    TRAIN_SECONDS = "train_seconds"
+    TRAIN_FORM = "train_form"

@@ -1,0 +1,198 @@
+"""A finished trial of a study, rebuilt as the trained ensemble it stored.
+
+The objective stores ``weights.pt`` (``{"model_config", "state_dict"}``, plain tensors and JSON-like
+values) as an Optuna artifact; it is read back with ``torch.load(weights_only=True)`` and the
+ensemble rebuilt with ``automl.models.model_from_config``. Preprocessing and class names come from
+the search space stored in the study.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.attrs import TrialAttr
+from automl.errors import AutoMLError
+from automl.export.errors import BundleError, TrialSelectionError
+from automl.export.forms import Form, LoadedModel, build_form, parse_form, resolve_members
+from automl.export.preprocess import class_names, preprocessing_for
+from automl.export.subsets import SUBSET_POINTS
+from automl.models import DividedNet, model_from_config
+from automl.study import AutoMLStudy, load_study
+
+__all__ = ["SUBSET_POINTS", "TrialModel", "load_trial", "select_trial", "trial_metrics"]
+
+WEIGHTS_ARTIFACT = "weights.pt"
+
+
+@dataclass
+class TrialModel:
+    """The trained K-member ensemble of one trial, with the study it came from."""
+
+    study: AutoMLStudy
+    trial: FrozenTrial
+    model: DividedNet
+
+
+def select_trial(
+    study: optuna.Study, trial: int | str, max_latency_ms: float | None = None
+) -> FrozenTrial:
+    """Trial number ``trial``, or with ``"best"`` the most accurate trial of the Pareto front whose
+    latency fits ``max_latency_ms`` (ties: the faster)."""
+    if str(trial) == "best":
+        front = study.best_trials
+        fits = [t for t in front if max_latency_ms is None or float(t.values[1]) <= max_latency_ms]
+        if not fits:
+            fastest = min((float(t.values[1]) for t in front), default=None)
+            raise TrialSelectionError(
+                f"no trial of the Pareto front of study {study.study_name!r} fits "
+                f"--max-latency-ms {max_latency_ms}"
+                + (
+                    f"; the fastest takes {fastest:.3g} ms"
+                    if fastest is not None
+                    else "; the study has no completed trials yet"
+                )
+            )
+        return max(fits, key=lambda t: (float(t.values[0]), -float(t.values[1])))
+    try:
+        number = int(trial)
+    except ValueError:
+        raise TrialSelectionError(
+            f"--trial must be a trial number or 'best', got {trial!r}"
+        ) from None
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise TrialSelectionError(
+            f"study {study.study_name!r} has no trial {number}; its trials are 0..{len(trials) - 1}"
+        )
+    t = trials[number]
+    if t.state is not TrialState.COMPLETE:
+        reason = t.user_attrs.get(TrialAttr.FAIL_REASON) or t.user_attrs.get(
+            TrialAttr.PRUNED_REASON
+        )
+        raise TrialSelectionError(
+            f"trial {number} of study {study.study_name!r} is {t.state.name}, not COMPLETE"
+            + (f" ({reason})" if reason else "")
+            + "; export a completed trial (see 'automl status')"
+        )
+    return t
+
+
+def _read_weights(study: AutoMLStudy, trial: FrozenTrial) -> dict[str, Any]:
+    metas = [
+        m
+        for m in get_all_artifact_meta(trial, storage=study.storage)
+        if m.filename == WEIGHTS_ARTIFACT
+    ]
+    if not metas:
+        raise TrialSelectionError(
+            f"trial {trial.number} of study {study.study_name!r} has no {WEIGHTS_ARTIFACT} "
+            "artifact; it was not trained to the end by this version of automl"
+        )
+    store = FileSystemArtifactStore(str(study.artifact_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / WEIGHTS_ARTIFACT
+        try:
+            download_artifact(
+                artifact_store=store, artifact_id=metas[-1].artifact_id, file_path=str(path)
+            )
+        except Exception as e:  # the store raises its own errors for a missing file
+            raise TrialSelectionError(
+                f"cannot read the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} from "
+                f"{study.artifact_dir} ({e.__class__.__name__}); pass --artifacts DIR"
+            ) from e
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # an UnpicklingError for anything but tensors and plain values
+            raise TrialSelectionError(
+                f"the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} is not a plain state "
+                f"dict ({e.__class__.__name__}); refusing to unpickle it"
+            ) from e
+    if (
+        not isinstance(payload, dict)
+        or "state_dict" not in payload
+        or "model_config" not in payload
+    ):
+        raise TrialSelectionError(
+            f"the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} lacks model_config/state_dict"
+        )
+    return dict(payload)
+
+
+def load_trial(
+    storage: str | None,
+    study_name: str,
+    trial: int | str,
+    *,
+    max_latency_ms: float | None = None,
+    artifact_dir: str | Path | None = None,
+) -> TrialModel:
+    """The trained ensemble of ``trial`` (a number or ``"best"``), on the CPU, in eval mode."""
+    study = load_study(study_name, storage, artifact_dir=artifact_dir)
+    frozen = select_trial(study.optuna_study, trial, max_latency_ms)
+    payload = _read_weights(study, frozen)
+    try:
+        model = model_from_config(dict(payload["model_config"]), combine=study.space.model.combine)
+        model.load_state_dict(payload["state_dict"])
+    except (AutoMLError, KeyError, RuntimeError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        raise TrialSelectionError(
+            f"the weights of trial {frozen.number} do not fit its model config: {first}"
+        ) from e
+    return TrialModel(study, frozen, model.eval())
+
+
+def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
+    """Validation and test metrics and the latency record of a trial, as stored."""
+    u = trial.user_attrs
+    keys = [
+        TrialAttr.MEMBER_ACCURACIES,
+        TrialAttr.TEST_ACCURACY,
+        TrialAttr.TEST_MEMBER_ACCURACIES,
+        TrialAttr.LATENCY_MS,
+        TrialAttr.LATENCY_IQR_MS,
+        TrialAttr.LATENCY_MODE,
+        TrialAttr.LATENCY_MODES,
+        TrialAttr.DEVICE,
+        TrialAttr.HOST,
+        TrialAttr.N_PARAMS,
+        TrialAttr.FLOPS,
+    ]
+    out: dict[str, Any] = {
+        "trial": trial.number,
+        "val_accuracy": float(trial.values[0]) if trial.values else None,
+    }
+    out.update({str(k): u.get(k) for k in keys})
+    if SUBSET_POINTS in u:
+        out[SUBSET_POINTS] = u[SUBSET_POINTS]
+    return out
+
+
+def to_loaded(tm: TrialModel, form: Form | str, members: int | None) -> LoadedModel:
+    """``tm`` in the form asked for, with its preprocessing and class names."""
+    model = tm.model
+    config = dict(model.model_config)
+    accs = list(tm.trial.user_attrs.get(TrialAttr.MEMBER_ACCURACIES, []))
+    indices = resolve_members(members, model.split_factor, accs)
+    data = tm.study.space.data
+    try:
+        pre = preprocessing_for(data, int(config["in_chans"]))
+    except KeyError as e:
+        raise BundleError(f"data set {data.dataset!r} has no known normalisation") from e
+    return LoadedModel(
+        model=build_form(model, form, indices),
+        preprocessing=pre,
+        class_names=class_names(data, int(config["num_classes"])),
+        form=parse_form(form),
+        members=indices,
+        model_config=config,
+        metrics=trial_metrics(tm.trial),
+        source={"study": tm.study.study_name, "trial": tm.trial.number},
+    )
