@@ -24,10 +24,9 @@ def cpu_model() -> str:
     """The CPU's model name and the kernels torch and oneDNN take on it (they differ per ISA)."""
     name = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        name = models[0] if models else name
     except OSError:
         pass
     isa = torch.backends.cpu.get_cpu_capability()

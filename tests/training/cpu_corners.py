@@ -32,14 +32,14 @@ def widths(param: object) -> list[float]:
 def run_space(path: str) -> int:
     space = load_space(path)
     d = space.data
-    batch = space.recipe.batch_size
+    batch = space.train.batch_size
     data = load_dataset(
         d.dataset, d.root, val_fraction=d.val_fraction, train_limit=3 * batch, eval_limit=128
     )
     kinds = list(space.search.cot_kind.choices)
     n = 0
     for k, w in product(space.search.split_factor.choices, widths(space.search.width_mult)):
-        forms = ["divided"] if k == 1 else sorted({"divided", "fused", space.recipe.execution})
+        forms = ["divided"] if k == 1 else sorted({"divided", "fused", space.train.execution})
         for form in forms:
             kind = kinds[n % len(kinds)]
             n += 1
@@ -54,12 +54,12 @@ def run_space(path: str) -> int:
             config = TrainConfig(
                 epochs=1,
                 batch_size=batch,
-                lr=space.recipe.lr,
+                lr=space.train.lr,
                 warmup_epochs=0.0,
                 cot_weight=0.5,
                 cot_kind=kind,
                 cot_warmup_epochs=0,
-                augment=space.recipe.augment,
+                augment=space.train.augment,
                 execution=form,
                 max_steps_per_epoch=3,
             )
