@@ -24,6 +24,7 @@ class TrialAttr(StrEnum):
     LATENCY_IQR_MS = "latency_iqr_ms"
     LATENCY_MODE = "latency_mode"
     LATENCY_MODES = "latency_modes_ms"
+    LATENCY_CHANNELS_LAST = "latency_channels_last"
     DEVICE = "device"
     HOST = "host"
     CURVE = "val_accuracy_curve"

@@ -17,6 +17,7 @@ Execution modes of a K-member ensemble:
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import threading
 import time
@@ -61,6 +62,7 @@ class LatencyRecord:
     repeats: int
     calls_per_repeat: int
     modes: dict[str, float] = field(default_factory=dict)
+    channels_last: bool = True
 
     @property
     def cv(self) -> float:
@@ -175,14 +177,18 @@ class _StreamMembers:
 
 
 def _prepare(
-    model: Ensemble, mode: ExecutionMode, device: torch.device, threads: int
+    model: Ensemble,
+    mode: ExecutionMode,
+    device: torch.device,
+    threads: int,
+    memory_format: torch.memory_format = torch.channels_last,
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], None]]:
     """A forward function for ``mode`` and a clean-up function."""
     divided = model if isinstance(model, DividedNet) else unfuse(model)  # type: ignore[arg-type]
     nothing: Callable[[], None] = lambda: None  # noqa: E731
     if mode is ExecutionMode.FUSED:
         fused = model if isinstance(model, FusedNet) else fuse(divided.to(device))
-        fused.to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        fused.to(device, memory_format=memory_format).eval()  # type: ignore[call-overload]
         return fused, nothing
     divided.to(device).eval()
     if mode is ExecutionMode.SEQUENTIAL:
@@ -236,28 +242,37 @@ def measure(
     previous_threads = torch.get_num_threads()
     n_threads = threads or previous_threads
     torch.set_num_threads(n_threads)
-    # channels_last on every device: oneDNN's CPU convolutions gain from it as much as cuDNN's.
-    # The modes run on a private copy, so the caller's model is left as it was.
-    x = sample_input.to(dev).contiguous(memory_format=torch.channels_last)
+    # cuDNN is fastest in channels_last; oneDNN's CPU kernels are faster in either layout
+    # depending on the CPU and the shapes (BENCHMARKS.md (a')), so the CPU times both.
+    layouts = [True] if dev.type == "cuda" else [True, False]
     was_training = model.training
-    model = copy.deepcopy(model).to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    results: dict[str, tuple[float, float, int, int]] = {}
+    results: dict[tuple[str, bool], tuple[float, float, int, int]] = {}
     cleanups: list[Callable[[], None]] = []
     try:
         fns: dict[str, Callable[[], object]] = {}
-        for m in candidates:
-            fn, cleanup = _prepare(model, m, dev, n_threads)
-            cleanups.append(cleanup)
+        names: dict[str, tuple[str, bool]] = {}
+        for cl in layouts:
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            # The modes run on a private copy, so the caller's model is left as it was.
+            x = sample_input.to(dev).contiguous(memory_format=fmt)
+            copied = copy.deepcopy(model).to(dev, memory_format=fmt)  # type: ignore[call-overload]
+            for m in candidates:
+                fn, cleanup = _prepare(copied, m, dev, n_threads, fmt)
+                cleanups.append(cleanup)
 
-            def call(fn: Callable[[torch.Tensor], torch.Tensor] = fn) -> object:
-                return fn(x)
+                def call(
+                    fn: Callable[[torch.Tensor], torch.Tensor] = fn, x: torch.Tensor = x
+                ) -> object:
+                    return fn(x)
 
-            fns[m.value] = call
+                name = m.value if cl else f"{m.value} (contiguous)"
+                fns[name] = call
+                names[name] = (m.value, cl)
         with torch.inference_mode():
             samples, calls = time_callables(fns, dev, warmup_s=warmup_s, min_run_s=min_run_s)
         for name, values in samples.items():
             q = statistics.quantiles(values, n=4)
-            results[name] = (
+            results[names[name]] = (
                 statistics.median(values) * 1e3,
                 (q[2] - q[0]) * 1e3,
                 len(values),
@@ -270,14 +285,19 @@ def measure(
         model.train(was_training)
     best = min(results, key=lambda k: results[k][0])
     med, iqr, reps, per_block = results[best]
+    # Each mode is reported in its faster layout.
+    modes: dict[str, float] = {}
+    for (name, _), r in results.items():
+        modes[name] = min(r[0], modes.get(name, math.inf))
     return LatencyRecord(
         median_ms=med,
         iqr_ms=iqr,
-        mode=best,
+        mode=best[0],
         device=describe_device(dev),
         batch_size=int(sample_input.shape[0]),
         threads=n_threads,
         repeats=reps,
         calls_per_repeat=per_block,
-        modes={k: v[0] for k, v in results.items()},
+        modes=modes,
+        channels_last=best[1],
     )

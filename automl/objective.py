@@ -314,6 +314,7 @@ class Objective:
         trial.set_user_attr(TrialAttr.LATENCY_IQR_MS, lat.iqr_ms)
         trial.set_user_attr(TrialAttr.LATENCY_MODE, lat.mode)
         trial.set_user_attr(TrialAttr.LATENCY_MODES, lat.modes)
+        trial.set_user_attr(TrialAttr.LATENCY_CHANNELS_LAST, lat.channels_last)
         return lat
 
     def _train(

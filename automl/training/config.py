@@ -51,7 +51,8 @@ class TrainConfig:
     augment: AugmentConfig | None = None
     seed: int = 0
     amp: bool = True
-    channels_last: bool = True
+    # None: channels_last on CUDA, and on the CPU the faster layout, timed on the first batch.
+    channels_last: bool | None = None
     max_steps_per_epoch: int | None = None
     execution: str = str(TrainForm.AUTO)
     eval_batch_size: int = 512

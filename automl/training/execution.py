@@ -3,6 +3,7 @@
 Both compute the same losses and gradients (tested); the fused form runs one grouped kernel per
 layer instead of K, which is faster when the members are small. ``auto`` times a few training steps
 of each form on a real batch and keeps the faster, once per model shape and device in a process.
+The memory format is chosen the same way on the CPU, where neither layout is always faster.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 
 import torch
@@ -18,7 +20,7 @@ from automl.errors import ConfigError
 from automl.models.ensemble import DividedNet, Ensemble
 from automl.models.fusion import fuse
 
-__all__ = ["TrainForm", "choose_form", "time_training_step"]
+__all__ = ["Layout", "TrainForm", "choose_layout", "layout_candidates", "time_training_step"]
 
 
 class TrainForm(StrEnum):
@@ -27,7 +29,7 @@ class TrainForm(StrEnum):
     FUSED = "fused"
 
 
-_DECISIONS: dict[str, TrainForm] = {}
+_DECISIONS: dict[str, Layout] = {}
 
 
 def time_training_step(
@@ -41,8 +43,9 @@ def time_training_step(
 ) -> float:
     """Median seconds of forward + loss + backward on a copy of ``model`` (weights untouched)."""
     m = copy.deepcopy(model).train()
-    if channels_last:
-        m.to(memory_format=torch.channels_last)
+    m.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if channels_last and views.dim() == 4:
+        views = views.contiguous(memory_format=torch.channels_last)
     device = views.device
     times = []
     for i in range(warmup + steps):
@@ -61,31 +64,63 @@ def time_training_step(
     return times[len(times) // 2]
 
 
-def choose_form(
+@dataclass(frozen=True)
+class Layout:
+    """How a run trains: the form of the ensemble and the memory format of its activations."""
+
+    form: TrainForm
+    channels_last: bool
+
+
+def layout_candidates(
+    model: Ensemble, form: TrainForm, channels_last: bool | None, device: torch.device
+) -> list[Layout]:
+    """What ``choose_layout`` may pick from. ``channels_last=None`` means chosen per device:
+    channels_last on CUDA (cuDNN's fast path); on the CPU oneDNN is faster in either layout
+    depending on the CPU and the shapes (BENCHMARKS.md (a')), so both are timed there."""
+    if form is TrainForm.AUTO:
+        if model.split_factor > 1 and isinstance(model, DividedNet):
+            forms = [TrainForm.DIVIDED, TrainForm.FUSED]
+        else:
+            forms = [TrainForm.DIVIDED if isinstance(model, DividedNet) else TrainForm.FUSED]
+    else:
+        forms = [form]
+    if channels_last is not None:
+        layouts = [channels_last]
+    else:
+        layouts = [True] if device.type == "cuda" else [True, False]
+    return [Layout(f, cl) for f in forms for cl in layouts]
+
+
+def choose_layout(
     model: Ensemble,
     wanted: TrainForm | str,
     views: torch.Tensor,
     y: torch.Tensor,
     *,
-    channels_last: bool = True,
-) -> TrainForm:
-    """Resolve ``auto`` by timing both forms; K = 1 always trains the plain network."""
+    channels_last: bool | None = None,
+) -> Layout:
+    """Resolve ``auto`` form and an unset memory format by timing a few training steps of each
+    candidate on a real batch, once per model shape and device in a process."""
     try:
         form = TrainForm(wanted)
     except ValueError as e:
         allowed = ", ".join(TrainForm)
         raise ConfigError(f"execution must be one of {allowed}, got {wanted!r}") from e
-    if form is not TrainForm.AUTO:
-        return form
-    if model.split_factor == 1 or not isinstance(model, DividedNet):
-        return TrainForm.DIVIDED if isinstance(model, DividedNet) else TrainForm.FUSED
+    candidates = layout_candidates(model, form, channels_last, views.device)
+    if len(candidates) == 1:
+        return candidates[0]
     key = json.dumps(
-        [model.model_config, list(views.shape), str(views.device), channels_last],
+        [model.model_config, list(views.shape), str(views.device), form, channels_last],
         sort_keys=True,
         default=str,
     )
     if key not in _DECISIONS:
-        t_div = time_training_step(model, views, y, channels_last=channels_last)
-        t_fus = time_training_step(fuse(model), views, y, channels_last=channels_last)
-        _DECISIONS[key] = TrainForm.FUSED if t_fus < t_div else TrainForm.DIVIDED
+        wants_fused = any(c.form is TrainForm.FUSED for c in candidates)
+        fused = fuse(model) if wants_fused and isinstance(model, DividedNet) else None
+        times = {}
+        for c in candidates:
+            m = fused if c.form is TrainForm.FUSED and fused is not None else model
+            times[c] = time_training_step(m, views, y, channels_last=c.channels_last)
+        _DECISIONS[key] = min(times, key=lambda c: times[c])
     return _DECISIONS[key]

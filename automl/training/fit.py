@@ -29,7 +29,7 @@ from automl.models.ensemble import DividedNet, Ensemble
 from automl.models.fusion import fuse, unfuse
 from automl.training.config import TrainConfig
 from automl.training.evaluate import evaluate
-from automl.training.execution import TrainForm, choose_form
+from automl.training.execution import Layout, TrainForm, choose_layout
 from automl.training.losses import cot_weight_at, ensemble_loss
 from automl.training.schedule import lr_at
 
@@ -135,19 +135,19 @@ def _load_checkpoint(
     return state
 
 
-def _restore_or_choose_form(
+def _restore_or_choose_layout(
     model: Ensemble,
     data: DataBundle,
     config: TrainConfig,
     plan: _Plan,
     state: dict[str, Any] | None,
     dev: torch.device,
-    use_cl: bool,
-) -> TrainForm:
-    """The checkpoint's form when resuming, so that the optimizer state matches its parameters;
-    otherwise the recipe's, "auto" timing both on the first batch."""
+) -> Layout:
+    """The checkpoint's form and memory format when resuming, so that the optimizer state matches
+    its parameters; otherwise the recipe's, "auto" and an unset format timed on the first batch."""
     if state is not None:
-        return TrainForm(state.get("form", TrainForm.DIVIDED))
+        cl = state.get("channels_last", config.channels_last is not False)
+        return Layout(TrainForm(state.get("form", TrainForm.DIVIDED)), bool(cl))
     probe_gen = torch.Generator().manual_seed(0)
     views0, y0 = next(
         data.train.batches(
@@ -160,7 +160,9 @@ def _restore_or_choose_form(
             device=dev,
         )
     )
-    return choose_form(model, config.execution, views0, y0, channels_last=use_cl)
+    return choose_layout(
+        model, config.execution, views0, y0, channels_last=config.channels_last
+    )
 
 
 def _optimizer(model: Ensemble, config: TrainConfig, k: int) -> torch.optim.SGD:
@@ -300,6 +302,7 @@ class _Run:
         payload: dict[str, Any] = {
             "model": self.train_model.state_dict(),
             "form": str(self.form),
+            "channels_last": self.use_cl,
             "optimizer": self.optimizer.state_dict(),
             "epoch": history[-1].epoch + 1,
             "history": [dataclasses.asdict(r) for r in history],
@@ -320,14 +323,12 @@ def _prepare(
 ) -> _Run:
     """Place the model, restore or choose its training form and build the optimizer."""
     model.to(dev)
-    # channels_last helps oneDNN on the CPU as much as cuDNN on the GPU (see BENCHMARKS.md).
-    use_cl = config.channels_last
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
     plan = _Plan.of(data, config)
-    form = _restore_or_choose_form(model, data, config, plan, state, dev, use_cl)
+    layout = _restore_or_choose_layout(model, data, config, plan, state, dev)
+    form, use_cl = layout.form, layout.channels_last
+    model.to(memory_format=torch.channels_last if use_cl else torch.contiguous_format)
     train_model: Ensemble = model
     if form is TrainForm.FUSED and isinstance(model, DividedNet):
         train_model = fuse(model)
