@@ -16,7 +16,10 @@ class TrialAttr(StrEnum):
     """Documented names of the user attributes every trial carries."""
 
     N_PARAMS = "n_params"
+    # FLOPs: PyTorch's counter, 2 per multiply-add of convolutions and matrix products.
     FLOPS = "flops"
+    # MACs counted the paper's way (its "GFLOPs"): multiply-adds plus 2 per BatchNorm output.
+    MACS = "macs"
     MEMBER_ACCURACIES = "member_accuracies"
     TEST_ACCURACY = "test_accuracy"
     TEST_MEMBER_ACCURACIES = "test_member_accuracies"

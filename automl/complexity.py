@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_flops", "count_macs", "count_parameters"]
+__all__ = ["count_flops", "count_flops_and_macs", "count_macs", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -51,6 +51,20 @@ def count_macs(
     (a divided net has more, narrower BatchNorm outputs: e.g. ResNet-164 0.279 vs the paper's
     0.29 GMACs at K=2 without them, 0.288 with them).
     """
+    flops, norm_ops = _count(model, input_shape, include_norm)
+    return flops // 2 + norm_ops
+
+
+def count_flops_and_macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(count_flops(...), count_macs(..., include_norm=True))`` from one counted forward pass:
+    the counter is slow on deep networks (seconds for ResNet-110 on a CPU), so a trial counts once.
+    """
+    flops, norm_ops = _count(model, input_shape, True)
+    return flops, flops // 2 + norm_ops
+
+
+def _count(model: nn.Module, input_shape: tuple[int, ...], include_norm: bool) -> tuple[int, int]:
+    """(FLOPs, BatchNorm output ops) of one forward pass; the latter 0 unless ``include_norm``."""
     norm_ops = 0
 
     def hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
@@ -65,8 +79,8 @@ def count_macs(
             if isinstance(m, nn.modules.batchnorm._BatchNorm)
         ]
     try:
-        macs = count_flops(model, input_shape) // 2
+        flops = count_flops(model, input_shape)
     finally:
         for h in handles:
             h.remove()
-    return macs + norm_ops
+    return flops, norm_ops

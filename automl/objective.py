@@ -23,7 +23,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from automl.attrs import TrialAttr
-from automl.complexity import count_flops, count_parameters
+from automl.complexity import count_flops_and_macs, count_parameters
 from automl.data import DataBundle, load_dataset
 from automl.device import describe_device
 from automl.errors import AutoMLError
@@ -192,7 +192,7 @@ class Objective:
         self.progress = progress
         self.profile = profile
         self.db_timeout_s = db_timeout_s
-        self._baseline: tuple[int, int] | None = None
+        self._baseline: tuple[int, int, int] | None = None
 
     # -- helpers ----------------------------------------------------------------------------------
     def data(self) -> DataBundle:
@@ -204,21 +204,27 @@ class Objective:
     def _input_shape(self, data: DataBundle) -> tuple[int, int, int]:
         return (data.in_chans, data.image_size, data.image_size)
 
-    def baseline_complexity(self) -> tuple[int, int]:
-        """(params, FLOPs) of the undivided network at the default width, for relative budgets."""
+    def baseline_complexity(self) -> tuple[int, int, int]:
+        """(params, FLOPs, MACs) of the undivided network at the default width, for relative
+        budgets."""
         if self._baseline is None:
             data = self.data()
+            # The same network as the trials' (its options included), only undivided.
             m = create_model(
                 self.space.model.name,
                 num_classes=data.num_classes,
                 in_chans=data.in_chans,
                 split_factor=1,
                 width_mult=self.space.model.default_width_mult,
+                **self.space.model.options,
             )
-            self._baseline = (count_parameters(m), count_flops(m, self._input_shape(data)))
+            self._baseline = (
+                count_parameters(m),
+                *count_flops_and_macs(m, self._input_shape(data)),
+            )
         return self._baseline
 
-    def _constraints(self, trial: optuna.Trial, params: int, flops: int) -> list[str]:
+    def _constraints(self, trial: optuna.Trial, params: int, flops: int, macs: int) -> list[str]:
         """Set every budget as an Optuna constraint (<= 0 is feasible); return the violated ones."""
         c = self.space.constraints
         limits: dict[str, tuple[float, float]] = {}
@@ -226,12 +232,16 @@ class Objective:
             limits["params"] = (params, c.max_params)
         if c.max_flops is not None:
             limits["flops"] = (flops, c.max_flops)
-        if c.max_params_ratio is not None or c.max_flops_ratio is not None:
-            bp, bf = self.baseline_complexity()
+        if c.max_macs is not None:
+            limits["macs"] = (macs, c.max_macs)
+        if any(r is not None for r in (c.max_params_ratio, c.max_flops_ratio, c.max_macs_ratio)):
+            bp, bf, bm = self.baseline_complexity()
             if c.max_params_ratio is not None:
                 limits["params_ratio"] = (params / bp, c.max_params_ratio)
             if c.max_flops_ratio is not None:
                 limits["flops_ratio"] = (flops / bf, c.max_flops_ratio)
+            if c.max_macs_ratio is not None:
+                limits["macs_ratio"] = (macs / bm, c.max_macs_ratio)
         violated = []
         for name, (value, limit) in limits.items():
             # Normalised so that values are comparable across budgets: 0.1 means 10% over.
@@ -285,12 +295,16 @@ class Objective:
             width_mult=sampled.width_mult,
             drop_rate=self.space.model.drop_rate,
             combine=self.space.model.combine,
+            **self.space.model.options,
         )
         params = count_parameters(model)
-        flops = count_flops(model, self._input_shape(data))
+        # MACs the paper's way (BatchNorm outputs counted), so that they compare with its tables;
+        # FLOPs stay PyTorch's count (2 per multiply-add), which existing budgets are written in.
+        flops, macs = count_flops_and_macs(model, self._input_shape(data))
         trial.set_user_attr(TrialAttr.N_PARAMS, params)
         trial.set_user_attr(TrialAttr.FLOPS, flops)
-        violated = self._constraints(trial, params, flops)
+        trial.set_user_attr(TrialAttr.MACS, macs)
+        violated = self._constraints(trial, params, flops, macs)
         if violated:
             reason = "over budget: " + "; ".join(violated)
             trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)

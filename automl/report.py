@@ -16,7 +16,14 @@ from optuna.trial import TrialState
 
 from automl.study import METRIC_NAMES, AutoMLStudy, ParetoRecord
 
-__all__ = ["format_front", "reference_point", "write_report"]
+__all__ = ["COMPLEXITY_LEGEND", "format_front", "reference_point", "write_report"]
+
+# Both counts are printed, each said explicitly: the paper's "GFLOPs" are multiply-accumulates,
+# and a reader comparing with its tables must not be off by 2x.
+COMPLEXITY_LEGEND = (
+    "MACs (paper's GFLOPs): multiply-adds plus 2 ops per BatchNorm output; "
+    "FLOPs = 2 x MACs of convolutions and matrix products (PyTorch's counter); M = 10^6"
+)
 
 
 def reference_point(study: optuna.Study) -> list[float]:
@@ -38,6 +45,7 @@ def format_front(front: Sequence[ParetoRecord]) -> str:
         "iqr_ms",
         "mode",
         "params",
+        "MMACs",
         "MFLOPs",
     )
     rows = []
@@ -55,6 +63,7 @@ def format_front(front: Sequence[ParetoRecord]) -> str:
                 f"{r.latency_iqr_ms:.3f}" if r.latency_iqr_ms is not None else "-",
                 r.latency_mode or "-",
                 f"{r.n_params:,}" if r.n_params is not None else "-",
+                f"{r.macs / 1e6:.2f}" if r.macs is not None else "-",
                 f"{r.flops / 1e6:.2f}" if r.flops is not None else "-",
             )
         )
@@ -64,6 +73,7 @@ def format_front(front: Sequence[ParetoRecord]) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.append(COMPLEXITY_LEGEND)
     return "\n".join(lines)
 
 
@@ -122,6 +132,7 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(ost.study_name)}</title>"
         f"<h1>Pareto front of {html.escape(ost.study_name)}</h1>"
         f"<table border=1 cellspacing=0 cellpadding=4><tr>{cells}</tr>{body}</table>"
+        f"<p>{html.escape(COMPLEXITY_LEGEND)}</p>"
     )
     written.append(path)
 

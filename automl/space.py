@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast, get_args, get_type_hints
 
 import optuna
 
-from automl.data.augment import AugmentConfig
+from automl.data.augment import AugmentConfig, AugmentOrder
 from automl.data.datasets import list_datasets
 from automl.errors import SearchSpaceError
 from automl.latency import ExecutionMode
@@ -116,6 +116,10 @@ class ModelSection:
     drop_rate: float = _setting(0.0, low=0.0, high=0.99)
     default_width_mult: float = _setting(1.0, low=1e-3)
     combine: str = _setting(str(Combine.MEAN_LOGITS), choices=tuple(Combine))
+    # The family's own options (``get_spec(name).options``), passed to ``create_model`` as given;
+    # absent ones are the paper's setting. Left out of the hash: a dict is not hashable, and the
+    # other fields already tell sections apart wherever one is used as a key.
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 # The fixed part of the training recipe, the space's ``[train]`` section. Its defaults are
@@ -135,6 +139,7 @@ class TrainSection:
     label_smoothing: float = _setting(_T.label_smoothing, low=0.0, high=0.99)
     mixup_alpha: float = _setting(_T.mixup_alpha, low=0.0)
     cot_temperature: float = _setting(_T.cot_temperature, low=1e-3)
+    cot_floor_after_warmup: bool = _T.cot_floor_after_warmup
     max_steps_per_epoch: int | None = _setting(_T.max_steps_per_epoch, low=1)
     amp: bool = _T.amp
     execution: str = _setting(_T.execution, choices=tuple(TrainForm))
@@ -187,6 +192,8 @@ class ConstraintSection:
     max_flops: float | None = _setting(None, low=0.0)
     max_params_ratio: float | None = _setting(None, low=0.0)
     max_flops_ratio: float | None = _setting(None, low=0.0)
+    max_macs: float | None = _setting(None, low=0.0)
+    max_macs_ratio: float | None = _setting(None, low=0.0)
 
     @property
     def any(self) -> bool:
@@ -426,6 +433,10 @@ class _Ctx:
         """The value of one key of a section, checked against its field's type and metadata."""
         base, optional = _unwrap_optional(tp)
         meta = {**f.metadata, **_EXTRA_BOUNDS.get(f"{section}.{f.name}", {})}
+        if isinstance(base, types.UnionType) and str in get_args(base):
+            # ``SomeStrEnum | str`` (e.g. AugmentConfig.order): a string, checked against the
+            # choices declared for it; the owning dataclass turns it into its enum.
+            base = str
         if base is bool:
             return self.boolean(table, section, f.name, False)
         if base is int or base is float:
@@ -523,10 +534,12 @@ class _Ctx:
         return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
 
 
-# Bounds of fields declared in other packages (AugmentConfig belongs to the data package).
-_EXTRA_BOUNDS: dict[str, dict[str, float]] = {
+# Bounds and allowed values of fields declared in other packages (AugmentConfig belongs to the
+# data package).
+_EXTRA_BOUNDS: dict[str, dict[str, Any]] = {
     "train.augment.crop_padding": {"low": 0, "high": 64},
     "train.augment.random_erasing": {"low": 0.0, "high": 1.0},
+    "train.augment.order": {"choices": tuple(o.value for o in AugmentOrder)},
 }
 
 
@@ -547,8 +560,30 @@ def _parse_model(c: _Ctx, raw: Mapping[str, Any]) -> ModelSection:
     name = c.string(m, "model", "name", None)
     if name is None or name not in list_models():
         raise c.fail("model.name", f"unknown model {name!r}; available: {', '.join(list_models())}")
-    get_spec(name)
-    return c.section(ModelSection, m, "model", name=name)
+    options = _parse_model_options(c, m, name)
+    return c.section(ModelSection, m, "model", name=name, options=options)
+
+
+def _parse_model_options(c: _Ctx, m: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``[model.options]``: names checked against the model's own options at load time, so that a
+    typo fails here and not on a worker after the study was created."""
+    raw = m.get("options", {})
+    if not isinstance(raw, Mapping):
+        raise c.fail("model.options", f"must be a table, got {type(raw).__name__}")
+    accepted = get_spec(name).options
+    for key, value in raw.items():
+        if key not in accepted:
+            raise c.fail(
+                f"model.options.{key}",
+                f"model {name!r} has no such option; its options: "
+                f"{', '.join(accepted) if accepted else 'none'}",
+            )
+        # The builders take plain values (flags, rates); tables or lists are a mistake.
+        if not isinstance(value, bool | int | float | str):
+            raise c.fail(
+                f"model.options.{key}", f"must be a boolean, a number or a string, got {value!r}"
+            )
+    return dict(raw)
 
 
 def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> SearchSection:

@@ -68,6 +68,7 @@ class ParetoRecord:
     latency_ms: float
     n_params: int | None
     flops: int | None
+    macs: int | None
     member_accuracies: list[float]
     test_accuracy: float | None
     latency_mode: str | None
@@ -87,6 +88,7 @@ class ParetoRecord:
             latency_ms=float(t.values[1]),
             n_params=u.get(TrialAttr.N_PARAMS),
             flops=u.get(TrialAttr.FLOPS),
+            macs=u.get(TrialAttr.MACS),
             member_accuracies=list(u.get(TrialAttr.MEMBER_ACCURACIES, [])),
             test_accuracy=u.get(TrialAttr.TEST_ACCURACY),
             latency_mode=u.get(TrialAttr.LATENCY_MODE),

@@ -164,6 +164,7 @@ def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
         TrialAttr.HOST,
         TrialAttr.N_PARAMS,
         TrialAttr.FLOPS,
+        TrialAttr.MACS,
     ]
     out: dict[str, Any] = {
         "trial": trial.number,

@@ -30,7 +30,9 @@ class TrainConfig:
 
     ``augment=None`` uses the data set's default augmentation. ``weight_decay`` is the undivided
     value; with ``divide_weight_decay`` it becomes wd * exp(1/K - 1) for K members.
-    ``max_steps_per_epoch`` caps an epoch for quick runs.
+    ``max_steps_per_epoch`` caps an epoch for quick runs. ``cot_floor_after_warmup`` keeps the
+    co-training weight at least 0.005 after the warm-up too (the authors' code floors it during the
+    warm-up only, which is the default).
     """
 
     epochs: int = 10
@@ -47,6 +49,7 @@ class TrainConfig:
     cot_kind: CotKind = CotKind.JS
     cot_warmup_epochs: int = 40
     cot_temperature: float = 1.0
+    cot_floor_after_warmup: bool = False
     mixup_alpha: float = 0.0
     augment: AugmentConfig | None = None
     seed: int = 0
@@ -101,4 +104,8 @@ class TrainConfig:
         d.pop("eval_batch_size", None)
         # The form changes kernels, not the trajectory: a run may resume in either form.
         d.pop("execution", None)
+        # Added later with a default that changes nothing: leaving it out at its default keeps
+        # the fingerprints of checkpoints written before it existed, so those runs still resume.
+        if not self.cot_floor_after_warmup:
+            d.pop("cot_floor_after_warmup", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

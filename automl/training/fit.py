@@ -251,7 +251,16 @@ class _Run:
         t0 = time.perf_counter()
         torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout draws
         gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + 1)
-        w_cot = cot_weight_at(epoch, config.cot_weight, config.cot_warmup_epochs) if k > 1 else 0.0
+        w_cot = (
+            cot_weight_at(
+                epoch,
+                config.cot_weight,
+                config.cot_warmup_epochs,
+                floor_after_warmup=config.cot_floor_after_warmup,
+            )
+            if k > 1
+            else 0.0
+        )
         self.train_model.train()
         sums = torch.zeros(3, dtype=torch.float64)
         n_steps = 0

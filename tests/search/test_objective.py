@@ -1,17 +1,25 @@
-"""Unit tests of the objective's epoch reporter: curves of resumed trials, pruning, stopping."""
+"""The objective: its epoch reporter (curves of resumed trials, pruning, stopping), the model it
+builds from the space, and what a trial stores."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.study import StudyDirection
+from torch import nn
 
+import automl
 from automl.attrs import TrialAttr
-from automl.objective import EpochReporter, StopRequested
+from automl.objective import EpochReporter, Objective, StopRequested
 from automl.pruning import ParetoPruner
+from automl.report import format_front
+from automl.space import SearchSpace, TrialParams, load_space
 from automl.training import EpochRecord
+from tests.helpers import write_space
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
@@ -105,3 +113,47 @@ def test_a_dominated_trial_is_pruned_with_its_reason() -> None:
         report(_record(0, 0.3))
     reason = study.trials[2].user_attrs[TrialAttr.PRUNED_REASON]
     assert reason.startswith("dominated at epoch 1: trials [0, 1]")
+
+
+def _space_with_options(tmp_path: Path, options: str) -> SearchSpace:
+    path = write_space(tmp_path)
+    text = path.read_text().replace(
+        '[model]\nname = "convnet_s"\n',
+        f'[model]\nname = "resnet110"\n[model.options]\n{options}\n',
+    )
+    path.write_text(text)
+    return load_space(path)
+
+
+def test_model_options_of_the_space_reach_the_built_model(tmp_path: Path) -> None:
+    # resnet110's default leaves the last BatchNorm of each branch at 1; the option zeroes it.
+    space = _space_with_options(tmp_path, "zero_init_last_bn = true")
+    objective = Objective(space, device=torch.device("cpu"), artifact_dir=tmp_path / "art")
+    trial = optuna.create_study(directions=DIRECTIONS).ask()
+    params = TrialParams(1, 1.0, 0.0, "js", 0, 0.05, 5e-4, True)
+    model = objective._build(trial, params, objective.data(), seed=0)
+    assert model.model_config["options"] == {"zero_init_last_bn": True}
+    assert any(isinstance(m, nn.BatchNorm2d) and not m.weight.any() for m in model.modules())
+    # The baseline of relative budgets is the same network (options included) at K = 1.
+    assert objective.baseline_complexity() == (
+        trial.user_attrs[TrialAttr.N_PARAMS],
+        trial.user_attrs[TrialAttr.FLOPS],
+        trial.user_attrs[TrialAttr.MACS],
+    )
+
+
+def test_a_trial_stores_macs_beside_flops(tmp_path: Path) -> None:
+    study = automl.create_study(
+        write_space(tmp_path, epochs=1, steps=1),
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        artifact_dir=tmp_path / "art",
+    )
+    study.optimize(n_trials=1)
+    attrs = study.optuna_study.trials[0].user_attrs
+    macs, flops = attrs[TrialAttr.MACS], attrs[TrialAttr.FLOPS]
+    # The paper's MACs add 2 ops per BatchNorm output to the multiply-adds (FLOPs / 2).
+    assert flops // 2 < macs < flops
+    record = study.pareto_front()[0]
+    assert record.macs == macs
+    table = format_front([record])
+    assert "MMACs" in table and "MACs (paper's GFLOPs)" in table and "FLOPs = 2 x MACs" in table

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import optuna
 import pytest
 
 from automl.errors import SearchSpaceError
@@ -66,6 +67,31 @@ BAD = {
         '[sampler]\nname = "cmaes"\n',
         r"\[sampler.name\] must be one of tpe, nsgaii, random",
     ),
+    "bad cot floor": (
+        '[train]\ncot_floor_after_warmup = "yes"\n',
+        r"\[train.cot_floor_after_warmup\] must be true or false, got 'yes'",
+    ),
+    "bad augment order": (
+        '[train]\n[train.augment]\norder = "random"\n',
+        r"\[train.augment.order\] must be one of paper, normalise_first, got 'random'",
+    ),
+    "unknown model option": (
+        '[model]\nname = "resnet110"\n[model.options]\ndeep_stem = true\n',
+        r"\[model.options.deep_stem\] model 'resnet110' has no such option; "
+        r"its options: zero_init_last_bn, avg_down",
+    ),
+    "option of a model without options": (
+        '[model]\nname = "convnet_s"\n[model.options]\nshake = false\n',
+        r"\[model.options.shake\] model 'convnet_s' has no such option; its options: none",
+    ),
+    "model option not a value": (
+        '[model]\nname = "resnet110"\n[model.options]\navg_down = [true]\n',
+        r"\[model.options.avg_down\] must be a boolean, a number or a string",
+    ),
+    "model options not a table": (
+        '[model]\nname = "resnet110"\noptions = 1\n',
+        r"\[model.options\] must be a table, got int",
+    ),
 }
 
 
@@ -111,3 +137,34 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     path.write_text('[data]\ndataset = "digits"\n[model]\nname = "convnet_s"\n')
     with pytest.raises(SearchSpaceError, match=r"\[search\] is missing"):
         load_space(path)
+
+
+def test_new_train_augment_and_model_keys_are_accepted_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    text = _with(
+        '[model]\nname = "resnet110"\n[model.options]\nzero_init_last_bn = true\navg_down = false\n'
+    )
+    text = text.replace("[train]\n", "[train]\ncot_floor_after_warmup = true\n")
+    path.write_text(text + '[train.augment]\norder = "normalise_first"\ncrop_padding = 2\n')
+    space = load_space(path)
+    assert space.train.cot_floor_after_warmup is True
+    assert space.train.augment is not None
+    assert space.train.augment.order == "normalise_first"
+    assert space.model.options == {"zero_init_last_bn": True, "avg_down": False}
+    params = space.suggest(optuna.create_study(directions=["maximize", "minimize"]).ask())
+    config = space.train_config(params)
+    assert config.cot_floor_after_warmup is True
+    assert config.augment == space.train.augment
+    back = SearchSpace.from_dict(space.to_dict())
+    assert dataclasses.replace(back, source=space.source) == space
+    assert back.model.options == space.model.options
+
+
+def test_new_keys_default_to_the_papers_behaviour() -> None:
+    space = load_space(REPO / "search_spaces" / "smoke.toml")
+    assert space.train.cot_floor_after_warmup is False
+    assert space.model.options == {}
+    # A space stored before [model.options] existed still loads.
+    raw = space.to_dict()
+    del raw["model"]["options"], raw["train"]["cot_floor_after_warmup"]
+    assert SearchSpace.from_dict(raw).model.options == {}
