@@ -34,6 +34,7 @@ class TrialAttr(StrEnum):
     EPOCH_SECONDS = "epoch_seconds"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
     FAIL_REASON = "fail_reason"
+    RETRIED_AFTER = "retried_after"  # the failure of the attempt a retry continues
     PRUNED_REASON = "pruned_reason"
     TRAIN_SECONDS = "train_seconds"
     TRAIN_FORM = "train_form"

@@ -29,6 +29,7 @@ from automl.attrs import TrialAttr
 from automl.errors import TrainingError
 from automl.objective import Objective, StopRequested, trial_key
 from automl.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
+from automl.storage import StaleTrialRetry
 
 __all__ = ["Claimed", "RunStats", "claim_waiting_trial", "run_one", "run_trials"]
 
@@ -77,6 +78,12 @@ def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | 
                 continue
         except UpdateFinishedTrialError:
             continue
+        inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
+        if inherited is not None:
+            # Optuna's retry copies the failed attempt's attributes; its reason belongs to that
+            # attempt, so it is kept under another name and this attempt starts without one.
+            storage.set_trial_user_attr(trial_id, TrialAttr.RETRIED_AFTER, inherited)
+            storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, None)
         return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
     return None
 
@@ -110,6 +117,37 @@ class _Heartbeat:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join(timeout=30)
+
+
+def fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
+    """Optuna's ``fail_stale_trials``, with the reason stored on each stale trial first.
+
+    A finished trial takes no attributes, so the reason is written while the trial is still
+    RUNNING; the storage's atomic state change then decides which worker fails it (the others
+    wrote the same text), and only that worker runs the retry callback.
+    """
+    if not isinstance(storage, BaseHeartbeat):
+        return
+    callback = storage.get_heartbeat_stale_trial_callback()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    # The method BaseHeartbeat storages implement for Optuna's own fail_stale_trials.
+    for trial_id in storage._get_stale_trial_ids(study_id):
+        frozen = storage.get_trial(trial_id)
+        if isinstance(callback, StaleTrialRetry):
+            retries = len(frozen.system_attrs.get("retry_history", []))
+            try:
+                reason = callback.reason(retries)
+                storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, reason)
+            except UpdateFinishedTrialError:
+                continue
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        log.warning("trial %d went stale: its worker stopped sending heartbeats", frozen.number)
+        if callback is not None:
+            callback(study, storage.get_trial(trial_id))
 
 
 def _retry_later(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
@@ -247,7 +285,7 @@ def run_trials(
                 break
             if timeout is not None and time.monotonic() - start >= timeout:
                 break
-            retry(lambda: optuna.storages.fail_stale_trials(study), "check for stale trials")
+            retry(lambda: fail_stale_trials(study, storage), "check for stale trials")
             claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
             if claimed is None:
                 if open_ended:

@@ -22,6 +22,8 @@ from automl.errors import DatabaseUnreachableError, StorageError
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_MAX_RETRY",
+    "StaleTrialRetry",
     "StorageSettings",
     "default_storage_url",
     "is_grpc",
@@ -63,6 +65,28 @@ class StorageSettings:
     @property
     def effective_grace(self) -> int:
         return self.grace_period or max(DEFAULT_GRACE_PERIOD, 2 * self.heartbeat_interval)
+
+
+class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of trials whose worker went silent, with the retry bound kept readable:
+    a trial whose worker dies every time (a crash in native code) fails for good after
+    ``max_retry`` retries instead of looping through the pool for ever."""
+
+    def __init__(self, max_retry: int | None, grace_period: int) -> None:
+        super().__init__(max_retry=max_retry)
+        self.max_retry = max_retry
+        self.grace_period = grace_period
+
+    def reason(self, retries_so_far: int) -> str:
+        """What a stale trial's ``fail_reason`` says, before it is failed."""
+        why = (
+            f"its worker sent no heartbeat for {self.grace_period} s (killed, crashed in native "
+            "code such as a segfault or abort, or its machine was lost)"
+        )
+        if self.max_retry is not None and retries_so_far >= self.max_retry:
+            return f"{why}; not retried: it already failed this way {retries_so_far} time(s)"
+        bound = "" if self.max_retry is None else f" of {self.max_retry}"
+        return f"{why}; retried (retry {retries_so_far + 1}{bound}) from its last checkpoint"
 
 
 def is_grpc(url: str) -> bool:
@@ -180,8 +204,8 @@ def open_storage(
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=st.heartbeat_interval,
                     grace_period=st.effective_grace,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=st.max_retry
+                    heartbeat_stale_trial_callback=StaleTrialRetry(
+                        st.max_retry, st.effective_grace
                     ),
                 )
         except (SQLAlchemyError, RuntimeError) as e:

@@ -27,6 +27,7 @@ from automl.errors import DatabaseUnreachableError
 from automl.runner import RunStats
 from automl.storage import (
     DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_RETRY,
     StorageSettings,
     default_storage_url,
     is_grpc,
@@ -49,6 +50,7 @@ class WorkerOptions:
     artifact_dir: str | None = None
     heartbeat_interval: int | None = None
     grace_period: int | None = None
+    max_retry: int | None = DEFAULT_MAX_RETRY
     progress: bool = True
     profile: bool = False
     connect_timeout_s: float = 600.0
@@ -106,6 +108,7 @@ def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLS
     settings = StorageSettings(
         heartbeat_interval=opts.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
         grace_period=opts.grace_period,
+        max_retry=opts.max_retry,
     )
     deadline = time.monotonic() + opts.connect_timeout_s
     delay = 1.0

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [t for t in trials if t.state is TrialState.FAIL]
     for t in failed[-5:]:
         print(
-            f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON, 'no reason stored')}"
+            f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON) or 'no reason stored'}"
         )
     print("Pareto front:")
     print(format_front(study.pareto_front()))

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from automl.cli.common import add_storage_args
+from automl.storage import DEFAULT_MAX_RETRY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--grace-period", type=int, default=None, help="seconds before a silent trial is stale"
+    )
+    p.add_argument(
+        "--max-retry",
+        type=int,
+        default=DEFAULT_MAX_RETRY,
+        help="retries of a trial whose worker died before it fails for good "
+        f"(default {DEFAULT_MAX_RETRY})",
     )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--profile", action="store_true", help="store a profiler trace with each trial")
@@ -49,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         artifact_dir=args.artifacts,
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
+        max_retry=args.max_retry,
         progress=not args.no_progress,
         profile=args.profile,
     )

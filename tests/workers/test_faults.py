@@ -220,3 +220,31 @@ def test_non_finite_loss_and_out_of_memory_fail_only_their_trial(
     assert "DivergedError" in trials[2].user_attrs[TrialAttr.FAIL_REASON]
     assert "non-finite" in trials[2].user_attrs[TrialAttr.FAIL_REASON]
     assert (stats.completed, stats.failed) == (2, 2)
+
+
+def test_a_trial_whose_worker_keeps_dying_fails_for_good_and_the_study_goes_on(
+    pg_url: str, study_name: str, tmp_path: Path
+) -> None:
+    # SIGSEGV from outside ends the worker exactly as a crash in native code (a segfault in a
+    # kernel) would: no Python handler runs, the trial stops sending heartbeats.
+    study = _study(pg_url, study_name, tmp_path, n=1)
+    retry_flag = ("--max-retry", "1")
+    for number in (0, 1):  # the first attempt, then its single retry
+        w = _worker(pg_url, study_name, tmp_path, *retry_flag)
+        _wait_for_epochs(pg_url, study_name, number, 1)
+        w.send_signal(signal.SIGSEGV)
+        assert w.wait(timeout=30) == -signal.SIGSEGV
+    study.add_trials(1)  # the study goes on with a new trial
+    stats = tmp_path / "stats.json"
+    c = _worker(pg_url, study_name, tmp_path, *retry_flag, stats_json=stats)
+    out = c.communicate(timeout=300)[0]
+    assert c.returncode == 0, out
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    first, retry = trials[0].user_attrs, trials[1].user_attrs
+    assert "no heartbeat" in first[TrialAttr.FAIL_REASON]
+    assert "retried (retry 1 of 1)" in first[TrialAttr.FAIL_REASON]
+    assert "not retried" in retry[TrialAttr.FAIL_REASON]
+    assert retry[TrialAttr.RETRIED_AFTER] == first[TrialAttr.FAIL_REASON]
+    assert trials[1].system_attrs["failed_trial"] == 0
+    assert trials_done(stats) == 1  # the new trial, and no third attempt at trial 0
