@@ -255,6 +255,7 @@ def run_trials(
     progress: bool = False,
     expected: int | None = None,
     db_timeout_s: float = DEFAULT_TIMEOUT_S,
+    budget_s: float | None = None,
 ) -> RunStats:
     """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
     (seconds, checked between trials) passed or ``stop_event`` was set.
@@ -264,8 +265,12 @@ def run_trials(
     --timeout``). Otherwise a worker that finds no waiting trial while others still run waits
     for them, so that the retry of a trial whose worker died is picked up. A lost database
     connection is waited out for ``db_timeout_s`` seconds at every call.
+
+    With ``budget_s`` no trial starts once the time left is shorter than the longest trial run
+    here so far (the caller stops a running trial at the budget through ``stop_event``).
     """
     stop = stop_event or threading.Event()
+    longest = 0.0
     stats = RunStats()
     waiting_logged = False
     interval = _heartbeat_interval(storage)
@@ -284,6 +289,9 @@ def run_trials(
             if max_trials is not None and stats.total >= max_trials:
                 break
             if timeout is not None and time.monotonic() - start >= timeout:
+                break
+            if budget_s is not None and time.monotonic() - start + longest > budget_s:
+                log.info("time budget: the next trial would not end within %.0f s", budget_s)
                 break
             retry(lambda: fail_stale_trials(study, storage), "check for stale trials")
             claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
@@ -305,7 +313,9 @@ def run_trials(
                 continue
             waiting_logged = False
             bar.set_description(f"trial {claimed.trial.number}")
+            began = time.monotonic()
             state = run_one(study, storage, objective, claimed, db_timeout_s=db_timeout_s)
+            longest = max(longest, time.monotonic() - began)
             _count(stats, state)
             if state is TrialState.COMPLETE:
                 frozen = retry(_reader(storage, claimed.trial_id), "read a trial")

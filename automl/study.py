@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from automl._version import __version__
 from automl.attrs import TrialAttr
 from automl.device import resolve_device
-from automl.errors import StorageError
+from automl.errors import ConfigError, StorageError
 from automl.objective import Objective
 from automl.retry import DEFAULT_TIMEOUT_S
 from automl.runner import RunStats, run_trials
@@ -158,6 +158,7 @@ class AutoMLStudy:
         max_trials_here: int | None = None,
         profile: bool = False,
         db_timeout_s: float = DEFAULT_TIMEOUT_S,
+        budget_s: float | None = None,
     ) -> RunStats:
         """Run trials in this process.
 
@@ -166,7 +167,13 @@ class AutoMLStudy:
         same storage share the work. With only ``timeout`` the study is open-ended: trials run
         until the timeout (checked between trials). With neither, the waiting trials are run.
         A lost database connection is waited out for ``db_timeout_s`` seconds at every call.
+
+        ``budget_s`` bounds the wall time: no trial starts that the longest trial so far says
+        would not end in time, and a trial still running when the budget is spent stops at its
+        next epoch boundary, its checkpoint kept and the trial left waiting for the next run.
         """
+        if budget_s is not None and not budget_s > 0:
+            raise ConfigError(f"budget_s must be > 0 seconds, got {budget_s}")
         if n_trials is not None:
             if n_trials < 0:
                 raise ValueError(f"n_trials must be >= 0, got {n_trials}")
@@ -174,26 +181,36 @@ class AutoMLStudy:
             if missing > 0:
                 self.add_trials(missing)
         dev = resolve_device(device)
+        stop = stop_event or threading.Event()
         objective = Objective(
             self.space,
             device=dev,
             artifact_dir=self.artifact_dir,
-            stop_event=stop_event,
+            stop_event=stop,
             profile=profile,
             db_timeout_s=db_timeout_s,
         )
-        return run_trials(
-            self._study,
-            self.storage,
-            objective,
-            expected=None if timeout is not None else self.waiting_trials(),
-            max_trials=max_trials_here,
-            timeout=timeout,
-            open_ended=n_trials is None and timeout is not None,
-            stop_event=stop_event,
-            progress=progress,
-            db_timeout_s=db_timeout_s,
-        )
+        timer = threading.Timer(budget_s, stop.set) if budget_s is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            return run_trials(
+                self._study,
+                self.storage,
+                objective,
+                expected=None if timeout is not None else self.waiting_trials(),
+                max_trials=max_trials_here,
+                timeout=timeout,
+                open_ended=n_trials is None and timeout is not None,
+                stop_event=stop,
+                progress=progress,
+                db_timeout_s=db_timeout_s,
+                budget_s=budget_s,
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def pareto_front(self, include_subsets: bool = False) -> list[ParetoRecord]:
         """The non-dominated feasible trials, sorted by latency.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from automl.cli.common import add_storage_args
+from automl.errors import ConfigError
 from automl.report import format_front
 from automl.storage import StorageSettings, redact
 from automl.study import create_study
@@ -23,6 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout", type=float, default=None, help="stop starting trials after S seconds"
     )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="end within S seconds: start no trial that would not fit, stop a running one at "
+        "its next epoch boundary (it resumes on the next run)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument(
         "--enqueue-only", action="store_true", help="add the trials for workers, run none here"
@@ -40,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ConfigError(
+            f"--time-budget must be a positive number of seconds, got {args.time_budget}"
+        )
     settings = (
         StorageSettings(heartbeat_interval=args.heartbeat_interval)
         if args.heartbeat_interval
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     stats = study.optimize(
         n_trials=n_trials,
         timeout=args.timeout,
+        budget_s=args.time_budget,
         device=args.device,
         progress=not args.no_progress,
         profile=args.profile,
