@@ -78,6 +78,10 @@ def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | 
                 continue
         except UpdateFinishedTrialError:
             continue
+        if isinstance(storage, BaseHeartbeat) and _heartbeat_interval(storage) is not None:
+            # At once, not when the heartbeat thread first runs: Optuna only finds a trial stale
+            # once it has a heartbeat, so a worker dying in between would leave it RUNNING forever.
+            storage.record_heartbeat(trial_id)
         inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
         if inherited is not None:
             # Optuna's retry copies the failed attempt's attributes; its reason belongs to that

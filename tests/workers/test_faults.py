@@ -231,7 +231,8 @@ def test_a_trial_whose_worker_keeps_dying_fails_for_good_and_the_study_goes_on(
     retry_flag = ("--max-retry", "1")
     for number in (0, 1):  # the first attempt, then its single retry
         w = _worker(pg_url, study_name, tmp_path, *retry_flag)
-        _wait_for_epochs(pg_url, study_name, number, 1)
+        # The retry inherits the first attempt's curve (1 epoch) and resumes after it.
+        _wait_for_epochs(pg_url, study_name, number, 1 + number)
         w.send_signal(signal.SIGSEGV)
         assert w.wait(timeout=30) == -signal.SIGSEGV
     study.add_trials(1)  # the study goes on with a new trial
