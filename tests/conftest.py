@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import torch
 
 from tests.helpers import PG_PROBLEM, PG_URL, require_pg
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (make test runs two processes on two cores) one thread each: two threads per
+# process would oversubscribe the cores, and most tests are small models bound by Python overhead.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture
