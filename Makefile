@@ -18,7 +18,7 @@ test: $(STAMP)
 	bash scripts/ensure_postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy automl workers tests
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
