@@ -120,6 +120,16 @@ class MLinear(nn.Module):
         return out + self.bias.view(m, 1, o)
 
 
+def pool_classify(
+    features: torch.Tensor, fc: nn.Module, drop_rate: float, training: bool
+) -> torch.Tensor:
+    """The head the families share: global average pool, dropout when set, the classifiers."""
+    out = torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)
+    if drop_rate > 0:
+        out = F.dropout(out, drop_rate, training)
+    return fc(out)
+
+
 def init_conv_bn(module: nn.Module) -> None:
     """He initialisation for convolutions, unit BatchNorm, as in the ResNet papers."""
     for m in module.modules():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.models._layers import MLinear, MStemConv2d, init_conv_bn, mbatchnorm
+from automl.models._layers import MLinear, MStemConv2d, init_conv_bn, mbatchnorm, pool_classify
 from automl.models.resnet import BasicBlock
 
 __all__ = ["ConvNet"]
@@ -42,7 +42,4 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.stem_bn(self.stem_conv(x)))
         out = self.blocks(out)
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(out, self.fc, self.drop_rate, self.training)

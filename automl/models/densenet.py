@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.models._layers import MConv2d, MLinear, MStemConv2d, init_conv_bn, mbatchnorm, mcat
+from automl.models._layers import (
+    MConv2d,
+    MLinear,
+    MStemConv2d,
+    init_conv_bn,
+    mbatchnorm,
+    mcat,
+    pool_classify,
+)
 from automl.models._registry import ModelSpec, register
 
 __all__ = ["DenseNet"]
@@ -84,10 +92,7 @@ class DenseNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(self.stem_conv(x))
         out = F.relu(self.bn(out))
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(out, self.fc, self.drop_rate, self.training)
 
 
 def _densenet(

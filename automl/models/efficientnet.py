@@ -28,6 +28,7 @@ from automl.models._layers import (
     MStemConv2d,
     drop_path,
     mbatchnorm,
+    pool_classify,
 )
 from automl.models._registry import ModelSpec, register
 
@@ -147,10 +148,7 @@ class EfficientNet(nn.Module):
         out = F.silu(self.stem_bn(self.stem_conv(x)))
         out = self.blocks(out)
         out = F.silu(self.head_bn(self.head_conv(out)))
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(out, self.fc, self.drop_rate, self.training)
 
 
 def _efficientnet(

@@ -21,6 +21,7 @@ from automl.models._layers import (
     init_conv_bn,
     mbatchnorm,
     mpad_channels,
+    pool_classify,
 )
 from automl.models._registry import ModelSpec, register
 
@@ -107,10 +108,7 @@ class PyramidNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.stem_bn(self.stem_conv(x)))
         out = F.relu(self.bn(out))
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(out, self.fc, self.drop_rate, self.training)
 
 
 def _pyramidnet(

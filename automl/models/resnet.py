@@ -26,6 +26,7 @@ from automl.models._layers import (
     MStemConv2d,
     init_conv_bn,
     mbatchnorm,
+    pool_classify,
 )
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "Stem"]
@@ -232,7 +233,4 @@ class ResNet(nn.Module):
         out = self.stem_rest(self.stem_conv(x))
         out = self.stem_pool(F.relu(self.stem_bn(out)))
         out = self.blocks(out)
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(out, self.fc, self.drop_rate, self.training)

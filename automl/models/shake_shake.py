@@ -29,6 +29,7 @@ from automl.models._layers import (
     mbatchnorm,
     mcat,
     member_random,
+    pool_classify,
 )
 from automl.models._registry import ModelSpec, register
 from automl.models.division import divide_width
@@ -123,10 +124,7 @@ class ShakeShakeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.stem_bn(self.stem_conv(x)))
-        out = torch.flatten(F.adaptive_avg_pool2d(F.relu(out), 1), 1)
-        if self.drop_rate > 0:
-            out = F.dropout(out, self.drop_rate, self.training)
-        return self.fc(out)
+        return pool_classify(F.relu(out), self.fc, self.drop_rate, self.training)
 
 
 def _shake_shake(

@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.models._layers import MConv2d, MLinear, MStemConv2d, init_conv_bn, mbatchnorm
+from automl.models._layers import (
+    MConv2d,
+    MLinear,
+    MStemConv2d,
+    init_conv_bn,
+    mbatchnorm,
+    pool_classify,
+)
 
 __all__ = ["WideResNet"]
 
@@ -72,5 +79,5 @@ class WideResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.stem_conv(x))
         out = F.relu(self.bn(out))
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        return self.fc(out)
+        # Dropout sits inside the blocks in a WRN, not before the classifier.
+        return pool_classify(out, self.fc, 0.0, self.training)
