@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,10 +20,21 @@ from tests.helpers import PG_PROBLEM, PG_URL, require_pg
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
+def _release_pg_connections() -> None:
+    """Close the pooled connections of the storages a test left behind.
+
+    Optuna's RDBStorage never disposes its engine; the pool's connections close only when the
+    storage is collected, and storages sit in reference cycles. Without a collection after each
+    test, a few hundred tests hold the server's 100 connections and a later test is refused.
+    """
+    gc.collect()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     require_pg()
     yield PG_URL
+    _release_pg_connections()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,6 +45,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     else:
         require_pg()
         yield PG_URL
+        _release_pg_connections()
 
 
 @pytest.fixture
@@ -43,3 +56,4 @@ def study_name(request: pytest.FixtureRequest) -> Iterator[str]:
     if PG_PROBLEM is None:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=PG_URL)
+        _release_pg_connections()

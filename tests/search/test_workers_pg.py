@@ -13,6 +13,7 @@ from tests.helpers import spawn_worker, trials_done, write_space
 
 
 @pytest.mark.postgres
+@pytest.mark.xdist_group("pg-workers")
 def test_two_workers_complete_exactly_n_trials(
     pg_url: str, study_name: str, tmp_path: Path
 ) -> None:

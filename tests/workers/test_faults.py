@@ -24,7 +24,9 @@ from automl.space import SearchSpace
 from automl.storage import StorageSettings
 from tests.helpers import spawn_worker, trials_done, write_space
 
-pytestmark = pytest.mark.postgres
+# One xdist group: these start many worker processes against the one server; side by side
+# with each other they would compete for its connections and for the two cores.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-workers")]
 
 # Epochs long enough (about half a second each) to interrupt a trial in the middle.
 EPOCHS, STEPS = 4, 12
