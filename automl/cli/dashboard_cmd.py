@@ -1,19 +1,59 @@
-"""``automl dashboard``: optuna-dashboard on the study storage and artifact folder."""
+"""``automl dashboard``: optuna-dashboard on the study storage and artifact folder.
+
+Served on loopback unless ``--allow-remote`` says otherwise, behind a guard that checks the Host
+header and, with ``--read-only``, refuses every request that could change a study (see
+``automl.dashboard_guard``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
+import socket
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from automl.cli.argtypes import port
 from automl.cli.common import add_storage_args
+from automl.errors import ConfigError, StorageError
 from automl.storage import default_storage_url, normalize_url, open_storage, redact
+
+if TYPE_CHECKING:
+    import optuna
+    from _typeshed.wsgi import WSGIApplication
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard for the storage")
+    p = sub.add_parser(
+        "dashboard",
+        help="serve optuna-dashboard for the storage",
+        description="optuna-dashboard has no login: whoever reaches the port can read and, "
+        "unless --read-only, change every study in the storage.",
+    )
     add_storage_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=port, default=8080, help="TCP port, 1..65535 (default 8080)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (anyone who reaches it can use the dashboard)",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="refuse every request that would change a study (tell, delete, notes, uploads)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard may be opened by, besides localhost and IP addresses "
+        "(repeatable; e.g. the machine's DNS name behind --allow-remote)",
+    )
     p.set_defaults(func=run)
 
 
@@ -23,18 +63,141 @@ def artifact_dir_for(storage_url: str, explicit: str | None) -> Path:
     return Path(explicit).resolve() if explicit else default_artifact_dir(storage_url)
 
 
+def _bind_name(host: str) -> str:
+    # "[::1]" is how people write an IPv6 address next to a port; sockets want it bare.
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address."""
+    name = _bind_name(host)
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except socket.gaierror:
+        raise ConfigError(
+            f"--host {host!r} is not an address of this machine and does not resolve; "
+            "use 127.0.0.1 (or an address of this machine with --allow-remote)"
+        ) from None
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    # One stderr line per request drowns the refusals, which the guard logs itself.
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _server(host: str, port_: int, app: WSGIApplication) -> WSGIServer:
+    """Bind (the same wsgiref server optuna_dashboard.run_server uses), with binding errors as
+    one line each."""
+    name = _bind_name(host)
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in name else socket.AF_INET
+
+    try:
+        return make_server(name, port_, app, server_class=Server, handler_class=_QuietHandler)
+    except socket.gaierror:
+        raise ConfigError(
+            f"--host {host!r} does not resolve; use 127.0.0.1 or an address of this machine"
+        ) from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"--port {port_} is already in use on {host} (another dashboard?); "
+                "pick a free one with --port"
+            ) from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"--host {host!r} is not an address of this machine; use 127.0.0.1 or one of its "
+                "own addresses"
+            ) from None
+        if e.errno == errno.EACCES:
+            raise ConfigError(
+                f"--port {port_} needs privileges to bind; pick one above 1023"
+            ) from None
+        raise ConfigError(
+            f"cannot serve on {host}:{port_}: {e.strerror or type(e).__name__}; "
+            "check --host and --port"
+        ) from None
+
+
+def _study_id(storage: optuna.storages.BaseStorage, name: str, url: str) -> int:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        names = [s.study_name for s in storage.get_all_studies()]
+        raise StorageError(
+            f"no study named {name!r} in {redact(url)}; existing studies: "
+            f"{', '.join(names) or 'none'} (drop --study to serve them all)"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
+    from optuna_dashboard import wsgi
 
+    from automl.dashboard_guard import DashboardGuard
+
+    local = is_loopback(args.host)
+    if not local and not args.allow_remote:
+        raise ConfigError(
+            f"--host {args.host} would serve the dashboard beyond this machine, and it has no "
+            "login; add --allow-remote (with --read-only) to mean it, or use --host 127.0.0.1"
+        )
     url = normalize_url(args.storage or default_storage_url())
     storage = open_storage(url)
+    study_id = _study_id(storage, args.study, url) if args.study else None
     art = artifact_dir_for(url, args.artifacts)
-    art.mkdir(parents=True, exist_ok=True)
-    print(
-        f"optuna-dashboard for {redact(url)} (artifacts {art}) on http://{args.host}:{args.port}/"
+    if not args.read_only:
+        try:
+            art.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"artifact folder {art} cannot be created: {e.strerror}; pass --artifacts"
+            ) from None
+    allowed = list(args.allowed_host)
+    if not local:
+        # The machine's own name is how colleagues open a remote dashboard.
+        allowed.append(socket.gethostname())
+    allowed.append(_bind_name(args.host))
+    app = DashboardGuard(
+        wsgi(storage, artifact_store=FileSystemArtifactStore(str(art))),
+        allowed_hosts=allowed,
+        read_only=args.read_only,
     )
-    run_server(
-        storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(art))
-    )
+    server = _server(args.host, args.port, app)
+    if not local:
+        print(
+            f"automl: warning: the dashboard listens on {args.host}:{args.port}: anyone who can "
+            "reach this port can read"
+            + (" every study" if args.read_only else " and change every study (no --read-only)"),
+            file=sys.stderr,
+            flush=True,
+        )
+    name = "127.0.0.1" if _is_unspecified(args.host) else _bind_name(args.host)
+    shown = f"[{name}]" if ":" in name else name
+    base = f"http://{shown}:{args.port}"
+    mode = "read-only" if args.read_only else "read-write"
+    print(f"optuna-dashboard ({mode}) for {redact(url)} (artifacts {art}) on {base}/", flush=True)
+    if study_id is not None:
+        print(f"study {args.study!r}: {base}/dashboard/studies/{study_id}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
+
+
+def _is_unspecified(host: str) -> bool:
+    """0.0.0.0 or ::, which listen everywhere but cannot be opened in a browser."""
+    try:
+        return ipaddress.ip_address(_bind_name(host)).is_unspecified
+    except ValueError:
+        return False

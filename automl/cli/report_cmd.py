@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from automl.cli.common import add_storage_args, resolve_study_name
+from automl.errors import ConfigError
 from automl.study import load_study
 
 
@@ -15,11 +18,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_out_dir(out: str) -> Path:
+    """The --out folder, created and proven writable before the study is read, so that a wrong
+    path fails at once and not after the plots were drawn."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"--out {out!r} is a file; the report is a folder of files, pass a folder path"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # A real write, not os.access: it also catches read-only mounts and runs as root.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--out {out!r} cannot be written: {e.strerror or type(e).__name__}; "
+            "pass a folder you can write to"
+        ) from None
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     from automl.report import write_report
 
+    out = check_out_dir(args.out)
     name = resolve_study_name(args.storage, args.study)
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
-    for path in write_report(study, args.out):
+    try:
+        written = write_report(study, out)
+    except OSError as e:
+        raise ConfigError(
+            f"writing the report to --out {args.out!r} failed: "
+            f"{e.strerror or type(e).__name__} ({e.filename or out}); free space or pick another "
+            "folder"
+        ) from None
+    for path in written:
         print(path)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from automl.cli.argtypes import positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
 from automl.report import format_front
@@ -17,16 +18,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_storage_args(p)
     p.add_argument(
         "--n-trials",
-        type=int,
+        type=positive_int,
         default=None,
         help="trials to add and run (default: 10 unless --timeout)",
     )
     p.add_argument(
-        "--timeout", type=float, default=None, help="stop starting trials after S seconds"
+        "--timeout", type=positive_float, default=None, help="stop starting trials after S seconds"
     )
     p.add_argument(
         "--time-budget",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="end within S seconds: start no trial that would not fit, stop a running one at "
@@ -37,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--enqueue-only", action="store_true", help="add the trials for workers, run none here"
     )
     p.add_argument(
-        "--heartbeat-interval", type=int, default=None, help="seconds between heartbeats"
+        "--heartbeat-interval", type=positive_int, default=None, help="seconds between heartbeats"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(

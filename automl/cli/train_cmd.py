@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
+from automl.cli.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from automl.complexity import count_flops, count_parameters
 from automl.data import AugmentConfig, list_datasets, load_dataset
 from automl.device import describe_device, resolve_device
+from automl.errors import ConfigError
 from automl.models import create_model, list_models
 from automl.training import CotKind, EpochRecord, TrainConfig, evaluate, fit
 
@@ -20,38 +28,63 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dataset", default="fashion_mnist", help=f"one of: {', '.join(list_datasets())}"
     )
     p.add_argument("--data-root", default=None, help="folder holding the data set (no downloads)")
-    p.add_argument("-k", "--split-factor", type=int, default=2, help="number of members K")
-    p.add_argument("--width-mult", type=float, default=1.0)
-    p.add_argument("--drop-rate", type=float, default=0.0, help="undivided dropout (divided by K)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("-k", "--split-factor", type=positive_int, default=2, help="number of members K")
+    p.add_argument("--width-mult", type=positive_float, default=1.0)
+    p.add_argument(
+        "--drop-rate", type=non_negative_float, default=0.0, help="undivided dropout (divided by K)"
+    )
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4)
     p.add_argument("--no-divide-wd", action="store_true", help="keep weight decay undivided")
-    p.add_argument("--warmup-epochs", type=float, default=0.2)
-    p.add_argument("--cot-weight", type=float, default=0.5)
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.2)
+    p.add_argument("--cot-weight", type=non_negative_float, default=0.5)
     p.add_argument("--cot-kind", choices=[str(k) for k in CotKind], default=str(CotKind.JS))
-    p.add_argument("--cot-warmup-epochs", type=int, default=1)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 disables)")
+    p.add_argument("--cot-warmup-epochs", type=non_negative_int, default=1)
+    p.add_argument("--label-smoothing", type=non_negative_float, default=0.0)
+    p.add_argument("--mixup", type=non_negative_float, default=0.0, help="mixup alpha (0 disables)")
     p.add_argument("--no-augment", action="store_true", help="train on plain images")
     p.add_argument(
-        "--train-limit", type=int, default=None, help="use only this many training images"
+        "--train-limit", type=positive_int, default=None, help="use only this many training images"
     )
     p.add_argument(
-        "--eval-limit", type=int, default=None, help="cap the validation and test images"
+        "--eval-limit", type=positive_int, default=None, help="cap the validation and test images"
     )
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=positive_float, default=0.1)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     p.add_argument(
         "--checkpoint", default=None, help="checkpoint file: written every epoch, resumed"
     )
     p.set_defaults(func=run)
 
 
+def _check_checkpoint(path: str | None) -> None:
+    """Refuse a checkpoint path that can never be written, before the data loads and an epoch
+    trains only to fail at its first save."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(
+            f"--checkpoint {path!r} is a folder; pass a file path such as {str(p / 'train.pt')!r}"
+        )
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"--checkpoint {path!r} is not a regular file; pass a file path")
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"--checkpoint {path!r}: {parent} is a file, not a folder; "
+                    "pass a path inside a folder"
+                )
+            break
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_checkpoint(args.checkpoint)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from automl.cli.argtypes import non_negative_int, positive_int
 from automl.cli.common import add_storage_args
 from automl.storage import DEFAULT_MAX_RETRY
 
@@ -18,19 +19,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", default=os.environ.get("AUTOML_DEVICE", "auto"), help="cpu, cuda:N or auto"
     )
-    p.add_argument("--n-trials", type=int, default=None, help="run at most N trials here")
+    p.add_argument("--n-trials", type=positive_int, default=None, help="run at most N trials here")
     p.add_argument(
         "--heartbeat-interval",
-        type=int,
+        type=positive_int,
         default=None,
         help="seconds between heartbeats (default 60)",
     )
     p.add_argument(
-        "--grace-period", type=int, default=None, help="seconds before a silent trial is stale"
+        "--grace-period",
+        type=positive_int,
+        default=None,
+        help="seconds before a silent trial is stale",
     )
     p.add_argument(
         "--max-retry",
-        type=int,
+        type=non_negative_int,
         default=DEFAULT_MAX_RETRY,
         help="retries of a trial whose worker died before it fails for good "
         f"(default {DEFAULT_MAX_RETRY})",
