@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from automl.cli.argtypes import port
 from automl.storage import default_storage_url, open_storage, redact
 
 
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grpc-proxy", help="serve the study database through Optuna's gRPC proxy")
     p.add_argument("--storage", default=None, help="database URL (default: $AUTOML_STORAGE)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    p.add_argument("--port", type=int, default=13000)
+    p.add_argument("--port", type=port, default=13000, help="TCP port, 1..65535 (default 13000)")
     p.set_defaults(func=run)
 
 

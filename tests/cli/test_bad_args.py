@@ -1,0 +1,205 @@
+"""Every CLI command, given bad arguments, ends with one error line and exit code 2.
+
+The table has entries for every subcommand the parser knows: adding a command without adding its
+bad arguments here fails ``test_every_command_is_walked``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from automl.cli import _build_parser, main
+from tests.helpers import REPO, write_space
+
+# Each case: the argv after the command, built from a scratch folder, and a piece of text the
+# error line must contain (the option or value at fault).
+Case = tuple[Callable[[Path], list[str]], str]
+
+
+def _space(d: Path) -> str:
+    return str(write_space(d))
+
+
+def _file(d: Path) -> str:
+    path = d / "a-file"
+    path.write_text("x")
+    return str(path)
+
+
+def _db(d: Path) -> str:
+    return f"sqlite:///{d / 'studies.db'}"
+
+
+def _unwritable(d: Path) -> str:
+    """A folder path nobody can create, root included (sysfs and procfs refuse new entries)."""
+    return "/sys/automl-report" if Path("/sys/kernel").is_dir() else "/proc/automl-report"
+
+
+BAD_ARGS: dict[str, list[Case]] = {
+    "train": [
+        (lambda d: ["--epochs", "0"], "--epochs"),
+        (lambda d: ["--eval-limit", "0"], "--eval-limit"),
+        (lambda d: ["--train-limit", "-3"], "--train-limit"),
+        (lambda d: ["--batch-size", "many"], "--batch-size"),
+        (lambda d: ["--lr", "nan"], "--lr"),
+        (lambda d: ["--split-factor", "0"], "--split-factor"),
+        (lambda d: ["--checkpoint", str(d)], "--checkpoint"),
+        (lambda d: ["--checkpoint", _file(d) + "/ckpt.pt"], "--checkpoint"),
+        (lambda d: ["--cot-kind", "xx"], "--cot-kind"),
+        (lambda d: ["--bogus"], "--bogus"),
+    ],
+    "search": [
+        (lambda d: [], "--space"),
+        (lambda d: ["--space", str(d / "missing.toml")], "missing.toml"),
+        (lambda d: ["--space", _space(d), "--n-trials", "-1"], "--n-trials"),
+        (lambda d: ["--space", _space(d), "--n-trials", "0"], "--n-trials"),
+        (lambda d: ["--space", _space(d), "--n-trials", "2.5"], "--n-trials"),
+        (lambda d: ["--space", _space(d), "--timeout", "0"], "--timeout"),
+        (lambda d: ["--space", _space(d), "--timeout", "inf"], "--timeout"),
+        (lambda d: ["--space", _space(d), "--time-budget", "-5"], "--time-budget"),
+        (lambda d: ["--space", _space(d), "--heartbeat-interval", "-1"], "--heartbeat-interval"),
+        (lambda d: ["--space", _space(d), "--heartbeat-interval", "0"], "--heartbeat-interval"),
+        (lambda d: ["--space", _space(d), "--bogus"], "--bogus"),
+    ],
+    "worker": [
+        (lambda d: [], "--study"),
+        (lambda d: ["--study", "s", "--n-trials", "0"], "--n-trials"),
+        (lambda d: ["--study", "s", "--heartbeat-interval", "-1"], "--heartbeat-interval"),
+        (lambda d: ["--study", "s", "--grace-period", "0"], "--grace-period"),
+        (lambda d: ["--study", "s", "--grace-period", "-10"], "--grace-period"),
+        (lambda d: ["--study", "s", "--max-retry", "-1"], "--max-retry"),
+    ],
+    "status": [
+        (lambda d: ["--storage", "mysql://u@h/db"], "mysql"),
+        (lambda d: ["--bogus"], "--bogus"),
+    ],
+    "report": [
+        (lambda d: [], "--out"),
+        (lambda d: ["--out", _file(d)], "--out"),
+        (lambda d: ["--out", _file(d) + "/sub"], "--out"),
+        (lambda d: ["--out", _unwritable(d)], "--out"),
+    ],
+    "dashboard": [
+        (lambda d: ["--port", "99999"], "--port"),
+        (lambda d: ["--port", "0"], "--port"),
+        (lambda d: ["--port", "http"], "--port"),
+        (lambda d: ["--host", "0.0.0.0"], "--allow-remote"),
+        (lambda d: ["--storage", _db(d), "--study", "nope"], "nope"),
+    ],
+    "grpc-proxy": [
+        (lambda d: ["--port", "99999"], "--port"),
+        (lambda d: ["--port", "-1"], "--port"),
+    ],
+    "export": [
+        (lambda d: [], "--trial"),
+        (lambda d: ["--trial", "0", "--out", str(d / "o"), "--format", "pdf"], "--format"),
+        (lambda d: ["--trial", "0", "--out", str(d / "o"), "--members", "x"], "--members"),
+    ],
+    "predict": [
+        (lambda d: [], "--model"),
+        (lambda d: ["--model", str(d / "none"), "x.png"], "none"),
+        (lambda d: ["--model", str(d), "x.png", "--top-k", "x"], "--top-k"),
+    ],
+}
+
+
+def _commands() -> set[str]:
+    parser = _build_parser()
+    [sub] = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)  # type: ignore[arg-type]
+
+
+def test_every_command_is_walked() -> None:
+    assert _commands() == set(BAD_ARGS), "add bad-argument cases for new commands to BAD_ARGS"
+    assert all(len(cases) >= 2 for cases in BAD_ARGS.values())
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # No study from the environment, and a working folder whose automl.db is this test's own.
+    for var in ("AUTOML_STORAGE", "AUTOML_STUDY", "AUTOML_ARTIFACTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def _assert_one_error_line(stderr: str, expected: str, *, argparse_error: bool) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.rstrip("\n").splitlines()
+    assert lines, "nothing on stderr"
+    last = lines[-1]
+    if argparse_error:
+        # argparse's usage block, then its one error line.
+        assert lines[0].startswith("usage: automl"), stderr
+        assert ": error: " in last, stderr
+    else:
+        assert len(lines) == 1, stderr
+        assert last.startswith("automl: error: "), stderr
+    assert expected in last, stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "index"),
+    [(c, i) for c, cases in BAD_ARGS.items() for i in range(len(cases))],
+    ids=lambda v: str(v),
+)
+def test_bad_arguments_end_with_one_line_and_exit_2(
+    command: str, index: int, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_args, expected = BAD_ARGS[command][index]
+    argv = [command, *make_args(scratch)]
+    try:
+        code = main(argv)
+        argparse_error = False
+    except SystemExit as e:
+        code = e.code  # type: ignore[assignment]
+        argparse_error = True
+    out, err = capsys.readouterr()
+    assert code == 2, (argv, out, err)
+    _assert_one_error_line(err, expected, argparse_error=argparse_error)
+
+
+def _run(*argv: str, cwd: Path, module: str = "automl") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_real_processes_exit_2_with_one_line(tmp_path: Path) -> None:
+    """The same through the entry points a user and a container run."""
+    search = _run("search", "--space", _space(tmp_path), "--n-trials", "-1", cwd=tmp_path)
+    assert search.returncode == 2, search.stderr
+    _assert_one_error_line(search.stderr, "--n-trials", argparse_error=True)
+    assert not (tmp_path / "automl.db").exists(), "a refused search must not create a database"
+
+    worker = _run("--study", "s", "--grace-period", "0", cwd=tmp_path, module="workers")
+    assert worker.returncode == 2, worker.stderr
+    _assert_one_error_line(worker.stderr, "--grace-period", argparse_error=True)
+
+
+def test_dashboard_on_a_busy_port_is_one_line(
+    scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["dashboard", "--storage", _db(scratch), "--port", str(port)])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    _assert_one_error_line(err, f"--port {port}", argparse_error=False)
+    assert "in use" in err
