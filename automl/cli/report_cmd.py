@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from pathlib import Path
 
 from automl.cli.common import add_storage_args, resolve_study_name
-from automl.errors import ConfigError
+from automl.errors import AutoMLError, ConfigError
 from automl.study import load_study
 
 
@@ -18,10 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_out_dir(out: str) -> Path:
+def check_out_dir(out: str) -> tuple[Path, list[Path]]:
     """The --out folder, created and proven writable before the study is read, so that a wrong
-    path fails at once and not after the plots were drawn."""
+    path fails at once and not after the plots were drawn; and the folders created for it, deepest
+    first."""
     path = Path(out)
+    created = [p for p in (path, *path.absolute().parents) if not p.exists()]
     if path.exists() and not path.is_dir():
         raise ConfigError(
             f"--out {out!r} is a file; the report is a folder of files, pass a folder path"
@@ -36,15 +39,22 @@ def check_out_dir(out: str) -> Path:
             f"--out {out!r} cannot be written: {e.strerror or type(e).__name__}; "
             "pass a folder you can write to"
         ) from None
-    return path
+    return path, created
 
 
 def run(args: argparse.Namespace) -> int:
     from automl.report import write_report
 
-    out = check_out_dir(args.out)
-    name = resolve_study_name(args.storage, args.study)
-    study = load_study(name, args.storage, artifact_dir=args.artifacts)
+    out, created = check_out_dir(args.out)
+    try:
+        name = resolve_study_name(args.storage, args.study)
+        study = load_study(name, args.storage, artifact_dir=args.artifacts)
+    except AutoMLError:
+        # No report to write: leave no empty folder behind either (rmdir never removes files).
+        with contextlib.suppress(OSError):
+            for folder in created:
+                folder.rmdir()
+        raise
     try:
         written = write_report(study, out)
     except OSError as e:

@@ -85,6 +85,7 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--out", _file(d)], "--out"),
         (lambda d: ["--out", _file(d) + "/sub"], "--out"),
         (lambda d: ["--out", _unwritable(d)], "--out"),
+        (lambda d: ["--storage", _db(d), "--study", "nope", "--out", str(d / "rep")], "nope"),
     ],
     "dashboard": [
         (lambda d: ["--port", "99999"], "--port"),
@@ -203,3 +204,12 @@ def test_dashboard_on_a_busy_port_is_one_line(
     assert code == 2, err
     _assert_one_error_line(err, f"--port {port}", argparse_error=False)
     assert "in use" in err
+
+
+def test_report_for_a_missing_study_leaves_no_folder(
+    scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = scratch / "new" / "report"
+    code = main(["report", "--storage", _db(scratch), "--study", "nope", "--out", str(out)])
+    assert code == 2 and "nope" in capsys.readouterr().err
+    assert not (scratch / "new").exists()

@@ -16,9 +16,11 @@ from typing import Any
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from automl import create_study
+from automl.cli import _build_parser
 from automl.dashboard_guard import host_name
 from tests.helpers import REPO, free_port, write_space
 
@@ -192,3 +194,11 @@ def test_writable_dashboard_refuses_foreign_pages_but_takes_local_writes(
 )
 def test_host_header_names(header: str | None, name: str | None) -> None:
     assert host_name(header) == name
+
+
+def test_compose_serves_the_dashboard_read_only() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    dashboard = compose["services"]["dashboard"]
+    args = _build_parser().parse_args([str(a) for a in dashboard["command"]])
+    assert args.read_only and args.allow_remote and args.host == "0.0.0.0"
+    assert all(str(p).startswith("127.0.0.1:") for p in dashboard["ports"])
