@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dataset", default="fashion_mnist", help=f"one of: {', '.join(list_datasets())}"
     )
     p.add_argument("--data-root", default=None, help="folder holding the data set (no downloads)")
-    p.add_argument("-k", "--split-factor", type=positive_int, default=2, help="number of members K")
+    p.add_argument("-k", "--split-factor", type=int, default=2, help="number of members K")
     p.add_argument("--width-mult", type=positive_float, default=1.0)
     p.add_argument(
         "--drop-rate", type=non_negative_float, default=0.0, help="undivided dropout (divided by K)"

@@ -49,7 +49,7 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--train-limit", "-3"], "--train-limit"),
         (lambda d: ["--batch-size", "many"], "--batch-size"),
         (lambda d: ["--lr", "nan"], "--lr"),
-        (lambda d: ["--split-factor", "0"], "--split-factor"),
+        (lambda d: ["--split-factor", "0"], "split_factor"),
         (lambda d: ["--checkpoint", str(d)], "--checkpoint"),
         (lambda d: ["--checkpoint", _file(d) + "/ckpt.pt"], "--checkpoint"),
         (lambda d: ["--cot-kind", "xx"], "--cot-kind"),
