@@ -10,7 +10,8 @@ from pathlib import Path
 
 from automl.cli.argtypes import non_negative_int, positive_int
 from automl.cli.common import add_storage_args
-from automl.storage import DEFAULT_MAX_RETRY
+from automl.errors import ConfigError
+from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +51,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_timing(heartbeat_interval: int | None, grace_period: int | None) -> None:
+    """A grace period no longer than the heartbeat interval fails live trials as stale."""
+    interval = heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+    if grace_period is not None and grace_period <= interval:
+        raise ConfigError(
+            f"--grace-period {grace_period} is not longer than the heartbeat interval "
+            f"({interval} s): running trials would be failed as stale; use at least "
+            f"{2 * interval} or a shorter --heartbeat-interval"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from automl.worker import WorkerOptions, run_worker
+
+    check_timing(args.heartbeat_interval, args.grace_period)
 
     opts = WorkerOptions(
         storage=args.storage,

@@ -75,6 +75,11 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--study", "s", "--grace-period", "0"], "--grace-period"),
         (lambda d: ["--study", "s", "--grace-period", "-10"], "--grace-period"),
         (lambda d: ["--study", "s", "--max-retry", "-1"], "--max-retry"),
+        (lambda d: ["--study", "s", "--grace-period", "30"], "--grace-period 30"),
+        (
+            lambda d: ["--study", "s", "--heartbeat-interval", "5", "--grace-period", "5"],
+            "--grace-period 5",
+        ),
     ],
     "status": [
         (lambda d: ["--storage", "mysql://u@h/db"], "mysql"),
