@@ -13,12 +13,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --n-trials 12 --time-budget 540
 
-# Lint and types first, so that pytest's summary is the last line of the run.
+# Lint and types first, so that pytest's summary is the last line of the run. pytest runs two
+# processes (one per core); the worker-pool tests stay in one of them (xdist group "pg-workers").
 test: $(STAMP)
 	bash scripts/ensure_postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy automl workers tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
