@@ -826,7 +826,7 @@ def space_from_stored(raw: Mapping[str, Any]) -> SearchSpace:
     source = str(raw.get("source", "<study>"))
     try:
         shaped = _from_stored(raw)
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise SearchSpaceError(f"the search space stored in the study is malformed: {e}") from e
     try:
         return _parse(shaped, source)
