@@ -356,7 +356,7 @@ class SearchSpace:
         if obj.latency_threads is not None and obj.latency_threads > cpus:
             raise ConfigError(
                 f"{self.source}: [objectives.latency_threads] is {obj.latency_threads}, and this "
-                f"machine has {cpus} CPUs: more threads than cores times contention, not the "
+                f"machine has {cpus} CPUs: more threads than cores time contention, not the "
                 f"network; set it to at most {cpus} or leave it out"
             )
 
