@@ -351,6 +351,15 @@ def test_the_device_and_the_latency_mode_are_checked(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU is available here"):
             _space(tmp_path).check_runtime("cuda")
+    else:  # on a GPU host the same spaces pass where they can run
+        streams.check_runtime("cuda")
+        if torch.cuda.device_count() >= 2:
+            devices.check_runtime("cuda")
+        else:
+            with pytest.raises(ConfigError, match="'devices' needs two"):
+                devices.check_runtime("cuda")
+        with pytest.raises(ConfigError, match="'threads' needs the CPU"):
+            _space(tmp_path, ("objectives", 'latency_mode = "threads"')).check_runtime("cuda")
 
 
 def test_a_space_that_cannot_run_here_stores_nothing(
