@@ -173,11 +173,11 @@ def _torchvision_cifar(root: Path | None, hundred: bool) -> _Raw:
     try:
         tr = cls(str(root), train=True, download=False)
         te = cls(str(root), train=False, download=False)
-    except RuntimeError as e:
+    except RuntimeError as e:  # the files are there (checked above) but fail the checksums
         folder = "cifar-100-python" if hundred else "cifar-10-batches-py"
         raise DataError(
-            f"{name} not found under {root}: expected torchvision's layout {root}/{folder}; "
-            "unpack the official python archive there"
+            f"{name} under {root / folder} fails torchvision's integrity check (truncated or "
+            "other files?); unpack the official python archive there again"
         ) from e
 
     def conv(ds: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,9 +202,10 @@ def _svhn(root: Path | None) -> _Raw:
     try:
         tr = datasets.SVHN(str(root), split="train", download=False)
         te = datasets.SVHN(str(root), split="test", download=False)
-    except RuntimeError as e:
+    except RuntimeError as e:  # the files are there (checked above) but fail the checksums
         raise DataError(
-            f"SVHN not found under {root}: expected train_32x32.mat and test_32x32.mat there"
+            f"SVHN under {root} fails torchvision's integrity check (truncated or other files?); "
+            "download the official train_32x32.mat and test_32x32.mat again"
         ) from e
     return _Raw(
         torch.from_numpy(tr.data),

@@ -456,3 +456,17 @@ def test_resuming_with_another_space_names_what_differs(
     with pytest.raises(StorageError) as info:
         automl.create_study(second, storage=storage_url, study_name=study_name)
     assert "data.val_fraction: 0.15 vs 0.2" in str(info.value)
+
+
+def test_data_files_present_but_damaged_pass_the_check_and_fail_the_load_clearly(
+    tmp_path: Path,
+) -> None:
+    from automl.data.datasets import check_available, load_dataset
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (folder / name).write_bytes(b"truncated")
+    check_available("cifar10", tmp_path)  # presence only: cheap before a study is stored
+    with pytest.raises(DataError, match="fails torchvision's integrity check"):
+        load_dataset("cifar10", tmp_path)
