@@ -30,7 +30,8 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda", index)
     if dev.type != "cpu":
         raise ConfigError(f"unsupported device {spec!r}; use 'cpu' or 'cuda:N'")
-    return dev
+    # "cpu:3" names no particular core; one CPU device keeps the stored device names equal.
+    return torch.device("cpu")
 
 
 def describe_device(dev: torch.device) -> str:

@@ -9,6 +9,7 @@ study's attributes, so that a worker needs only the storage URL and the study na
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 import types
 from collections.abc import Mapping
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast, get_args, get_type_hints
 
 import optuna
+import torch
 
 from automl.data.augment import AugmentConfig, AugmentOrder
-from automl.data.datasets import list_datasets
-from automl.errors import SearchSpaceError
+from automl.data.datasets import check_available, list_datasets
+from automl.device import resolve_device
+from automl.errors import ConfigError, DataError, SearchSpaceError
 from automl.latency import ExecutionMode
 from automl.models import get_spec, list_models
 from automl.models.ensemble import Combine
@@ -39,9 +42,24 @@ __all__ = [
     "TrainSection",
     "TrialParams",
     "load_space",
+    "parse_space",
+    "space_differences",
 ]
 
 SCHEMA_VERSION = 1
+
+# Width scales a network's parameters about quadratically: 4 is already 16 times the family's own
+# size (64 gave convnet_s 314M parameters); a bigger network is another model of the registry.
+MAX_WIDTH_MULT = 4.0
+# Sampler seeds reach NumPy (which takes seeds below 2**32) after each worker adds its own offset
+# of up to 10**6, so they stop well short of that.
+MAX_SEED = 2**31 - 1
+# No CPU has more cores than this; asking torch for 100000 threads crashed the process outright.
+MAX_LATENCY_THREADS = 1024
+# Timing windows: shorter than 10 ms is timer noise, longer than a minute per mode stalls a trial.
+LATENCY_RUN_S = (0.01, 60.0)
+# The largest image side a folder data set is resized to (EfficientNet-B7 uses 600).
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -84,10 +102,14 @@ def _setting(
     *,
     low: float | None = None,
     high: float | None = None,
+    above: float | None = None,
     choices: tuple[str, ...] | None = None,
 ) -> Any:
-    """A field of a section with the bounds or allowed values the parser checks (declared once)."""
-    meta = {"low": low, "high": high, "choices": choices}
+    """A field of a section with the bounds or allowed values the parser checks (declared once).
+
+    ``low``/``high`` are inclusive bounds, ``above`` an exclusive lower bound (budgets: > 0).
+    """
+    meta = {"low": low, "high": high, "above": above, "choices": choices}
     if default is MISSING:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -105,16 +127,17 @@ class DataSection:
     root: str | None = None
     val_fraction: float = _setting(0.1, low=0.001, high=0.9)
     split_seed: int = _setting(0, low=0)
-    train_limit: int | None = _setting(None, low=1)
+    # At least train.batch_size too (checked with the [train] section): one full batch.
+    train_limit: int | None = _setting(None, low=2)
     eval_limit: int | None = _setting(None, low=1)
-    image_size: int = _setting(224, low=8)
+    image_size: int = _setting(224, low=8, high=MAX_IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
 class ModelSection:
     name: str
     drop_rate: float = _setting(0.0, low=0.0, high=0.99)
-    default_width_mult: float = _setting(1.0, low=1e-3)
+    default_width_mult: float = _setting(1.0, low=1e-3, high=MAX_WIDTH_MULT)
     combine: str = _setting(str(Combine.MEAN_LOGITS), choices=tuple(Combine))
     # The family's own options (``get_spec(name).options``), passed to ``create_model`` as given;
     # absent ones are the paper's setting. Left out of the hash: a dict is not hashable, and the
@@ -129,18 +152,20 @@ _T = TrainConfig
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: int = _setting(_T.epochs, low=1)
-    batch_size: int = _setting(_T.batch_size, low=1)
-    lr: float = _setting(_T.lr, low=1e-8)
-    min_lr: float = _setting(_T.min_lr, low=0.0)
+    epochs: int = _setting(_T.epochs, low=1, high=10_000)
+    # BatchNorm cannot train on a batch of one image.
+    batch_size: int = _setting(_T.batch_size, low=2, high=65_536)
+    lr: float = _setting(_T.lr, low=1e-8, high=10.0)
+    min_lr: float = _setting(_T.min_lr, low=0.0, high=10.0)
     momentum: float = _setting(_T.momentum, low=0.0, high=0.999)
-    weight_decay: float = _setting(_T.weight_decay, low=0.0)
-    warmup_epochs: float = _setting(_T.warmup_epochs, low=0.0)
+    weight_decay: float = _setting(_T.weight_decay, low=0.0, high=1.0)
+    # At most ``epochs`` (checked with the section).
+    warmup_epochs: float = _setting(_T.warmup_epochs, low=0.0, high=10_000)
     label_smoothing: float = _setting(_T.label_smoothing, low=0.0, high=0.99)
-    mixup_alpha: float = _setting(_T.mixup_alpha, low=0.0)
-    cot_temperature: float = _setting(_T.cot_temperature, low=1e-3)
+    mixup_alpha: float = _setting(_T.mixup_alpha, low=0.0, high=100.0)
+    cot_temperature: float = _setting(_T.cot_temperature, low=1e-3, high=100.0)
     cot_floor_after_warmup: bool = _T.cot_floor_after_warmup
-    max_steps_per_epoch: int | None = _setting(_T.max_steps_per_epoch, low=1)
+    max_steps_per_epoch: int | None = _setting(_T.max_steps_per_epoch, low=1, high=10_000_000)
     amp: bool = _T.amp
     execution: str = _setting(_T.execution, choices=tuple(TrainForm))
     augment: AugmentConfig | None = _T.augment
@@ -164,7 +189,7 @@ def _searched(default: Any = None, **bounds: Any) -> dict[str, Searched]:
 @dataclass(frozen=True)
 class SearchSection:
     split_factor: Choice = field(metadata=_searched(integer=True, low=1, high=64))
-    width_mult: Param = field(metadata=_searched(low=1e-3, high=64))
+    width_mult: Param = field(metadata=_searched(low=1e-3, high=MAX_WIDTH_MULT))
     cot_weight: Param = field(metadata=_searched(0.5, low=0.0, high=100.0))
     cot_kind: Choice = field(
         metadata=_searched(str(CotKind.JS), choices=tuple(str(k) for k in CotKind))
@@ -179,21 +204,22 @@ class SearchSection:
 
 @dataclass(frozen=True)
 class ObjectiveSection:
-    latency_batch_size: int = _setting(1, low=1)
+    latency_batch_size: int = _setting(1, low=1, high=4096)
     latency_mode: str = _setting(str(ExecutionMode.AUTO), choices=tuple(ExecutionMode))
-    latency_threads: int | None = _setting(None, low=1)
-    latency_min_run_s: float = _setting(1.0, low=0.01)
-    latency_warmup_s: float = _setting(0.3, low=0.0)
+    latency_threads: int | None = _setting(None, low=1, high=MAX_LATENCY_THREADS)
+    latency_min_run_s: float = _setting(1.0, low=LATENCY_RUN_S[0], high=LATENCY_RUN_S[1])
+    latency_warmup_s: float = _setting(0.3, low=0.0, high=LATENCY_RUN_S[1])
 
 
 @dataclass(frozen=True)
 class ConstraintSection:
-    max_params: float | None = _setting(None, low=0.0)
-    max_flops: float | None = _setting(None, low=0.0)
-    max_params_ratio: float | None = _setting(None, low=0.0)
-    max_flops_ratio: float | None = _setting(None, low=0.0)
-    max_macs: float | None = _setting(None, low=0.0)
-    max_macs_ratio: float | None = _setting(None, low=0.0)
+    # Budgets: a budget of zero or less admits no network at all.
+    max_params: float | None = _setting(None, above=0.0)
+    max_flops: float | None = _setting(None, above=0.0)
+    max_params_ratio: float | None = _setting(None, above=0.0)
+    max_flops_ratio: float | None = _setting(None, above=0.0)
+    max_macs: float | None = _setting(None, above=0.0)
+    max_macs_ratio: float | None = _setting(None, above=0.0)
 
     @property
     def any(self) -> bool:
@@ -203,9 +229,9 @@ class ConstraintSection:
 @dataclass(frozen=True)
 class SamplerSection:
     name: str = _setting(str(SamplerName.TPE), choices=tuple(SamplerName))
-    seed: int | None = 0
-    n_startup_trials: int = _setting(8, low=0)
-    population_size: int = _setting(16, low=2)
+    seed: int | None = _setting(0, low=0, high=MAX_SEED)
+    n_startup_trials: int = _setting(8, low=0, high=100_000)
+    population_size: int = _setting(16, low=2, high=100_000)
 
 
 @dataclass(frozen=True)
@@ -296,6 +322,44 @@ class SearchSpace:
             return optuna.samplers.NSGAIISampler(seed=sm.seed, population_size=sm.population_size)
         return optuna.samplers.RandomSampler(seed=sm.seed)
 
+    # -- what the file alone cannot tell -----------------------------------------------------------
+    def check_runtime(self, device: str | torch.device | None = None, *, data: bool = True) -> None:
+        """Check the space against this machine before a study is stored: with ``data`` that the
+        data set's files are where ``[data]`` says (their presence, nothing is read); with a
+        ``device`` that it exists here and can time the ``[objectives]`` latency mode."""
+        if data:
+            try:
+                check_available(self.data.dataset, self.data.root)
+            except DataError as e:
+                raise DataError(f"{self.source}: [data] {e}") from e
+        if device is not None:
+            self._check_device(resolve_device(device))
+
+    def _check_device(self, dev: torch.device) -> None:
+        obj = self.objectives
+        mode = ExecutionMode(obj.latency_mode)
+        need = {
+            ExecutionMode.STREAMS: ("cuda", 1, "a CUDA device"),
+            ExecutionMode.DEVICES: ("cuda", 2, "two or more CUDA devices"),
+            ExecutionMode.THREADS: ("cpu", 1, "the CPU"),
+        }.get(mode)
+        if need is not None:
+            kind, count, what = need
+            gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
+            if dev.type != kind or (kind == "cuda" and gpus < count):
+                raise ConfigError(
+                    f"{self.source}: [objectives.latency_mode] {mode.value!r} needs {what}, and "
+                    f'this run uses {dev}; set latency_mode = "auto" in the space file, or '
+                    "run on such a device with --device"
+                )
+        cpus = os.cpu_count() or 1
+        if obj.latency_threads is not None and obj.latency_threads > cpus:
+            raise ConfigError(
+                f"{self.source}: [objectives.latency_threads] is {obj.latency_threads}, and this "
+                f"machine has {cpus} CPUs: more threads than cores time contention, not the "
+                f"network; set it to at most {cpus} or leave it out"
+            )
+
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -306,6 +370,25 @@ class SearchSpace:
     def from_dict(cls, raw: Mapping[str, Any]) -> SearchSpace:
         """Inverse of ``to_dict`` (how a worker reads the space stored in a study)."""
         return space_from_stored(raw)
+
+
+def space_differences(a: SearchSpace, b: SearchSpace) -> list[str]:
+    """The keys on which two spaces differ, each as "key: value in a vs value in b" (the file
+    each came from is left out: the same space may be loaded from two paths)."""
+
+    def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                out |= flat(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    keys = sorted((fa.keys() | fb.keys()) - {"source"})
+    differ = [k for k in keys if fa.get(k) != fb.get(k)]
+    return [f"{k}: {_show(fa.get(k))} vs {_show(fb.get(k))}" for k in differ]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -346,12 +429,31 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as one short line: values come from the file, which may hold anything (newlines,
+    megabytes of text), and an error message stays a single readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key(key: str, limit: int = 80) -> str:
+    """A key as written when it is plain text, else quoted (a key may be any TOML string)."""
+    return key if key.isprintable() and len(key) <= limit else _show(key, limit)
+
+
+def _non_finite(v: Any) -> bool:
+    return isinstance(v, float) and not math.isfinite(v)
+
+
+_NOT_FINITE = "nan and inf are not allowed; write a finite number"
+
+
 class _Ctx:
     def __init__(self, source: str) -> None:
         self.source = source
 
     def fail(self, key: str, msg: str) -> SearchSpaceError:
-        return SearchSpaceError(f"{self.source}: [{key}] {msg}")
+        return SearchSpaceError(f"{self.source}: [{_key(key)}] {msg}")
 
     def table(self, raw: Mapping[str, Any], key: str, required: bool = False) -> dict[str, Any]:
         value = raw.get(key)
@@ -367,7 +469,8 @@ class _Ctx:
         for k in table:
             if k not in allowed:
                 raise self.fail(
-                    f"{section}.{k}", f"unknown key; allowed keys: {', '.join(sorted(allowed))}"
+                    f"{section}.{_key(k, 60)}",
+                    f"unknown key; allowed keys: {', '.join(sorted(allowed))}",
                 )
 
     def number(
@@ -380,6 +483,7 @@ class _Ctx:
         kind: type = float,
         low: float | None = None,
         high: float | None = None,
+        above: float | None = None,
         optional: bool = False,
     ) -> Any:
         if key not in table:
@@ -387,21 +491,21 @@ class _Ctx:
         v = table[key]
         if v is None and optional:
             return None
+        name = f"{section}.{key}"
+        if _non_finite(v):
+            raise self.fail(name, f"must be a finite number, got {v!r}: {_NOT_FINITE}")
         ok_types: tuple[type, ...] = (int,) if kind is int else (int, float)
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, ok_types)
-            or (isinstance(v, float) and not math.isfinite(v))
-        ):
+        if isinstance(v, bool) or not isinstance(v, ok_types):
             raise self.fail(
-                f"{section}.{key}",
-                f"must be {'an integer' if kind is int else 'a number'}, got {v!r}",
+                name, f"must be {'an integer' if kind is int else 'a number'}, got {_show(v)}"
             )
         v = cast(float, v)  # an int or a finite float, checked above
         if low is not None and v < low:
-            raise self.fail(f"{section}.{key}", f"must be >= {low}, got {v}")
+            raise self.fail(name, f"must be >= {low}, got {v}")
+        if above is not None and v <= above:
+            raise self.fail(name, f"must be > {above}, got {v}; leave the key out for no limit")
         if high is not None and v > high:
-            raise self.fail(f"{section}.{key}", f"must be <= {high}, got {v}")
+            raise self.fail(name, f"must be <= {high}, got {v}")
         return kind(v)
 
     def boolean(self, table: Mapping[str, Any], section: str, key: str, default: bool) -> bool:
@@ -409,7 +513,7 @@ class _Ctx:
             return default
         v = table[key]
         if not isinstance(v, bool):
-            raise self.fail(f"{section}.{key}", f"must be true or false, got {v!r}")
+            raise self.fail(f"{section}.{key}", f"must be true or false, got {_show(v)}")
         return v
 
     def string(
@@ -424,9 +528,11 @@ class _Ctx:
             return default
         v = table[key]
         if not isinstance(v, str):
-            raise self.fail(f"{section}.{key}", f"must be a string, got {v!r}")
+            raise self.fail(f"{section}.{key}", f"must be a string, got {_show(v)}")
         if choices is not None and v not in choices:
-            raise self.fail(f"{section}.{key}", f"must be one of {', '.join(choices)}, got {v!r}")
+            raise self.fail(
+                f"{section}.{key}", f"must be one of {', '.join(choices)}, got {_show(v)}"
+            )
         return v
 
     def setting(self, table: Mapping[str, Any], section: str, f: Field[Any], tp: Any) -> Any:
@@ -448,6 +554,7 @@ class _Ctx:
                 kind=base,
                 low=meta.get("low"),
                 high=meta.get("high"),
+                above=meta.get("above"),
                 optional=optional,
             )
         if base is str:
@@ -455,7 +562,7 @@ class _Ctx:
         if is_dataclass(base):
             sub = table[f.name]
             if not isinstance(sub, Mapping):
-                raise self.fail(f"{section}.{f.name}", "must be a table")
+                raise self.fail(f"{section}.{f.name}", f"must be a table, got {_show(sub)}")
             return self.section(cast(type, base), sub, f"{section}.{f.name}")
         raise TypeError(f"no parser for {section}.{f.name}: {tp}")  # a bug here, not user input
 
@@ -492,13 +599,16 @@ class _Ctx:
 
     def _searched_value(self, name: str, v: Any, b: Searched) -> Any:
         if b.choices is not None:
-            if v not in b.choices:
-                raise self.fail(name, f"value {v!r} not allowed; allowed: {list(b.choices)}")
+            # Compared by type too: TOML's 1 is not the flag true, nor 1.0 the string "1".
+            if not any(type(v) is type(c) and v == c for c in b.choices):
+                raise self.fail(name, f"value {_show(v)} not allowed; allowed: {list(b.choices)}")
             return v
+        if _non_finite(v):
+            raise self.fail(name, f"value {v!r} is not a finite number: {_NOT_FINITE}")
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise self.fail(name, f"values must be numbers, got {v!r}")
+            raise self.fail(name, f"values must be numbers, got {_show(v)}")
         if b.integer and not isinstance(v, int):
-            raise self.fail(name, f"values must be integers, got {v!r}")
+            raise self.fail(name, f"values must be integers, got {_show(v)}")
         if (b.low is not None and v < b.low) or (b.high is not None and v > b.high):
             lo = b.low if b.low is not None else "-inf"
             hi = b.high if b.high is not None else "inf"
@@ -519,14 +629,19 @@ class _Ctx:
             raise self.fail(name, f"low ({lo}) must not exceed high ({hi})")
         log = raw.get("log", False)
         if not isinstance(log, bool):
-            raise self.fail(f"{name}.log", f"must be true or false, got {log!r}")
+            raise self.fail(f"{name}.log", f"must be true or false, got {_show(log)}")
         if log and lo <= 0:
             raise self.fail(name, f"a log range needs low > 0, got {lo}")
         step = raw.get("step")
         if step is not None and (
-            isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+            isinstance(step, bool)
+            or not isinstance(step, int | float)
+            or _non_finite(step)
+            or step <= 0
         ):
-            raise self.fail(f"{name}.step", f"must be a positive number, got {step!r}")
+            raise self.fail(f"{name}.step", f"must be a positive finite number, got {_show(step)}")
+        if b.integer and step is not None and not isinstance(step, int):
+            raise self.fail(f"{name}.step", f"must be an integer for this parameter, got {step}")
         if log and step is not None:
             raise self.fail(name, "'log' and 'step' cannot be combined")
         if b.integer:
@@ -535,11 +650,13 @@ class _Ctx:
 
 
 # Bounds and allowed values of fields declared in other packages (AugmentConfig belongs to the
-# data package).
+# data package, ParetoPruner to the pruning module).
 _EXTRA_BOUNDS: dict[str, dict[str, Any]] = {
     "train.augment.crop_padding": {"low": 0, "high": 64},
     "train.augment.random_erasing": {"low": 0.0, "high": 1.0},
     "train.augment.order": {"choices": tuple(o.value for o in AugmentOrder)},
+    "pruner.warmup_epochs": {"low": 0, "high": 10_000},
+    "pruner.min_dominators": {"low": 1, "high": 100_000},
 }
 
 
@@ -559,7 +676,10 @@ def _parse_model(c: _Ctx, raw: Mapping[str, Any]) -> ModelSection:
     c.only(m, "model", {f.name for f in fields(ModelSection)})
     name = c.string(m, "model", "name", None)
     if name is None or name not in list_models():
-        raise c.fail("model.name", f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise c.fail(
+            "model.name",
+            f"unknown model {_show(name)}; available: {', '.join(list_models())}",
+        )
     options = _parse_model_options(c, m, name)
     return c.section(ModelSection, m, "model", name=name, options=options)
 
@@ -581,8 +701,11 @@ def _parse_model_options(c: _Ctx, m: Mapping[str, Any], name: str) -> dict[str, 
         # The builders take plain values (flags, rates); tables or lists are a mistake.
         if not isinstance(value, bool | int | float | str):
             raise c.fail(
-                f"model.options.{key}", f"must be a boolean, a number or a string, got {value!r}"
+                f"model.options.{key}",
+                f"must be a boolean, a number or a string, got {_show(value)}",
             )
+        if _non_finite(value):
+            raise c.fail(f"model.options.{key}", f"is {value!r}: {_NOT_FINITE}")
     return dict(raw)
 
 
@@ -619,7 +742,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
     model = _parse_model(c, raw)
     # "recipe" is the section's older name (and the key of spaces stored by older versions).
     train = c.table(raw, "train") or c.table(raw, "recipe")
-    return SearchSpace(
+    space = SearchSpace(
         name=str(name),
         data=data,
         model=model,
@@ -631,6 +754,37 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
         pruner=c.section(ParetoPruner, c.table(raw, "pruner"), "pruner"),
         source=source,
     )
+    _check_together(c, space)
+    return space
+
+
+def _check_together(c: _Ctx, space: SearchSpace) -> None:
+    """Rules that tie keys of different sections together."""
+    d, t = space.data, space.train
+    # Below one batch every step trains on the same partial batch; with drop_last the partial
+    # batch is dropped, so a full one is what the fit loop needs.
+    if d.train_limit is not None and d.train_limit < t.batch_size:
+        raise c.fail(
+            "data.train_limit",
+            f"must be at least [train] batch_size ({t.batch_size}) so that a full batch "
+            f"exists, got {d.train_limit}; raise train_limit or lower batch_size",
+        )
+    if t.warmup_epochs > t.epochs:
+        raise c.fail(
+            "train.warmup_epochs",
+            f"must not exceed [train] epochs ({t.epochs}), got {t.warmup_epochs}: the learning "
+            "rate would never reach its peak; lower warmup_epochs",
+        )
+    # The baseline is trained at the model's default width, enqueued as a fixed parameter: a
+    # list of widths must hold it, or the baseline fails when it asks for its width.
+    width = space.search.width_mult
+    default = space.model.default_width_mult
+    if isinstance(width, Choice) and len(width.choices) > 1 and default not in width.choices:
+        raise c.fail(
+            "search.width_mult",
+            f"the choices {list(width.choices)} must include [model] default_width_mult "
+            f"({default}), the width of the undivided baseline; add it or change the default",
+        )
 
 
 def _from_stored(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -669,10 +823,20 @@ def _from_stored(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def space_from_stored(raw: Mapping[str, Any]) -> SearchSpace:
     """Rebuild a space stored in a study (``SearchSpace.to_dict()``)."""
+    source = str(raw.get("source", "<study>"))
     try:
-        return _parse(_from_stored(raw), str(raw.get("source", "<study>")))
-    except (KeyError, TypeError) as e:
+        shaped = _from_stored(raw)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise SearchSpaceError(f"the search space stored in the study is malformed: {e}") from e
+    try:
+        return _parse(shaped, source)
+    except SearchSpaceError as e:
+        # A space an older automl accepted (nan, a bound since added): it can never run here.
+        detail = str(e).removeprefix(f"{source}: ")
+        raise SearchSpaceError(
+            f"the search space stored in the study (from {source}) is no longer valid: {detail}; "
+            "start a new study (another --study name) from a corrected space file"
+        ) from e
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -681,9 +845,20 @@ def load_space(path: str | Path) -> SearchSpace:
     if not p.is_file():
         raise SearchSpaceError(f"search space file {p} not found; see search_spaces/ for examples")
     try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SearchSpaceError(f"{p}: not valid TOML: {e}") from e
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise SearchSpaceError(f"{p}: not a UTF-8 text file") from e
-    return _parse(raw, str(p))
+    except OSError as e:
+        raise SearchSpaceError(f"cannot read search space file {p}: {e.strerror}") from e
+    return parse_space(text, str(p))
+
+
+def parse_space(text: str, source: str = "<string>") -> SearchSpace:
+    """Load and validate a search space from TOML text; ``source`` names it in errors."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SearchSpaceError(f"{source}: not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise SearchSpaceError(f"{source}: not valid TOML: nested too deeply") from e
+    return _parse(raw, source)

@@ -25,7 +25,7 @@ from automl.errors import ConfigError, StorageError
 from automl.objective import Objective
 from automl.retry import DEFAULT_TIMEOUT_S
 from automl.runner import RunStats, run_trials
-from automl.space import SearchSpace, load_space
+from automl.space import SearchSpace, load_space, space_differences
 from automl.storage import (
     StorageSettings,
     default_storage_url,
@@ -260,14 +260,20 @@ def create_study(
     artifact_dir: str | Path | None = None,
     settings: StorageSettings | None = None,
     sampler_seed_offset: int = 0,
+    device: str | None = None,
+    check_data: bool = True,
 ) -> AutoMLStudy:
     """Create the study for ``space`` (a ``SearchSpace`` or a TOML path), or resume it.
 
-    The space is validated before anything is written. On creation the undivided baseline is
-    enqueued once: only the process whose insert of the study row succeeded does it, so workers
-    starting together cannot enqueue it twice.
+    The space is validated before anything is written, and checked against this machine: its
+    data set's files (unless ``check_data`` is false: the study is made for workers elsewhere)
+    and, with ``device``, the device the trials will run on here. On creation the undivided
+    baseline is enqueued once: only the process whose insert of the study row succeeded does it,
+    so workers starting together cannot enqueue it twice.
     """
     sp = space if isinstance(space, SearchSpace) else load_space(space)
+    # Before the storage is opened: a space that cannot run stores nothing.
+    sp.check_runtime(device, data=check_data)
     url, rdb = _open(storage, settings)
     name = study_name or sp.name
     art = Path(artifact_dir).resolve() if artifact_dir is not None else default_artifact_dir(url)
@@ -284,10 +290,13 @@ def create_study(
             ) from None
         study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
         stored = SearchSpace.from_dict(_wait_for_space(study))
-        if stored.to_dict() | {"source": ""} != sp.to_dict() | {"source": ""}:
+        diff = space_differences(stored, sp)
+        if diff:
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise StorageError(
-                f"study {name!r} already holds a different search space (from {stored.source}); "
-                f"use --study with a new name for {sp.source}, or the same space file"
+                f"study {name!r} already holds a different search space (stored from "
+                f"{stored.source}; stored vs given: {shown}); use --study with a new name for "
+                f"{sp.source}, or the same space file"
             ) from None
         stored_art = study.user_attrs.get(ATTR_ARTIFACT_DIR)
         if artifact_dir is None and stored_art:

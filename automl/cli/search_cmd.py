@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         study_name=args.study,
         artifact_dir=args.artifacts,
         settings=settings,
+        # Trials run here need the device now; enqueued ones run on the workers' devices. The
+        # data set is checked either way (the workers read the same [data] root).
+        device=None if args.enqueue_only else args.device,
     )
     n_trials = args.n_trials
     if n_trials is None and args.timeout is None:

@@ -22,11 +22,15 @@ from automl.errors import DataError
 __all__ = [
     "FASHION_MNIST_DEBIAN_ROOT",
     "DataBundle",
+    "check_available",
     "list_datasets",
     "load_dataset",
 ]
 
 FASHION_MNIST_DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
+# Where a user says where the data lives: the space file for searches and workers, the option of
+# `automl train` for single runs.
+ROOT_HINT = "set [data] root in the space file (automl train: --data-root)"
 
 
 @dataclass
@@ -74,30 +78,37 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
+_FASHION_STEMS = {
+    "xtr": "train-images-idx3-ubyte",
+    "ytr": "train-labels-idx1-ubyte",
+    "xte": "t10k-images-idx3-ubyte",
+    "yte": "t10k-labels-idx1-ubyte",
+}
+
+
+def _fashion_mnist_files(root: Path | None) -> dict[str, Path]:
+    r = root if root is not None else FASHION_MNIST_DEBIAN_ROOT
+    found = {k: _find_idx(r, s) for k, s in _FASHION_STEMS.items()}
+    missing = [_FASHION_STEMS[k] for k, p in found.items() if p is None]
+    if missing:
+        raise DataError(
+            f"Fashion-MNIST idx files not found under {r} (missing {', '.join(missing)}); "
+            "install Debian's package with 'apt-get install dataset-fashion-mnist' or "
+            f"{ROOT_HINT} naming the folder holding train-images-idx3-ubyte.gz"
+        )
+    return {k: p for k, p in found.items() if p is not None}
+
+
 def _fashion_mnist(root: Path | None) -> _Raw:
-    roots = [root] if root is not None else [FASHION_MNIST_DEBIAN_ROOT]
-    stems = {
-        "xtr": "train-images-idx3-ubyte",
-        "ytr": "train-labels-idx1-ubyte",
-        "xte": "t10k-images-idx3-ubyte",
-        "yte": "t10k-labels-idx1-ubyte",
-    }
-    for r in roots:
-        found = {k: _find_idx(r, s) for k, s in stems.items()}
-        if all(found.values()):
-            arrs = {k: torch.from_numpy(_read_idx(p).copy()) for k, p in found.items() if p}
-            return _Raw(
-                arrs["xtr"][:, None],
-                arrs["ytr"].long(),
-                arrs["xte"][:, None],
-                arrs["yte"].long(),
-                10,
-                AugmentConfig(crop_padding=2, hflip=True),
-            )
-    raise DataError(
-        f"Fashion-MNIST idx files not found under {', '.join(map(str, roots))}; install Debian's "
-        "package with 'apt-get install dataset-fashion-mnist' or pass --data-root pointing at "
-        "the folder holding train-images-idx3-ubyte.gz"
+    found = _fashion_mnist_files(root)
+    arrs = {k: torch.from_numpy(_read_idx(p).copy()) for k, p in found.items()}
+    return _Raw(
+        arrs["xtr"][:, None],
+        arrs["ytr"].long(),
+        arrs["xte"][:, None],
+        arrs["yte"].long(),
+        10,
+        AugmentConfig(crop_padding=2, hflip=True),
     )
 
 
@@ -115,21 +126,58 @@ def _digits(root: Path | None) -> _Raw:
     return _Raw(x[tr], y[tr], x[te], y[te], 10, AugmentConfig(crop_padding=1))
 
 
+def _need_root(root: Path | None, name: str, expected: str) -> Path:
+    if root is None:
+        raise DataError(f"{name} needs a data root holding {expected}; {ROOT_HINT}")
+    return root
+
+
+# torchvision's folder for each CIFAR and the files in it that its loader opens.
+_CIFAR_LAYOUT = {
+    False: ("cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]),
+    True: ("cifar-100-python", ["train", "test"]),
+}
+_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+
+
+def _cifar_root(root: Path | None, hundred: bool) -> Path:
+    name = "CIFAR-100" if hundred else "CIFAR-10"
+    folder, files = _CIFAR_LAYOUT[hundred]
+    r = _need_root(root, name, f"torchvision's {folder}/")
+    missing = [f for f in files if not (r / folder / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{name} not found under {r}: expected torchvision's layout {r / folder} (missing "
+            f"{', '.join(missing)}); unpack the official python archive there, or {ROOT_HINT}"
+        )
+    return r
+
+
+def _svhn_root(root: Path | None) -> Path:
+    r = _need_root(root, "SVHN", " and ".join(_SVHN_FILES))
+    missing = [f for f in _SVHN_FILES if not (r / f).is_file()]
+    if missing:
+        raise DataError(
+            f"SVHN not found under {r}: missing {', '.join(missing)}; put the official .mat "
+            f"files there, or {ROOT_HINT}"
+        )
+    return r
+
+
 def _torchvision_cifar(root: Path | None, hundred: bool) -> _Raw:
     from torchvision import datasets
 
     name = "CIFAR-100" if hundred else "CIFAR-10"
-    if root is None:
-        raise DataError(f"{name} needs a data root: pass --data-root (or data.root in the space)")
+    root = _cifar_root(root, hundred)
     cls = datasets.CIFAR100 if hundred else datasets.CIFAR10
     try:
         tr = cls(str(root), train=True, download=False)
         te = cls(str(root), train=False, download=False)
-    except RuntimeError as e:
+    except RuntimeError as e:  # the files are there (checked above) but fail the checksums
         folder = "cifar-100-python" if hundred else "cifar-10-batches-py"
         raise DataError(
-            f"{name} not found under {root}: expected torchvision's layout {root}/{folder}; "
-            "unpack the official python archive there"
+            f"{name} under {root / folder} fails torchvision's integrity check (truncated or "
+            "other files?); unpack the official python archive there again"
         ) from e
 
     def conv(ds: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,14 +198,14 @@ def _torchvision_cifar(root: Path | None, hundred: bool) -> _Raw:
 def _svhn(root: Path | None) -> _Raw:
     from torchvision import datasets
 
-    if root is None:
-        raise DataError("SVHN needs a data root: pass --data-root (or data.root in the space)")
+    root = _svhn_root(root)
     try:
         tr = datasets.SVHN(str(root), split="train", download=False)
         te = datasets.SVHN(str(root), split="test", download=False)
-    except RuntimeError as e:
+    except RuntimeError as e:  # the files are there (checked above) but fail the checksums
         raise DataError(
-            f"SVHN not found under {root}: expected train_32x32.mat and test_32x32.mat there"
+            f"SVHN under {root} fails torchvision's integrity check (truncated or other files?); "
+            "download the official train_32x32.mat and test_32x32.mat again"
         ) from e
     return _Raw(
         torch.from_numpy(tr.data),
@@ -201,6 +249,57 @@ def _limit(idx: torch.Tensor, limit: int | None) -> torch.Tensor:
     return idx if limit is None else idx[:limit]
 
 
+def _imagefolder_dirs(root: Path | None) -> tuple[Path, Path]:
+    """The training and test folders of an image folder data set, without listing the images
+    (an ImageNet folder holds a million files)."""
+    layout = "ROOT/train/<class>/<images> and ROOT/val/<class>/<images>"
+    r = _need_root(root, "an image folder data set", layout)
+    train_dir = r / "train"
+    if not train_dir.is_dir() or not any(e.is_dir() for e in os.scandir(train_dir)):
+        raise DataError(
+            f"image folder data set needs {layout}, and {train_dir} holds no class folders; "
+            f"move the images there, or {ROOT_HINT}"
+        )
+    test_dir = r / "val" if (r / "val").is_dir() else r / "test"
+    if not test_dir.is_dir():
+        raise DataError(
+            f"image folder data set needs a test split at {r / 'val'} (or {r / 'test'}); "
+            "add one with the same class folders as train"
+        )
+    return train_dir, test_dir
+
+
+def _root_path(root: str | Path | None) -> Path | None:
+    if root is None:
+        return None
+    if "\x00" in str(root):
+        raise DataError(f"data root {str(root)!r} contains a NUL character; {ROOT_HINT}")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DataError(f"data root {path} does not exist; {ROOT_HINT} naming an existing folder")
+    if not path.is_dir():
+        raise DataError(f"data root {path} is not a folder; {ROOT_HINT} naming a folder")
+    return path
+
+
+def check_available(name: str, root: str | Path | None = None) -> None:
+    """Whether data set ``name`` is where ``load_dataset`` will look, checked from the files'
+    presence alone (no reading): cheap enough to run before a study is stored."""
+    path = _root_path(root)
+    if name == "digits":  # bundled with scikit-learn
+        return
+    if name == "fashion_mnist":
+        _fashion_mnist_files(path)
+    elif name in ("cifar10", "cifar100"):
+        _cifar_root(path, name == "cifar100")
+    elif name == "svhn":
+        _svhn_root(path)
+    elif name == "imagefolder":
+        _imagefolder_dirs(path)
+    else:
+        raise DataError(f"unknown data set {name!r}; available: {', '.join(list_datasets())}")
+
+
 def _imagefolder(
     root: Path | None,
     val_fraction: float,
@@ -209,18 +308,11 @@ def _imagefolder(
     train_limit: int | None,
     eval_limit: int | None,
 ) -> DataBundle:
-    if root is None or not (root / "train").is_dir():
-        raise DataError(
-            f"image folder data set needs ROOT/train/<class>/<images> (and ROOT/val for the test "
-            f"split), got root {root}; pass --data-root"
-        )
+    train_dir, test_dir = _imagefolder_dirs(root)
     mean, std = (torch.tensor(v) for v in _MEAN_STD["imagefolder"])
-    train_samples, mapping = list_image_folder(root / "train")
+    train_samples, mapping = list_image_folder(train_dir)
     if not train_samples:
-        raise DataError(f"no images found under {root / 'train'}")
-    test_dir = root / "val" if (root / "val").is_dir() else root / "test"
-    if not test_dir.is_dir():
-        raise DataError(f"image folder data set needs a test split at {root / 'val'}")
+        raise DataError(f"no images found under {train_dir}; put ROOT/train/<class>/<images> there")
     test_samples, _ = list_image_folder(test_dir, mapping)
     workers = min(8, os.cpu_count() or 1)
     full = FolderSplit(train_samples, image_size, mean, std, workers)
@@ -257,9 +349,7 @@ def load_dataset(
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    path = Path(root).expanduser() if root is not None else None
-    if path is not None and not path.exists():
-        raise DataError(f"data root {path} does not exist; pass an existing folder as --data-root")
+    path = _root_path(root)
     if name == "imagefolder":
         return _imagefolder(path, val_fraction, split_seed, image_size, train_limit, eval_limit)
     if name not in _LOADERS:
