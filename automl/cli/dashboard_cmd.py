@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    url = normalize_url(args.storage or default_storage_url())
-    storage = open_storage(url)
+    url = normalize_url(default_storage_url() if args.storage is None else args.storage)
+    storage = open_storage(url, must_exist=True)
     art = artifact_dir_for(url, args.artifacts)
     art.mkdir(parents=True, exist_ok=True)
     print(

@@ -47,11 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from automl.names import validate_study_name
     from automl.worker import WorkerOptions, run_worker
 
     opts = WorkerOptions(
         storage=args.storage,
-        study=args.study,
+        study=validate_study_name(args.study),
         device=args.device,
         n_trials=args.n_trials,
         artifact_dir=args.artifacts,
