@@ -171,7 +171,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-SUPPORTED_FORMS = (
+_SUPPORTED_FORMS = (
     "sqlite:///PATH (one machine) or postgresql://USER@HOST:PORT/DB (many workers; the "
     "password in PGPASSWORD or percent-encoded)"
 )
@@ -196,19 +196,19 @@ def _check_url(url: str) -> sqlalchemy.engine.URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
         raise StorageError(
-            f"storage URL {redact(url)!r} is not a database URL; use {SUPPORTED_FORMS}"
+            f"storage URL {redact(url)!r} is not a database URL; use {_SUPPORTED_FORMS}"
         ) from e
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(
             f"storage URL {redact(url)!r} uses unsupported backend {backend!r}; use "
-            f"{SUPPORTED_FORMS}"
+            f"{_SUPPORTED_FORMS}"
         )
     if not _driver_is_supported(backend, driver):
         missing = " (not installed)" if driver == "psycopg" else ""
         raise StorageError(
             f"storage URL {redact(url)!r} uses driver {driver!r}{missing}, which automl does not "
-            f"support; use {SUPPORTED_FORMS}"
+            f"support; use {_SUPPORTED_FORMS}"
         )
     if parsed.host is not None and "@" in parsed.host:
         raise StorageError(

@@ -3,7 +3,10 @@ never printed with their secrets, never turned into paths outside the artifact f
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +303,6 @@ CLI_STORAGES = [
     f"postgresql+psycopg://u:{SECRET}ret@127.0.0.1/test",
     f"mysql://u:{SECRET}ret@127.0.0.1/test",
     f"postgresql://u:{SECRET}@ret@127.0.0.1:5432/test",
-    "sqlite:///{tmp}/atuoml.db",
 ]
 
 
@@ -317,9 +319,6 @@ def test_cli_refuses_bad_storages_in_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTOML_STORAGE", raising=False)
-    storage = storage.replace("{tmp}", str(tmp_path))
-    if command == "search" and storage.endswith("atuoml.db"):
-        pytest.skip("search creates its database: a new file is what it is for")
     argv: list[str] = {
         "search": ["search", "--space", str(write_space(tmp_path))],
         "worker": ["worker", "--study", "tiny", "--no-progress"],
@@ -335,14 +334,30 @@ def test_cli_refuses_bad_storages_in_one_line(
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".toml") == [], line
 
 
-def test_cli_read_only_commands_name_the_missing_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "--study", "tiny"],
+        ["report", "--study", "tiny", "--out", "rep"],
+        ["export", "--study", "tiny", "--trial", "0", "--out", "bundle"],
+        ["export", "--trial", "0", "--out", "bundle"],
+        ["dashboard", "--port", "1"],
+        ["worker", "--study", "tiny", "--no-progress"],
+    ],
+)
+def test_a_mistyped_sqlite_path_is_named_and_never_created(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     typo = tmp_path / "atuoml.db"
-    rc = main(["status", "--storage", f"sqlite:///{typo}"])
+    rc = main([*argv, "--storage", f"sqlite:///{typo}"])
     line = _one_error_line(capsys, rc)
     assert f"no study database at {typo}; check --storage" in line
-    assert not typo.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the compose file ------------------------------------------------------------------------
@@ -376,3 +391,21 @@ def test_the_compose_url_with_pgpassword_reaches_postgresql(
     monkeypatch.setenv("PGPASSWORD", password)
     rdb = open_storage(url)
     assert isinstance(optuna.get_all_study_names(rdb), list)
+
+
+def test_real_processes_refuse_names_and_storages_with_exit_2(tmp_path: Path) -> None:
+    """As a user or a container runs them: a separate process, its stderr one line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTOML_STORAGE", "AUTOML_STUDY")}
+    env["PYTHONPATH"] = str(REPO)
+    space = write_space(tmp_path)
+    cases = [
+        [sys.executable, "-m", "workers", "--storage", "sqlite:///automl.db", "--study", "../../x"],
+        [sys.executable, "-m", "automl", "status", "--storage", "sqlite:///atuoml.db"],
+        [sys.executable, "-m", "automl", "search", "--space", str(space), "--storage", "sqlite://"],
+    ]
+    for argv in cases:
+        out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, (argv, out.stderr)
+        lines = out.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("automl: error: "), (argv, out.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
