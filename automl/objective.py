@@ -30,6 +30,8 @@ from automl.errors import AutoMLError
 from automl.latency import LatencyRecord, measure
 from automl.models import create_model
 from automl.models.ensemble import DividedNet, Ensemble
+from automl.names import study_dir_name
+from automl.paths import inside
 from automl.pruning import ParetoPruner
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
 from automl.space import DataSection, SearchSpace, TrialParams
@@ -199,7 +201,11 @@ class Objective:
         return _DATA.get(self.space.data)
 
     def checkpoint_path(self, study_name: str, key: int) -> Path:
-        return self.artifact_dir / "checkpoints" / study_name / f"trial-{key}.pt"
+        # The study name comes from the database, which whoever creates a study writes: it names
+        # a folder only in its safe form, and the path is proven to stay in the artifact folder.
+        return inside(
+            self.artifact_dir, "checkpoints", study_dir_name(study_name), f"trial-{int(key)}.pt"
+        )
 
     def _input_shape(self, data: DataBundle) -> tuple[int, int, int]:
         return (data.in_chans, data.image_size, data.image_size)

@@ -6,7 +6,9 @@ one-line ``StorageError`` naming the problem, never a traceback from deep inside
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ __all__ = [
     "StorageSettings",
     "default_storage_url",
     "is_grpc",
+    "is_memory_sqlite",
     "is_sqlite",
     "normalize_url",
     "open_storage",
@@ -44,16 +47,57 @@ def default_storage_url() -> str:
     return os.environ.get("AUTOML_STORAGE") or "sqlite:///automl.db"
 
 
+# Query keys whose values are secrets: libpq's password and sslpassword, and the usual others.
+_SECRET_QUERY = re.compile(r"(?i)((?:ssl)?pass(?:word|wd)?|pwd|secret|token)=([^&\s#]*)")
+# Characters a user name in a URL never holds unencoded: seeing one means the part before the
+# last '@' is not "user" but something else (an '@' in a path or query), so all of it is hidden.
+_NOT_A_USER = re.compile(r"[/?#=&@\s]")
+
+
 def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    """The URL with every secret hidden, for messages and logs.
+
+    Works on the text, not on a parse, so that URLs no parser accepts are redacted too: whatever
+    lies between ``://`` and the last ``@`` is credentials (an unencoded ``@`` in a password makes
+    parsers split at the wrong one), of which only a plain user name is kept; password-like query
+    values are hidden as well.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    # SQLite URLs carry no credentials, and an '@' in their path is part of a folder name.
+    at = -1 if scheme.lower().startswith("sqlite") else rest.rfind("@")
+    if at >= 0:
+        userinfo, hostpart = rest[:at], rest[at + 1 :]
+        user, colon, _ = userinfo.partition(":")
+        if _NOT_A_USER.search(user):
+            shown_user = "***"
+        elif colon:
+            shown_user = f"{user}:***"
+        else:
+            shown_user = user
+        rest = f"{shown_user}@{hostpart}"
+    rest = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", rest)
+    return f"{scheme}{sep}{rest}"
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def is_memory_sqlite(parsed: sqlalchemy.engine.URL) -> bool:
+    """An SQLite database that lives only as long as the process: ``sqlite://``,
+    ``sqlite:///:memory:`` and the ``file:...?mode=memory`` URI forms."""
+    db = parsed.database or ""
+    return not db or ":memory:" in db or parsed.query.get("mode") == "memory"
+
+
+def _sqlite_file(parsed: sqlalchemy.engine.URL) -> Path | None:
+    """The database file of an SQLite URL, or None for in-memory and ``file:`` URI forms."""
+    db = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed) or db.startswith("file:"):
+        return None
+    return Path(db).expanduser()
 
 
 @dataclass(frozen=True)
@@ -97,8 +141,8 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port."""
     hostport = url[len("grpc://") :].rstrip("/")
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise StorageError(f"gRPC storage URL {url!r} must be grpc://HOST:PORT")
+    if not host or not port.isdigit() or "@" in host:
+        raise StorageError(f"gRPC storage URL {redact(url)!r} must be grpc://HOST:PORT")
     try:
         proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     except ImportError as e:
@@ -127,28 +171,76 @@ def normalize_url(url: str) -> str:
     return url
 
 
+_SUPPORTED_FORMS = (
+    "sqlite:///PATH (one machine) or postgresql://USER@HOST:PORT/DB (many workers; the "
+    "password in PGPASSWORD or percent-encoded)"
+)
+
+
+def _driver_is_supported(backend: str, driver: str) -> bool:
+    if backend == "sqlite":
+        return driver in ("", "pysqlite")
+    if driver == "psycopg":
+        return importlib.util.find_spec("psycopg") is not None
+    # Async drivers (asyncpg) cannot serve Optuna's synchronous storage; others are untested.
+    return driver in ("", "psycopg2")
+
+
 def _check_url(url: str) -> sqlalchemy.engine.URL:
+    if not url.strip():
+        raise StorageError(
+            "--storage is empty; pass a database URL such as sqlite:///automl.db, or leave "
+            "--storage out to use $AUTOML_STORAGE or sqlite:///automl.db"
+        )
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
+    except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
         raise StorageError(
-            f"storage URL {url!r} is not a database URL; use e.g. sqlite:///automl.db or "
-            "postgresql://user@host:5432/dbname"
+            f"storage URL {redact(url)!r} is not a database URL; use {_SUPPORTED_FORMS}"
         ) from e
-    backend = parsed.get_backend_name()
+    backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("sqlite", "postgresql"):
         raise StorageError(
-            f"storage URL {redact(url)!r} uses unsupported backend {backend!r}; use sqlite:/// "
-            "(one machine) or postgresql:// (many workers)"
+            f"storage URL {redact(url)!r} uses unsupported backend {backend!r}; use "
+            f"{_SUPPORTED_FORMS}"
         )
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(str(parsed.database)).expanduser().resolve().parent
-        if not folder.is_dir():
+    if not _driver_is_supported(backend, driver):
+        missing = " (not installed)" if driver == "psycopg" else ""
+        raise StorageError(
+            f"storage URL {redact(url)!r} uses driver {driver!r}{missing}, which automl does not "
+            f"support; use {_SUPPORTED_FORMS}"
+        )
+    if parsed.host is not None and "@" in parsed.host:
+        raise StorageError(
+            f"storage URL {redact(url)!r} has an '@' that is not percent-encoded in its user name "
+            "or password; write it as %40, or leave the password out of the URL and set "
+            "PGPASSWORD"
+        )
+    if backend == "sqlite":
+        if is_memory_sqlite(parsed):
             raise StorageError(
-                f"storage URL {url!r}: folder {folder} does not exist; "
-                "create it or use another path"
+                f"storage URL {redact(url)!r} is an in-memory SQLite database: the study would "
+                "vanish when this process exits; use a file, e.g. sqlite:///automl.db"
             )
+        path = _sqlite_file(parsed)
+        if path is not None:
+            folder = path.resolve().parent
+            if not folder.is_dir():
+                raise StorageError(
+                    f"storage URL {redact(url)!r}: folder {folder} does not exist; "
+                    "create it or use another path"
+                )
     return parsed
+
+
+def _require_database(parsed: sqlalchemy.engine.URL) -> None:
+    """A command that only reads must not create an empty SQLite file from a mistyped path."""
+    path = _sqlite_file(parsed)
+    if path is not None and not path.is_file():
+        raise StorageError(
+            f"no study database at {path.resolve()}; check --storage (a database is created "
+            "only by 'automl search')"
+        )
 
 
 def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
@@ -161,11 +253,11 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
     except SQLAlchemyError as e:
-        reason = (
-            str(getattr(e, "orig", e)).strip().splitlines()[0]
-            if str(getattr(e, "orig", e)).strip()
-            else type(e).__name__
-        )
+        text = str(getattr(e, "orig", e)).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+        # A driver may quote its connection parameters back; the password is not for the log.
+        if parsed.password:
+            reason = reason.replace(str(parsed.password), "***")
         raise DatabaseUnreachableError(
             f"cannot connect to the study database {redact(url)}: {reason}; check that the server "
             "is running and the URL (host, port, user, database name) is right"
@@ -175,16 +267,26 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
 
 
 def open_storage(
-    url: str | None = None, settings: StorageSettings | None = None
+    url: str | None = None,
+    settings: StorageSettings | None = None,
+    *,
+    must_exist: bool = False,
 ) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
-    or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it)."""
-    url = url or default_storage_url()
+    or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it).
+
+    ``url`` None means the default (``$AUTOML_STORAGE`` or automl.db); an empty string is an
+    error, not the default. With ``must_exist`` an SQLite file that is not there is an error
+    instead of a new, empty database: what commands that only read (or join a study) ask for.
+    """
+    url = default_storage_url() if url is None else url
     if is_grpc(url):
         return _open_grpc(url)
     st = settings or StorageSettings()
     url = normalize_url(url)
     parsed = _check_url(url)
+    if must_exist:
+        _require_database(parsed)
     _probe(url, parsed)
     engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "postgresql":

@@ -22,6 +22,7 @@ from automl._version import __version__
 from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
+from automl.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
 from automl.objective import Objective
 from automl.retry import DEFAULT_TIMEOUT_S
 from automl.runner import RunStats, run_trials
@@ -245,10 +246,12 @@ def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any
 
 
 def _open(
-    storage: str | None, settings: StorageSettings | None
+    storage: str | None, settings: StorageSettings | None, *, must_exist: bool = False
 ) -> tuple[str, optuna.storages.BaseStorage]:
-    url = normalize_url(storage or default_storage_url())
-    return url, open_storage(url, settings)
+    # None means the default storage; an empty string is refused by open_storage.
+    url = default_storage_url() if storage is None else storage
+    rdb = open_storage(url, settings, must_exist=must_exist)
+    return normalize_url(url), rdb
 
 
 def create_study(
@@ -272,10 +275,11 @@ def create_study(
     so workers starting together cannot enqueue it twice.
     """
     sp = space if isinstance(space, SearchSpace) else load_space(space)
+    # The name becomes a folder on every worker: checked before the database is touched.
+    name = validate_study_name(sp.name if study_name is None else study_name)
     # Before the storage is opened: a space that cannot run stores nothing.
     sp.check_runtime(device, data=check_data)
     url, rdb = _open(storage, settings)
-    name = study_name or sp.name
     art = Path(artifact_dir).resolve() if artifact_dir is not None else default_artifact_dir(url)
     sampler = _seeded_sampler(sp, sampler_seed_offset)
     try:
@@ -285,17 +289,17 @@ def create_study(
     except optuna.exceptions.DuplicatedStudyError:
         if not load_if_exists:
             raise StorageError(
-                f"study {name!r} already exists in {redact(url)}; pick another --study name or "
-                "resume it"
+                f"study {shown(name)} already exists in {redact(url)}; pick another --study name "
+                "or resume it"
             ) from None
         study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
         stored = SearchSpace.from_dict(_wait_for_space(study))
         diff = space_differences(stored, sp)
         if diff:
-            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            differs = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise StorageError(
-                f"study {name!r} already holds a different search space (stored from "
-                f"{stored.source}; stored vs given: {shown}); use --study with a new name for "
+                f"study {shown(name)} already holds a different search space (stored from "
+                f"{stored.source}; stored vs given: {differs}); use --study with a new name for "
                 f"{sp.source}, or the same space file"
             ) from None
         stored_art = study.user_attrs.get(ATTR_ARTIFACT_DIR)
@@ -328,14 +332,27 @@ def load_study(
     settings: StorageSettings | None = None,
     sampler_seed_offset: int = 0,
 ) -> AutoMLStudy:
-    """Open an existing automl study; everything a worker needs is read from the study."""
-    url, rdb = _open(storage, settings)
+    """Open an existing automl study; everything a worker needs is read from the study.
+
+    Any name the storage holds opens, even one that ``create_study`` would refuse (a study made
+    by plain Optuna): paths built from it are kept inside the artifact folder
+    (``automl.names.study_dir_name``). A database that does not exist is an error, not created.
+    """
+    if "\x00" in study_name or len(study_name) > 512:
+        # Neither fits Optuna's study_name column; PostgreSQL would refuse the query itself.
+        validate_study_name(study_name)
+    url, rdb = _open(storage, settings, must_exist=True)
     try:
         study = optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
+        if not is_valid_study_name(study_name):
+            raise ConfigError(
+                f"--study {shown(study_name)} is not a valid study name and no study of that "
+                f"name is in {redact(url)}; use {STUDY_NAME_RULE}"
+            ) from None
         names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
         raise StorageError(
-            f"no study named {study_name!r} in {redact(url)}; existing studies: "
+            f"no study named {shown(study_name)} in {redact(url)}; existing studies: "
             f"{', '.join(names) if names else 'none'} "
             "(create one with 'automl search --space FILE')"
         ) from None

@@ -99,7 +99,7 @@ def _warn_about_storage(url: str) -> None:
         log.warning(
             "%s is a gRPC proxy: heartbeats do not pass through it, so a trial whose worker dies "
             "is only retried by a worker with a direct database connection",
-            url,
+            redact(url),
         )
 
 
@@ -131,7 +131,7 @@ def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLS
 
 def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -> RunStats:
     """Join the study and run its trials here; returns the counts of what ran."""
-    url = opts.storage or default_storage_url()
+    url = default_storage_url() if opts.storage is None else opts.storage
     _warn_about_storage(url)
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,8 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 @pytest.fixture
 def study_name(request: pytest.FixtureRequest) -> Iterator[str]:
     """A unique study name, deleted from PostgreSQL afterwards so the shared database stays clean."""
-    name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    # Parametrised test ids hold brackets, which a study name may not.
+    name = f"t-{re.sub(r'[^A-Za-z0-9._-]', '-', request.node.name[:40])}-{uuid.uuid4().hex[:8]}"
     yield name
     if PG_PROBLEM is None:
         with contextlib.suppress(KeyError):

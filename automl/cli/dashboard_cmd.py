@@ -151,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
             f"--host {args.host} would serve the dashboard beyond this machine, and it has no "
             "login; add --allow-remote (with --read-only) to mean it, or use --host 127.0.0.1"
         )
-    url = normalize_url(args.storage or default_storage_url())
-    storage = open_storage(url)
+    url = normalize_url(default_storage_url() if args.storage is None else args.storage)
+    storage = open_storage(url, must_exist=True)
     study_id = _study_id(storage, args.study, url) if args.study else None
     art = artifact_dir_for(url, args.artifacts)
     if not args.read_only:

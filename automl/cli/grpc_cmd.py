@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from optuna.storages import run_grpc_proxy_server
 
-    url = args.storage or default_storage_url()
+    url = default_storage_url() if args.storage is None else args.storage
     storage = open_storage(url)
     print(f"gRPC storage proxy for {redact(url)} on {args.host}:{args.port}", flush=True)
     run_grpc_proxy_server(storage, host=args.host, port=args.port)

@@ -63,13 +63,14 @@ def check_timing(heartbeat_interval: int | None, grace_period: int | None) -> No
 
 
 def run(args: argparse.Namespace) -> int:
+    from automl.names import validate_study_name
     from automl.worker import WorkerOptions, run_worker
 
     check_timing(args.heartbeat_interval, args.grace_period)
 
     opts = WorkerOptions(
         storage=args.storage,
-        study=args.study,
+        study=validate_study_name(args.study),
         device=args.device,
         n_trials=args.n_trials,
         artifact_dir=args.artifacts,
