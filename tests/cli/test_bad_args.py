@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 
 from automl.cli import _build_parser, main
@@ -34,7 +35,11 @@ def _file(d: Path) -> str:
 
 
 def _db(d: Path) -> str:
-    return f"sqlite:///{d / 'studies.db'}"
+    """A study database that exists and holds no study (read-only commands refuse a missing one)."""
+    url = f"sqlite:///{d / 'studies.db'}"
+    if not (d / "studies.db").exists():
+        optuna.storages.RDBStorage(url).engine.dispose()
+    return url
 
 
 def _unwritable(d: Path) -> str:
