@@ -234,6 +234,10 @@ def measure(
         candidates = available
     elif wanted in available:
         candidates = [wanted]
+    elif model.split_factor == 1:
+        # One member: threads, streams and devices have nothing to run side by side, and every
+        # mode is the member alone. A space that fixes such a mode still times its baseline.
+        candidates = [ExecutionMode.SEQUENTIAL]
     else:
         raise ConfigError(
             f"latency mode {wanted.value!r} is not available on {dev} with K={model.split_factor}; "

@@ -51,6 +51,15 @@ def test_each_cpu_mode(mode: str) -> None:
     assert model.training  # measuring leaves the model as it was
 
 
+@pytest.mark.parametrize("mode", ["threads", "streams", "devices"])
+def test_a_fixed_side_by_side_mode_times_the_undivided_baseline_alone(mode: str) -> None:
+    # K = 1 has nothing to run side by side: a space fixing such a mode still times trial 0.
+    r = measure(_model(1), torch.randn(1, 1, 28, 28), mode=mode, device="cpu", **FAST)
+    assert r.mode == "sequential" and set(r.modes) == {"sequential"} and r.median_ms > 0
+    with pytest.raises(ConfigError, match="not available"):
+        measure(_model(2), torch.randn(1, 1, 28, 28), mode="streams", device="cpu", **FAST)
+
+
 def test_auto_keeps_the_fastest_mode() -> None:
     r = measure(_model(2), torch.randn(1, 1, 28, 28), mode="auto", **FAST)
     assert set(r.modes) == {m.value for m in supported_modes(CPU, 2)}

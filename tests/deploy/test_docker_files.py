@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from automl.cli import _build_parser
+from automl.storage import redact
 from tests.helpers import REPO
 
 DOCKER = REPO / "docker"
@@ -142,7 +143,10 @@ def test_kubernetes_indexed_job() -> None:
     [container] = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     env = {e["name"]: e for e in container["env"]}
-    assert env["AUTOML_STORAGE"]["valueFrom"]["secretKeyRef"]["name"] == "automl-storage"
+    # The password comes from a Secret as PGPASSWORD; the URL itself holds no credentials.
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "automl-db"
+    storage = env["AUTOML_STORAGE"]["value"]
+    assert "@" not in storage and redact(storage) == storage
     _parses(["worker", "--study", env["AUTOML_STUDY"]["value"], *container["args"]])
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
     mounts = {m["name"] for m in container["volumeMounts"]}
