@@ -121,9 +121,7 @@ class EpochReporter:
         self.seconds: list[float | None] = []
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
-        return db_retry(
-            fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event
-        )
+        return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
 
     def _record(self, rec: EpochRecord) -> None:
         for values, prior in ((self.curve, self.prior_curve), (self.seconds, self.prior_seconds)):
@@ -229,9 +227,7 @@ class Objective:
         except OSError as e:
             log.warning("could not remove the checkpoint of trial %d: %s", key, e)
 
-    def run_identity(
-        self, trial: optuna.Trial, key: int, model: Ensemble, data: DataBundle
-    ) -> str:
+    def run_identity(self, trial: optuna.Trial, key: int, model: Ensemble, data: DataBundle) -> str:
         """What a checkpoint of this trial must have been written by: the study itself (its
         stored uuid), the whole space (data split included), the model and the parameters."""
         study = trial.study

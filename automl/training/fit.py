@@ -138,9 +138,7 @@ def _restore_or_choose_layout(
             device=dev,
         )
     )
-    return choose_layout(
-        model, config.execution, views0, y0, channels_last=config.channels_last
-    )
+    return choose_layout(model, config.execution, views0, y0, channels_last=config.channels_last)
 
 
 def _optimizer(model: Ensemble, config: TrainConfig, k: int) -> torch.optim.SGD:
