@@ -61,7 +61,13 @@ def _search(tmp_path: Path, space: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 's.db'}").trials
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    # Optuna's own storage for each look: a new engine, closed at once (no lock held between).
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+    try:
+        return optuna.load_study(study_name="tiny", storage=storage).trials
+    finally:
+        storage.engine.dispose()
 
 
 def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -74,7 +80,7 @@ def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float 
             trials = []
         if trials and trials[0].user_attrs.get(TrialAttr.CURVE):
             return
-        time.sleep(0.1)
+        time.sleep(0.25)
     raise AssertionError("trial 0 did not finish an epoch")
 
 
