@@ -252,7 +252,6 @@ def run_one(
     claimed: Claimed,
     *,
     db_timeout_s: float = DEFAULT_TIMEOUT_S,
-    stop_event: threading.Event | None = None,
 ) -> TrialState:
     """Run a claimed trial to its end and record the outcome; returns the final state.
 
@@ -265,7 +264,8 @@ def run_one(
     trial, key = claimed.trial, claimed.key
 
     def retry(fn: Callable[[], T], what: str) -> T:
-        return db_retry(fn, what=what, timeout_s=db_timeout_s, stop_event=stop_event)
+        # Not cut short by a stop: recording how the trial ended is what a stop waits for.
+        return db_retry(fn, what=what, timeout_s=db_timeout_s)
 
     with _Heartbeat(storage, claimed.trial_id):
         try:
@@ -334,12 +334,7 @@ def run_one(
             _fail_for_good(study, trial, e, objective)
             raise
         # A finished trial is the expensive part: wait out a database restart rather than lose it.
-        # Not cut short by a stop either: the stop asked to end the trial, and it has ended.
-        db_retry(
-            lambda: study.tell(trial, list(values)),
-            what=f"record trial {trial.number}",
-            timeout_s=db_timeout_s,
-        )
+        retry(lambda: study.tell(trial, list(values)), f"record trial {trial.number}")
         return TrialState.COMPLETE
 
 
@@ -435,8 +430,16 @@ def run_trials(
             if budget_s is not None and time.monotonic() - start + longest > budget_s:
                 log.info("time budget: the next trial would not end within %.0f s", budget_s)
                 break
-            retry(lambda: fail_stale_trials(study, storage, abandoned), "check for stale trials")
-            claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+            try:
+                retry(
+                    lambda: fail_stale_trials(study, storage, abandoned), "check for stale trials"
+                )
+                claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+            except TRANSIENT_DB_ERRORS:
+                if not stop.is_set():
+                    raise
+                log.warning("stopped while the database was unreachable; no trial claimed")
+                break
             if claimed is None:
                 if open_ended:
                     retry(lambda: study.enqueue_trial({}), "enqueue a trial")
@@ -456,9 +459,7 @@ def run_trials(
             waiting_logged = False
             bar.set_description(f"trial {claimed.trial.number}")
             began = time.monotonic()
-            state = run_one(
-                study, storage, objective, claimed, db_timeout_s=db_timeout_s, stop_event=stop
-            )
+            state = run_one(study, storage, objective, claimed, db_timeout_s=db_timeout_s)
             longest = max(longest, time.monotonic() - began)
             _count(stats, state)
             if state is TrialState.COMPLETE:
