@@ -28,8 +28,9 @@ from automl.study import DIRECTIONS
 from automl.worker import WorkerOptions, run_worker
 from tests.helpers import free_port, write_space
 
-# Epochs of a second or two: long enough to interrupt a trial between two of them.
-EPOCHS, STEPS = 4, 8
+# Epochs of half a second (idle machine) to a few seconds (loaded): long enough to interrupt a
+# trial between two of them.
+EPOCHS, STEPS = 4, 40
 
 
 def _search(tmp_path: Path, space: Path, *extra: str) -> subprocess.Popen[str]:
@@ -60,14 +61,17 @@ def _search(tmp_path: Path, space: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+_STORAGES: dict[Path, optuna.storages.RDBStorage] = {}
+
+
 def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    # Optuna's own storage for each look: a new engine, closed at once (no lock held between).
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
-    try:
-        return optuna.load_study(study_name="tiny", storage=storage).trials
-    finally:
-        storage.engine.dispose()
+    # One storage per database for every look (opening one takes a while); no pooled connection,
+    # so no lock is held between looks.
+    if tmp_path not in _STORAGES:
+        _STORAGES[tmp_path] = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 's.db'}", engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}
+        )
+    return optuna.load_study(study_name="tiny", storage=_STORAGES[tmp_path]).trials
 
 
 def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -80,7 +84,7 @@ def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float 
             trials = []
         if trials and trials[0].user_attrs.get(TrialAttr.CURVE):
             return
-        time.sleep(0.25)
+        time.sleep(0.05)
     raise AssertionError("trial 0 did not finish an epoch")
 
 

@@ -22,7 +22,9 @@ from automl.attrs import TrialAttr
 from automl.training.checkpoint import QUARANTINE_DIR
 from tests.helpers import spawn_worker, write_space
 
-EPOCHS, STEPS = 3, 6
+# Epochs of half a second (idle machine) to a few seconds (loaded): a stop seen after the first
+# epoch lands before the last.
+EPOCHS, STEPS = 3, 40
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
 
@@ -37,7 +39,7 @@ def _wait(cond: object, what: str, timeout: float = 180) -> None:
     while time.monotonic() < deadline:
         if cond():
             return
-        time.sleep(0.25)
+        time.sleep(0.05)
     raise AssertionError(what)
 
 
