@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 import automl
 from automl.attrs import TrialAttr
+from automl.storage import StorageSettings
 from automl.training.checkpoint import QUARANTINE_DIR
 from tests.helpers import spawn_worker, write_space
 
@@ -154,4 +155,25 @@ def test_a_same_named_study_in_another_database_does_not_resume_the_checkpoint(
     resumed = first.trials()[-1]
     assert resumed.state is TrialState.COMPLETE
     assert resumed.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 1
+    assert not ckpt.exists()
+
+
+def test_a_trial_failed_for_good_leaves_no_checkpoint(tmp_path: Path) -> None:
+    # A worker killed outright, and no retry allowed: the stale trial fails for good and its
+    # checkpoint, which nothing will resume, is removed by the worker that finds it stale.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    art = tmp_path / "art"
+    automl.create_study(write_space(tmp_path, epochs=EPOCHS, steps=STEPS), url, artifact_dir=art)
+    w = spawn_worker(url, "tiny", tmp_path, *HEARTBEAT, "--max-retry", "0")
+    settings = StorageSettings(heartbeat_interval=1, grace_period=3, max_retry=0)
+    study = automl.load_study("tiny", url, settings=settings)
+    _wait(lambda: _curve_len(study.storage, "tiny", 0) >= 1, "trial 0 ran an epoch")
+    w.send_signal(signal.SIGKILL)
+    w.wait(timeout=30)
+    ckpt = art / "checkpoints" / "tiny" / "trial-0.pt"
+    assert ckpt.is_file()
+    study.optimize()  # waits for the trial to go stale (3 s), fails it, runs nothing
+    (only,) = study.trials()
+    assert only.state is TrialState.FAIL
+    assert "not retried" in only.user_attrs[TrialAttr.FAIL_REASON]
     assert not ckpt.exists()
