@@ -8,6 +8,7 @@ artifacts. Test accuracy is stored, never used for selection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import socket
@@ -26,7 +27,7 @@ from automl.attrs import TrialAttr
 from automl.complexity import count_flops_and_macs, count_parameters
 from automl.data import DataBundle, load_dataset
 from automl.device import describe_device
-from automl.errors import AutoMLError
+from automl.errors import AutoMLError, TrainingError
 from automl.latency import LatencyRecord, measure
 from automl.models import create_model
 from automl.models.ensemble import DividedNet, Ensemble
@@ -37,7 +38,18 @@ from automl.retry import DEFAULT_TIMEOUT_S, db_retry
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.training import EpochRecord, FitResult, evaluate, fit
 
-__all__ = ["EpochReporter", "Objective", "StopRequested", "trial_key"]
+__all__ = [
+    "STUDY_UUID_ATTR",
+    "ArtifactStoreError",
+    "EpochReporter",
+    "Objective",
+    "StopRequested",
+    "trial_key",
+]
+
+# A study's own identity, stored once by the process that creates it: two studies of the same
+# name (another database, or the same file deleted and created again) never share checkpoints.
+STUDY_UUID_ATTR = "automl:study_uuid"
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +87,11 @@ class StopRequested(Exception):
     """The worker was asked to stop; the trial is left to be retried from its checkpoint."""
 
 
+class ArtifactStoreError(AutoMLError):
+    """The artifact folder cannot take a trial's files: the host's fault, not the trial's, so the
+    trial is left to be retried (``automl.runner``)."""
+
+
 class EpochReporter:
     """What happens after every epoch of a trial: store the curve, ask the pruner, obey a stop.
 
@@ -106,7 +123,7 @@ class EpochReporter:
         self.seconds: list[float | None] = []
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
-        return db_retry(fn, what=what, timeout_s=self.db_timeout_s)
+        return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
 
     def _record(self, rec: EpochRecord) -> None:
         for values, prior in ((self.curve, self.prior_curve), (self.seconds, self.prior_seconds)):
@@ -185,8 +202,10 @@ class Objective:
         progress: bool = False,
         profile: bool = False,
         db_timeout_s: float = DEFAULT_TIMEOUT_S,
+        storage_url: str | None = None,
     ) -> None:
         self.space = space
+        self.storage_url = storage_url
         self.device = device
         self.artifact_dir = artifact_dir
         self.store = FileSystemArtifactStore(str(artifact_dir))
@@ -206,6 +225,36 @@ class Objective:
         return inside(
             self.artifact_dir, "checkpoints", study_dir_name(study_name), f"trial-{int(key)}.pt"
         )
+
+    def discard_checkpoint(self, study_name: str, key: int) -> None:
+        """Remove the checkpoint of original trial ``key``: it has ended and will not resume."""
+        try:
+            self.checkpoint_path(study_name, key).unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not remove the checkpoint of trial %d: %s", key, e)
+
+    def run_identity(self, trial: optuna.Trial, key: int, model: Ensemble, data: DataBundle) -> str:
+        """What a checkpoint of this trial must have been written by: the study itself (its
+        stored uuid), the whole space (data split included), the model and the parameters."""
+        study = trial.study
+        study_uuid = study.user_attrs.get(STUDY_UUID_ATTR)
+        if study_uuid is None:
+            # A study created before studies had a uuid: its database and row stand in for it.
+            study_uuid = f"{self.storage_url or '?'}#{study._study_id}"
+        space = {k: v for k, v in self.space.to_dict().items() if k != "source"}
+        parts = {
+            "study": study.study_name,
+            "study_uuid": str(study_uuid),
+            "space": space,
+            "trial": key,
+            "params": dict(sorted(trial.params.items())),
+            "model": model.model_config,
+            "input": [data.num_classes, *self._input_shape(data)],
+            "train_size": len(data.train),
+            "val_size": len(data.val),
+        }
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def _input_shape(self, data: DataBundle) -> tuple[int, int, int]:
         return (data.in_chans, data.image_size, data.image_size)
@@ -274,18 +323,28 @@ class Objective:
         return self.run(trial, trial_key(frozen))
 
     def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
-        """Run ``trial``, whose checkpoints and seed are those of original trial ``key``."""
-        sampled = self.space.suggest(trial)
-        data = self.data()
-        trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
-        trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
-        model = self._build(trial, sampled, data, seed=key)
-        # Latency does not depend on the weights: measure first, so the pruner can use it.
-        lat = self._measure_latency(trial, model, self._input_shape(data))
-        ckpt = self.checkpoint_path(trial.study.study_name, key)
-        result = self._train(trial, sampled, model, data, lat, ckpt, seed=key)
-        self._store_outcome(trial, model, data, result)
-        ckpt.unlink(missing_ok=True)
+        """Run ``trial``, whose checkpoints and seed are those of original trial ``key``.
+
+        The checkpoint is removed when the trial ends for good (complete, pruned, failed by its
+        own fault); it stays when the trial is stopped or fails for a reason outside it.
+        """
+        study_name = trial.study.study_name
+        try:
+            sampled = self.space.suggest(trial)
+            data = self.data()
+            trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
+            trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
+            model = self._build(trial, sampled, data, seed=key)
+            # Latency does not depend on the weights: measure first, so the pruner can use it.
+            lat = self._measure_latency(trial, model, self._input_shape(data))
+            ckpt = self.checkpoint_path(study_name, key)
+            identity = self.run_identity(trial, key, model, data)
+            result = self._train(trial, sampled, model, data, lat, ckpt, identity, seed=key)
+            self._store_outcome(trial, model, data, result)
+        except (optuna.TrialPruned, TrainingError, torch.OutOfMemoryError):
+            self.discard_checkpoint(study_name, key)
+            raise
+        self.discard_checkpoint(study_name, key)
         return result.val_accuracy, lat.median_ms
 
     def _build(
@@ -345,6 +404,7 @@ class Objective:
         data: DataBundle,
         lat: LatencyRecord,
         ckpt: Path,
+        identity: str,
         seed: int,
     ) -> FitResult:
         """Co-train from the checkpoint of an earlier run of this trial, if there is one."""
@@ -372,6 +432,9 @@ class Objective:
                 resume=True,
                 progress=self.progress,
                 step_hook=step_hook,
+                run_identity=identity,
+                # A checkpoint of another run, or a damaged one, is moved aside, not resumed.
+                quarantine_bad_checkpoint=True,
             )
 
     def _store_outcome(
@@ -419,4 +482,7 @@ class Objective:
                 "application/octet-stream",
             )
         except OSError as e:
-            raise AutoMLError(f"cannot write artifacts under {self.artifact_dir}: {e}") from e
+            raise ArtifactStoreError(
+                f"cannot write artifacts under {self.artifact_dir}: {e}; make the folder "
+                "writable (or pass --artifacts) and run again: the trial resumes"
+            ) from e

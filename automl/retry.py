@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -34,16 +35,19 @@ def db_retry(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     first_delay_s: float = 0.5,
     max_delay_s: float = 15.0,
+    stop_event: threading.Event | None = None,
 ) -> T:
     """Call ``fn``; on a lost connection wait (0.5 s, doubling up to 15 s) and call it again,
-    for up to ``timeout_s`` seconds, then re-raise."""
+    for up to ``timeout_s`` seconds, then re-raise. Once ``stop_event`` is set (the worker was
+    asked to stop) the error is re-raised at once instead of waiting out the back-off."""
     deadline = time.monotonic() + timeout_s
     delay = first_delay_s
     while True:
         try:
             return fn()
         except TRANSIENT_DB_ERRORS as e:
-            if time.monotonic() + delay > deadline:
+            stopping = stop_event is not None and stop_event.is_set()
+            if stopping or time.monotonic() + delay > deadline:
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             log.warning(
@@ -52,5 +56,9 @@ def db_retry(
                 first,
                 delay,
             )
-            time.sleep(delay)
+            if stop_event is not None:
+                if stop_event.wait(delay):
+                    raise
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, max_delay_s)

@@ -23,15 +23,24 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm.auto import tqdm
 
 from automl.attrs import TrialAttr
-from automl.errors import TrainingError
-from automl.objective import Objective, StopRequested, trial_key
+from automl.errors import AutoMLError, DataError, TrainingError
+from automl.objective import ArtifactStoreError, Objective, StopRequested, trial_key
 from automl.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
-from automl.storage import StaleTrialRetry
+from automl.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
 
-__all__ = ["Claimed", "RunStats", "claim_waiting_trial", "run_one", "run_trials"]
+__all__ = [
+    "Claimed",
+    "HostFault",
+    "RunStats",
+    "claim_waiting_trial",
+    "enqueue_retry",
+    "run_one",
+    "run_trials",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,12 +132,17 @@ class _Heartbeat:
             self.thread.join(timeout=30)
 
 
-def fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
+def fail_stale_trials(
+    study: optuna.Study,
+    storage: BaseStorage,
+    on_abandoned: Callable[[FrozenTrial], None] | None = None,
+) -> None:
     """Optuna's ``fail_stale_trials``, with the reason stored on each stale trial first.
 
     A finished trial takes no attributes, so the reason is written while the trial is still
     RUNNING; the storage's atomic state change then decides which worker fails it (the others
-    wrote the same text), and only that worker runs the retry callback.
+    wrote the same text), and only that worker runs the retry callback. A stale trial that is not
+    retried (its retries used up) is passed to ``on_abandoned`` (its checkpoint is removed).
     """
     if not isinstance(storage, BaseHeartbeat):
         return
@@ -151,17 +165,80 @@ def fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
             continue
         log.warning("trial %d went stale: its worker stopped sending heartbeats", frozen.number)
         if callback is not None:
-            callback(study, storage.get_trial(trial_id))
+            failed = storage.get_trial(trial_id)
+            callback(study, failed)
+            if on_abandoned is not None and not _retried(study, failed):
+                on_abandoned(failed)
 
 
-def _retry_later(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
-    """Fail a stopped trial now and enqueue its retry, instead of waiting for it to go stale."""
-    study.tell(trial, state=TrialState.FAIL)
-    if not isinstance(storage, BaseHeartbeat):
-        return
-    callback = storage.get_heartbeat_stale_trial_callback()
-    if callback is not None:
-        callback(study, study.get_trials(deepcopy=True)[trial.number])
+def _retried(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """Whether a retry of ``failed`` exists in ``study``."""
+    return any(
+        t.number > failed.number and failed.number in t.system_attrs.get("retry_history", [])
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def _max_retry(storage: BaseStorage) -> int | None:
+    callback = (
+        storage.get_heartbeat_stale_trial_callback() if isinstance(storage, BaseHeartbeat) else None
+    )
+    return callback.max_retry if isinstance(callback, StaleTrialRetry) else DEFAULT_MAX_RETRY
+
+
+def enqueue_retry(study: optuna.Study, failed: FrozenTrial, max_retry: int | None) -> bool:
+    """Enqueue the retry of ``failed`` (the same parameters and attributes, resumed from its
+    checkpoint), as Optuna's retry callback does; ``False`` when ``failed`` already used up
+    ``max_retry`` retries (``None``: no bound)."""
+    system_attrs: dict[str, object] = {
+        "failed_trial": failed.number,
+        **failed.system_attrs,
+        "retry_history": [*failed.system_attrs.get("retry_history", []), failed.number],
+    }
+    history = system_attrs["retry_history"]
+    assert isinstance(history, list)
+    if max_retry is not None and len(history) > max_retry:
+        return False
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs=failed.user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
+    return True
+
+
+def _retry_later(
+    study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: int | None
+) -> bool:
+    """Fail a trial now with ``reason`` and enqueue its retry at once, instead of leaving it to go
+    stale; returns whether a retry is waiting (not when its retries are used up). Safe to call
+    again after a lost connection: each step checks whether it was already done."""
+    frozen = study.get_trials(deepcopy=True)[trial.number]
+    if frozen.state is TrialState.RUNNING:
+        retries = len(frozen.system_attrs.get("retry_history", []))
+        if max_retry is not None and retries >= max_retry:
+            reason += f"; not retried: it already failed {retries} time(s)"
+        else:
+            reason += "; retried from its checkpoint"
+        trial.set_user_attr(TrialAttr.FAIL_REASON, reason[:600])
+        study.tell(trial, state=TrialState.FAIL)
+        frozen = study.get_trials(deepcopy=True)[trial.number]
+    if _retried(study, frozen):
+        return True
+    return enqueue_retry(study, frozen, max_retry)
+
+
+class HostFault(AutoMLError):
+    """A trial failed for a reason outside it (its artifact folder, the database); the trial is
+    left to be retried and this process runs no more trials, since the next would fail alike."""
+
+
+def _is_host_fault(e: BaseException) -> bool:
+    return isinstance(e, ArtifactStoreError | DataError | OSError | SQLAlchemyError)
 
 
 def _first_line(e: BaseException) -> str:
@@ -176,11 +253,19 @@ def run_one(
     *,
     db_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> TrialState:
-    """Run a claimed trial to its end and record the outcome; returns the final state."""
+    """Run a claimed trial to its end and record the outcome; returns the final state.
+
+    Pruned and failed-by-its-own-fault trials end for good (their checkpoint removed). A stop
+    (``StopRequested``, Ctrl-C) fails the attempt and enqueues its retry at once, so the next run
+    resumes it from its checkpoint without waiting for it to go stale. An error that is not the
+    trial's fault (artifact folder, database) does the same, bounded by the storage's
+    ``max_retry``, and raises ``HostFault``.
+    """
     trial, key = claimed.trial, claimed.key
 
-    def retry(fn: Callable[[], object], what: str) -> None:
-        db_retry(fn, what=what, timeout_s=db_timeout_s)
+    def retry(fn: Callable[[], T], what: str) -> T:
+        # Not cut short by a stop: recording how the trial ended is what a stop waits for.
+        return db_retry(fn, what=what, timeout_s=db_timeout_s)
 
     with _Heartbeat(storage, claimed.trial_id):
         try:
@@ -188,10 +273,24 @@ def run_one(
         except optuna.TrialPruned:
             retry(lambda: study.tell(trial, state=TrialState.PRUNED), "record a pruned trial")
             return TrialState.PRUNED
-        except StopRequested as e:
-            why = f"worker stopped: {e}; retried from checkpoint"
-            retry(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, why), "record a stopped trial")
-            retry(lambda: _retry_later(study, storage, trial), "re-enqueue a stopped trial")
+        except (StopRequested, KeyboardInterrupt) as e:
+            # A stop is nobody's failure: its retry is not counted against max_retry.
+            why = f"worker stopped: {e or 'interrupted'}"
+            try:
+                # Not through db_retry's stop-aware wait: the stop is already set.
+                db_retry(
+                    lambda: _retry_later(study, trial, why, None),
+                    what="re-enqueue a stopped trial",
+                    timeout_s=min(db_timeout_s, 5.0),
+                )
+            except Exception as err:
+                log.error(
+                    "could not re-enqueue trial %d (%s); it is retried once it goes stale",
+                    trial.number,
+                    _first_line(err),
+                )
+            if isinstance(e, KeyboardInterrupt):
+                raise
             return TrialState.WAITING
         except (TrainingError, torch.OutOfMemoryError) as e:
             # The trial's own fault (divergence, a model too big for this device): record why,
@@ -210,20 +309,51 @@ def run_one(
                 "trial %d lost its database connection (%s); it will be retried", trial.number, e
             )
             return TrialState.RUNNING
-        except BaseException as e:
+        except Exception as e:
+            if not _is_host_fault(e):
+                _fail_for_good(study, trial, e, objective)
+                raise
+            why = f"not the trial's fault: {_first_line(e)}"
             try:
-                trial.set_user_attr(TrialAttr.FAIL_REASON, _first_line(e))
-                study.tell(trial, state=TrialState.FAIL)
+                retried = retry(
+                    lambda: _retry_later(study, trial, why, _max_retry(storage)),
+                    "re-enqueue a trial",
+                )
             except Exception:
                 log.error(
                     "could not record the failure of trial %d:\n%s",
                     trial.number,
                     traceback.format_exc(),
                 )
+                retried = True  # it goes stale and is retried from its checkpoint
+            if not retried:
+                objective.discard_checkpoint(study.study_name, key)
+            left = "left to be retried" if retried else "failed for good (retries used up)"
+            raise HostFault(f"trial {trial.number} {left}: {_first_line(e)}") from e
+        except BaseException as e:
+            _fail_for_good(study, trial, e, objective)
             raise
         # A finished trial is the expensive part: wait out a database restart rather than lose it.
         retry(lambda: study.tell(trial, list(values)), f"record trial {trial.number}")
         return TrialState.COMPLETE
+
+
+def _fail_for_good(
+    study: optuna.Study, trial: optuna.Trial, e: BaseException, objective: Objective
+) -> None:
+    """An unexpected error (a bug): the trial fails with its reason and is not retried."""
+    try:
+        trial.set_user_attr(TrialAttr.FAIL_REASON, _first_line(e))
+        study.tell(trial, state=TrialState.FAIL)
+    except Exception:
+        log.error(
+            "could not record the failure of trial %d:\n%s",
+            trial.number,
+            traceback.format_exc(),
+        )
+        return
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    objective.discard_checkpoint(study.study_name, trial_key(frozen))
 
 
 def _running(study: optuna.Study) -> int:
@@ -283,7 +413,10 @@ def run_trials(
     start = time.monotonic()
 
     def retry(fn: Callable[[], T], what: str) -> T:
-        return db_retry(fn, what=what, timeout_s=db_timeout_s)
+        return db_retry(fn, what=what, timeout_s=db_timeout_s, stop_event=stop)
+
+    def abandoned(frozen: FrozenTrial) -> None:
+        objective.discard_checkpoint(study.study_name, trial_key(frozen))
 
     # The bar's total: what this loop may run, as far as it is known when it starts.
     total = max_trials if max_trials is not None else expected
@@ -297,8 +430,16 @@ def run_trials(
             if budget_s is not None and time.monotonic() - start + longest > budget_s:
                 log.info("time budget: the next trial would not end within %.0f s", budget_s)
                 break
-            retry(lambda: fail_stale_trials(study, storage), "check for stale trials")
-            claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+            try:
+                retry(
+                    lambda: fail_stale_trials(study, storage, abandoned), "check for stale trials"
+                )
+                claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+            except TRANSIENT_DB_ERRORS:
+                if not stop.is_set():
+                    raise
+                log.warning("stopped while the database was unreachable; no trial claimed")
+                break
             if claimed is None:
                 if open_ended:
                     retry(lambda: study.enqueue_trial({}), "enqueue a trial")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
 from automl.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
-from automl.objective import Objective
+from automl.objective import STUDY_UUID_ATTR, Objective
 from automl.retry import DEFAULT_TIMEOUT_S
 from automl.runner import RunStats, run_trials
 from automl.space import SearchSpace, load_space, space_differences
@@ -190,6 +191,7 @@ class AutoMLStudy:
             stop_event=stop,
             profile=profile,
             db_timeout_s=db_timeout_s,
+            storage_url=self.storage_url,
         )
         timer = threading.Timer(budget_s, stop.set) if budget_s is not None else None
         if timer is not None:
@@ -230,14 +232,26 @@ class AutoMLStudy:
         return self._study.get_trials(deepcopy=False, states=states)
 
 
+def _foreign(study: optuna.Study) -> bool:
+    """Whether ``study`` cannot be an automl study still being created: automl writes its
+    directions, then its attributes, then enqueues the baseline; a study with other directions,
+    trials or metric names but no space was made by someone else."""
+    if study.directions != DIRECTIONS:
+        return True
+    if study.metric_names is not None and study.metric_names != METRIC_NAMES:
+        return True
+    return bool(study.get_trials(deepcopy=False))
+
+
 def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any]:
-    """A study created by another worker a moment ago may not hold its space yet: wait for it."""
+    """A study created by another worker a moment ago may not hold its space yet: wait for it.
+    A study that automl did not create fails at once."""
     deadline = time.monotonic() + timeout
     while True:
         raw = study.user_attrs.get(ATTR_SPACE)
         if raw is not None:
             return dict(raw)
-        if time.monotonic() >= deadline:
+        if _foreign(study) or time.monotonic() >= deadline:
             raise StorageError(
                 f"study {study.study_name!r} holds no automl search space; it was not created by "
                 "automl (create it with 'automl search --space FILE')"
@@ -306,6 +320,8 @@ def create_study(
         if artifact_dir is None and stored_art:
             art = Path(stored_art)
         return AutoMLStudy(study, stored, url, art, rdb)
+    # First, before the space: whoever sees the space also sees the study's identity.
+    study.set_user_attr(STUDY_UUID_ATTR, uuid.uuid4().hex)
     study.set_metric_names(METRIC_NAMES)
     study.set_user_attr(ATTR_ARTIFACT_DIR, str(art))
     study.set_user_attr(ATTR_VERSION, __version__)

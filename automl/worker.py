@@ -2,7 +2,8 @@
 
 - SIGTERM / SIGINT: the running trial stops at its next epoch boundary (its checkpoint is already
   written), is failed and re-enqueued so that any worker resumes it, and the process exits 0. A
-  second signal exits at once; the trial then goes stale and is retried after the grace period.
+  second signal stops at once (the trial is still re-enqueued, from its last checkpoint); a
+  third exits without cleaning up (the trial goes stale and is retried after the grace period).
 - A trial retried after a crash resumes from its last epoch checkpoint (``automl.objective``).
 - Out-of-memory and non-finite losses fail that trial only (``automl.runner``).
 - A lost database connection is retried with back-off (``automl.retry``).
@@ -17,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -36,7 +38,7 @@ from automl.storage import (
 )
 from automl.study import AutoMLStudy, load_study
 
-__all__ = ["WorkerOptions", "run_worker"]
+__all__ = ["WorkerOptions", "install_stop_handlers", "run_worker"]
 
 log = logging.getLogger("automl.worker")
 
@@ -70,22 +72,35 @@ def _pin_device(spec: str) -> torch.device:
     return dev
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def install_stop_handlers(stop: threading.Event) -> Callable[[], int | None]:
+    """SIGTERM and SIGINT stop ``stop``'s owner gracefully; returns a function that tells which
+    signal arrived (``None`` if none).
+
+    The first signal sets ``stop``: the running trial ends at its next epoch boundary and is
+    re-enqueued. The second raises ``KeyboardInterrupt`` at once: the trial is still failed and
+    re-enqueued (its last epoch checkpoint resumes), the epoch in progress is lost. The third
+    exits without a word, for a process stuck where Python code does not run.
+    """
+    received: list[int] = []
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning(
-                "second %s: exiting now; the running trial will be retried when stale",
-                signal.Signals(signum).name,
-            )
-            os._exit(1)
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) >= 3:
+            os._exit(128 + signum)
+        if len(received) == 2:
+            log.warning("second %s: stopping now; the trial resumes from its last epoch", name)
+            raise KeyboardInterrupt(name)
         log.warning(
-            "%s received: finishing the current epoch, then leaving the trial to be retried",
-            signal.Signals(signum).name,
+            "%s received: finishing the current epoch, then leaving the trial to be retried "
+            "(send it again to stop at once)",
+            name,
         )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    return lambda: received[0] if received else None
 
 
 def _warn_about_storage(url: str) -> None:
@@ -103,8 +118,9 @@ def _warn_about_storage(url: str) -> None:
         )
 
 
-def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLStudy:
-    """Load the study, waiting for a database that is still starting (a compose stack)."""
+def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLStudy | None:
+    """Load the study, waiting for a database that is still starting (a compose stack);
+    ``None`` when stopped while waiting."""
     settings = StorageSettings(
         heartbeat_interval=opts.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
         grace_period=opts.grace_period,
@@ -125,7 +141,9 @@ def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLS
             if time.monotonic() + delay > deadline or stop.is_set():
                 raise
             log.warning("%s; retrying in %.0fs", e, delay)
-            time.sleep(delay)
+            # A stop during the wait ends it at once, not after up to 30 s.
+            if stop.wait(delay):
+                return None
             delay = min(delay * 2, 30.0)
 
 
@@ -135,9 +153,12 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
     _warn_about_storage(url)
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
-        _install_signal_handlers(stop)
+        install_stop_handlers(stop)
     dev = _pin_device(opts.device)
     study = _join_study(opts, url, stop)
+    if study is None:
+        log.info("worker stopped while waiting for the database; no trial ran")
+        return RunStats()
     log.info(
         "worker %s pid %d on %s joined study %r (%s waiting trials)",
         socket.gethostname(),

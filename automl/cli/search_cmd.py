@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
 
 from automl.cli.argtypes import positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
 from automl.report import format_front
-from automl.storage import StorageSettings, redact
+from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.study import create_study
+from automl.worker import install_stop_handlers
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--heartbeat-interval", type=positive_int, default=None, help="seconds between heartbeats"
     )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="seconds without a heartbeat before a running trial counts as dead and is retried "
+        "(default: 300, or twice the heartbeat interval)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--profile",
@@ -54,11 +65,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--time-budget must be a positive number of seconds, got {args.time_budget}"
         )
-    settings = (
-        StorageSettings(heartbeat_interval=args.heartbeat_interval)
-        if args.heartbeat_interval
-        else None
-    )
+    if args.grace_period is not None and args.grace_period < 1:
+        raise ConfigError(
+            f"--grace-period must be a positive number of seconds, got {args.grace_period}"
+        )
+    settings = None
+    if args.heartbeat_interval or args.grace_period:
+        settings = StorageSettings(
+            heartbeat_interval=args.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL,
+            grace_period=args.grace_period,
+        )
     study = create_study(
         args.space,
         storage=args.storage,
@@ -81,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
         study.add_trials(missing)
         print(f"{study.waiting_trials()} trials waiting for workers")
         return 0
+    # Ctrl-C and SIGTERM as for a worker: the running trial ends at its epoch boundary and is
+    # left waiting with its checkpoint, so the next run resumes it at once.
+    stop = threading.Event()
+    signalled = (
+        install_stop_handlers(stop)
+        if threading.current_thread() is threading.main_thread()
+        else lambda: None
+    )
     stats = study.optimize(
         n_trials=n_trials,
         timeout=args.timeout,
@@ -88,7 +112,16 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         profile=args.profile,
+        stop_event=stop,
     )
+    signum = signalled()
+    if signum is not None:
+        print(
+            f"automl: {signal.Signals(signum).name}: stopped after {stats.total} trials; "
+            f"{study.waiting_trials()} left waiting, the same command resumes them",
+            file=sys.stderr,
+        )
+        return 128 + signum
     print(
         f"ran {stats.total} trials here: {stats.completed} complete, {stats.pruned} pruned, "
         f"{stats.failed} failed"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from automl.errors import ConfigError, DivergedError
 from automl.models.division import divided_weight_decay
 from automl.models.ensemble import DividedNet, Ensemble
 from automl.models.fusion import fuse, unfuse
+from automl.training.checkpoint import load_checkpoint, run_fingerprint, save_atomic
 from automl.training.config import TrainConfig
 from automl.training.evaluate import evaluate
 from automl.training.execution import Layout, TrainForm, choose_layout
@@ -67,13 +67,6 @@ class FitResult:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**62)
-
-
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -120,21 +113,6 @@ class _Plan:
         )
 
 
-def _load_checkpoint(
-    ckpt: Path | None, resume: bool, config: TrainConfig, dev: torch.device
-) -> dict[str, Any] | None:
-    """The checkpoint to resume from, if any; refuses one written by another configuration."""
-    if ckpt is None or not resume or not ckpt.is_file():
-        return None
-    state: dict[str, Any] = torch.load(ckpt, map_location=dev, weights_only=True)
-    if state.get("fingerprint") != config.fingerprint():
-        raise ConfigError(
-            f"checkpoint {ckpt} was written by a different training configuration; "
-            "delete it or pass resume=False"
-        )
-    return state
-
-
 def _restore_or_choose_layout(
     model: Ensemble,
     data: DataBundle,
@@ -160,9 +138,7 @@ def _restore_or_choose_layout(
             device=dev,
         )
     )
-    return choose_layout(
-        model, config.execution, views0, y0, channels_last=config.channels_last
-    )
+    return choose_layout(model, config.execution, views0, y0, channels_last=config.channels_last)
 
 
 def _optimizer(model: Ensemble, config: TrainConfig, k: int) -> torch.optim.SGD:
@@ -195,6 +171,7 @@ class _Run:
     use_amp: bool
     optimizer: torch.optim.SGD
     scaler: torch.amp.GradScaler
+    fingerprint: str
 
     def restore(self, state: dict[str, Any]) -> tuple[int, list[EpochRecord]]:
         """Load a checkpoint's weights and optimizer; its epoch and history."""
@@ -315,7 +292,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "epoch": history[-1].epoch + 1,
             "history": [dataclasses.asdict(r) for r in history],
-            "fingerprint": self.config.fingerprint(),
+            "fingerprint": self.fingerprint,
             "model_config": self.model.model_config,
         }
         if self.scaler.is_enabled():
@@ -329,6 +306,7 @@ def _prepare(
     config: TrainConfig,
     dev: torch.device,
     state: dict[str, Any] | None,
+    fingerprint: str,
 ) -> _Run:
     """Place the model, restore or choose its training form and build the optimizer."""
     model.to(dev)
@@ -345,7 +323,18 @@ def _prepare(
             train_model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(train_model, config, model.split_factor)
     return _Run(
-        model, train_model, data, config, plan, form, dev, use_cl, use_amp, optimizer, scaler
+        model,
+        train_model,
+        data,
+        config,
+        plan,
+        form,
+        dev,
+        use_cl,
+        use_amp,
+        optimizer,
+        scaler,
+        fingerprint,
     )
 
 
@@ -360,6 +349,8 @@ def fit(
     resume: bool = True,
     progress: bool = False,
     step_hook: Callable[[int], None] | None = None,
+    run_identity: str | None = None,
+    quarantine_bad_checkpoint: bool = False,
 ) -> FitResult:
     """Co-train the K members of ``model`` on ``data`` with ``config``.
 
@@ -368,11 +359,21 @@ def fit(
     ``checkpoint_path`` is given, a checkpoint is written atomically. With ``resume`` an existing
     checkpoint from the same configuration is loaded and training continues after its epoch.
     ``step_hook`` is called with the global step after each optimisation step (profiling).
+
+    ``run_identity`` binds the checkpoint to more than the recipe (a trial passes its study,
+    space, data split, model and parameters): a checkpoint of any other run is not resumed. A
+    foreign or unreadable checkpoint raises ``ConfigError``; with ``quarantine_bad_checkpoint``
+    it is moved into ``quarantine/`` beside it with a warning and training starts from epoch 0.
     """
     dev = resolve_device(device)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = _load_checkpoint(ckpt, resume, config, dev)
-    run = _prepare(model, data, config, dev, state)
+    fingerprint = run_fingerprint(config.fingerprint(), run_identity)
+    state = (
+        load_checkpoint(ckpt, fingerprint, dev, quarantine_bad=quarantine_bad_checkpoint)
+        if resume
+        else None
+    )
+    run = _prepare(model, data, config, dev, state, fingerprint)
     result = FitResult(form=str(run.form))
     start_epoch = 0
     if state is not None:
@@ -391,7 +392,7 @@ def fit(
             record = run.epoch(epoch, bar, progress, step_hook)
             result.history.append(record)
             if ckpt is not None:
-                _save_atomic(run.checkpoint_payload(result.history), ckpt)
+                save_atomic(run.checkpoint_payload(result.history), ckpt)
             if callback is not None:
                 callback(record)
     finally:

@@ -1,0 +1,208 @@
+"""Interrupting a search, and errors that are not the trial's fault: real processes, real SQLite.
+
+A stopped trial is failed with its reason and its retry enqueued at once, so the next run resumes
+it from its checkpoint without waiting out the heartbeat grace period (300 s by default).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+import automl
+from automl.attrs import TrialAttr
+from automl.errors import StorageError
+from automl.retry import db_retry
+from automl.runner import HostFault
+from automl.study import DIRECTIONS
+from automl.worker import WorkerOptions, run_worker
+from tests.helpers import free_port, write_space
+
+# Epochs of half a second (idle machine) to a few seconds (loaded): long enough to interrupt a
+# trial between two of them.
+EPOCHS, STEPS = 4, 40
+
+
+def _search(tmp_path: Path, space: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("AUTOML_STORAGE", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "automl",
+            "search",
+            "--space",
+            str(space),
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--artifacts",
+            str(tmp_path / "art"),
+            "--n-trials",
+            "1",
+            "--no-progress",
+            *extra,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+_STORAGES: dict[Path, optuna.storages.RDBStorage] = {}
+
+
+def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    # One storage per database for every look (opening one takes a while); no pooled connection,
+    # so no lock is held between looks.
+    if tmp_path not in _STORAGES:
+        _STORAGES[tmp_path] = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 's.db'}", engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}
+        )
+    return optuna.load_study(study_name="tiny", storage=_STORAGES[tmp_path]).trials
+
+
+def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            trials = _trials(tmp_path)
+        except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet
+            trials = []
+        if trials and trials[0].user_attrs.get(TrialAttr.CURVE):
+            return
+        time.sleep(0.05)
+    raise AssertionError("trial 0 did not finish an epoch")
+
+
+def _checkpoints(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "art" / "checkpoints").glob("*/*.pt"))
+
+
+@pytest.mark.parametrize(("sig", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
+def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it(
+    tmp_path: Path, sig: signal.Signals, times: int
+) -> None:
+    space = write_space(tmp_path, epochs=EPOCHS, steps=STEPS)
+    proc = _search(tmp_path, space)
+    _wait_for_epoch(tmp_path, proc)
+    t0 = time.monotonic()
+    for _ in range(times):
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    out = proc.communicate(timeout=60)[0]
+    stopped_in = time.monotonic() - t0
+    # Once: at the next epoch boundary; twice: at once, with the same trial left to retry.
+    assert proc.returncode == (130 if times == 2 else 128 + sig), out
+    # Bounds for a loaded two-core machine: an epoch, or nothing, plus the process's exit.
+    assert stopped_in < (25 if times == 1 else 15), stopped_in
+    assert "Traceback" not in out, out
+    first, retry = _trials(tmp_path)
+    assert first.state is TrialState.FAIL
+    assert "worker stopped" in first.user_attrs[TrialAttr.FAIL_REASON]
+    assert retry.state is TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
+    assert retry.params == first.params  # the K=1 baseline, not a fresh sample
+    assert len(_checkpoints(tmp_path)) == 1
+
+    # The rerun does not wait for the interrupted trial to go stale (300 s): it resumes it now.
+    t0 = time.monotonic()
+    again = _search(tmp_path, space)
+    out = again.communicate(timeout=240)[0]
+    assert again.returncode == 0, out
+    assert time.monotonic() - t0 < 120
+    trials = _trials(tmp_path)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], out
+    assert trials[1].user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 1
+    assert len(trials[1].user_attrs[TrialAttr.CURVE]) == EPOCHS
+    assert _checkpoints(tmp_path) == []  # a finished trial leaves no checkpoint
+
+
+def test_grace_period_option_is_checked(tmp_path: Path) -> None:
+    proc = _search(tmp_path, write_space(tmp_path), "--grace-period", "0")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 2, out
+    assert out.strip().splitlines()[-1].startswith("automl: error: --grace-period"), out
+
+
+def test_an_unwritable_artifact_folder_leaves_the_trial_retryable(tmp_path: Path) -> None:
+    # A file where the checkpoint folder belongs: no epoch can be saved (even as root, unlike a
+    # read-only mode). The trial is not at fault, so it must not be failed for good.
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "checkpoints").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = automl.create_study(write_space(tmp_path, epochs=2, steps=2), url, artifact_dir=art)
+    with pytest.raises(HostFault, match="trial 0 left to be retried"):
+        study.optimize(n_trials=1)
+    first, retry = study.trials()
+    assert first.state is TrialState.FAIL
+    assert "not the trial's fault" in first.user_attrs[TrialAttr.FAIL_REASON]
+    assert retry.state is TrialState.WAITING and retry.params == first.params
+    (art / "checkpoints").unlink()
+    stats = study.optimize(n_trials=1)
+    assert stats.completed == 1
+    assert [t.state for t in study.trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_study_automl_did_not_create_fails_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="plain", storage=url)
+    same_directions = optuna.create_study(study_name="plain2", storage=url, directions=DIRECTIONS)
+    same_directions.enqueue_trial({})
+    for name in ("plain", "plain2"):
+        t0 = time.monotonic()
+        with pytest.raises(StorageError, match="not created by automl"):
+            automl.load_study(name, url)
+        assert time.monotonic() - t0 < 5
+    t0 = time.monotonic()
+    with pytest.raises(StorageError, match="not created by automl"):
+        automl.create_study(write_space(tmp_path), url, study_name="plain")
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_stop_ends_a_database_back_off_at_once() -> None:
+    # A real refused connection: nothing listens on this port.
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/x",
+        poolclass=sqlalchemy.pool.NullPool,
+    )
+
+    def connect() -> None:
+        with engine.connect():
+            pass
+
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        db_retry(connect, what="connect", timeout_s=60, first_delay_s=20, stop_event=stop)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_worker_stopped_while_waiting_for_its_database_exits_at_once() -> None:
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    opts = WorkerOptions(
+        study="s",
+        storage=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        device="cpu",
+        progress=False,
+    )
+    t0 = time.monotonic()
+    stats = run_worker(opts, stop_event=stop)
+    # The back-off doubles 1, 2, 4 s: without the stop it would still sleep well past 4 s.
+    assert time.monotonic() - t0 < 4.5
+    assert stats.total == 0
