@@ -176,13 +176,16 @@ class AutoMLStudy:
         """
         if budget_s is not None and not budget_s > 0:
             raise ConfigError(f"budget_s must be > 0 seconds, got {budget_s}")
+        if n_trials is not None and n_trials < 0:
+            raise ConfigError(f"n_trials must be >= 0, got {n_trials}")
+        # The device and the data are checked before trials are added: a run that cannot start
+        # leaves the study as it was.
+        dev = resolve_device(device)
+        self.space.check_runtime(dev)
         if n_trials is not None:
-            if n_trials < 0:
-                raise ValueError(f"n_trials must be >= 0, got {n_trials}")
             missing = n_trials - self.waiting_trials()
             if missing > 0:
                 self.add_trials(missing)
-        dev = resolve_device(device)
         stop = stop_event or threading.Event()
         objective = Objective(
             self.space,
