@@ -30,6 +30,8 @@ class TrialAttr(StrEnum):
     LATENCY_CHANNELS_LAST = "latency_channels_last"
     DEVICE = "device"
     HOST = "host"
+    # host|boot|pid of the process that claimed the trial (automl.liveness).
+    WORKER_PROCESS = "worker_process"
     CURVE = "val_accuracy_curve"
     EPOCH_SECONDS = "epoch_seconds"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from automl.attrs import TrialAttr
 from automl.errors import AutoMLError, DataError, TrainingError
+from automl.liveness import gone_here, process_tag
 from automl.objective import ArtifactStoreError, Objective, StopRequested, trial_key
 from automl.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
 from automl.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
@@ -91,6 +92,7 @@ def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | 
             # At once, not when the heartbeat thread first runs: Optuna only finds a trial stale
             # once it has a heartbeat, so a worker dying in between would leave it RUNNING forever.
             storage.record_heartbeat(trial_id)
+        storage.set_trial_user_attr(trial_id, TrialAttr.WORKER_PROCESS, process_tag())
         inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
         if inherited is not None:
             # Optuna's retry copies the failed attempt's attributes; its reason belongs to that
@@ -149,12 +151,20 @@ def fail_stale_trials(
     callback = storage.get_heartbeat_stale_trial_callback()
     study_id = storage.get_study_id_from_name(study.study_name)
     # The method BaseHeartbeat storages implement for Optuna's own fail_stale_trials.
-    for trial_id in storage._get_stale_trial_ids(study_id):
+    stale: dict[int, str | None] = dict.fromkeys(storage._get_stale_trial_ids(study_id))
+    # Trials whose process ran on this machine and is gone need not wait for the grace period.
+    for running in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = gone_here(running.user_attrs.get(TrialAttr.WORKER_PROCESS))
+        if pid is not None and running._trial_id not in stale:
+            stale[running._trial_id] = (
+                f"its worker (process {pid} on this machine) is gone: killed or crashed"
+            )
+    for trial_id, cause in stale.items():
         frozen = storage.get_trial(trial_id)
         if isinstance(callback, StaleTrialRetry):
             retries = len(frozen.system_attrs.get("retry_history", []))
             try:
-                reason = callback.reason(retries)
+                reason = callback.reason(retries, cause)
                 storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, reason)
             except UpdateFinishedTrialError:
                 continue
@@ -163,7 +173,11 @@ def fail_stale_trials(
                 continue
         except UpdateFinishedTrialError:
             continue
-        log.warning("trial %d went stale: its worker stopped sending heartbeats", frozen.number)
+        log.warning(
+            "trial %d went stale: %s",
+            frozen.number,
+            cause or "its worker stopped sending heartbeats",
+        )
         if callback is not None:
             failed = storage.get_trial(trial_id)
             callback(study, failed)

@@ -121,9 +121,9 @@ class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         self.max_retry = max_retry
         self.grace_period = grace_period
 
-    def reason(self, retries_so_far: int) -> str:
+    def reason(self, retries_so_far: int, cause: str | None = None) -> str:
         """What a stale trial's ``fail_reason`` says, before it is failed."""
-        why = (
+        why = cause or (
             f"its worker sent no heartbeat for {self.grace_period} s (killed, crashed in native "
             "code such as a segfault or abort, or its machine was lost)"
         )

@@ -24,9 +24,9 @@ from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
 from automl.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
-from automl.objective import STUDY_UUID_ATTR, Objective
-from automl.retry import DEFAULT_TIMEOUT_S
-from automl.runner import RunStats, run_trials
+from automl.objective import STUDY_UUID_ATTR, Objective, trial_key
+from automl.retry import DEFAULT_TIMEOUT_S, db_retry
+from automl.runner import RunStats, fail_stale_trials, run_trials
 from automl.space import SearchSpace, load_space, space_differences
 from automl.storage import (
     StorageSettings,
@@ -182,10 +182,6 @@ class AutoMLStudy:
         # leaves the study as it was.
         dev = resolve_device(device)
         self.space.check_runtime(dev)
-        if n_trials is not None:
-            missing = n_trials - self.waiting_trials()
-            if missing > 0:
-                self.add_trials(missing)
         stop = stop_event or threading.Event()
         objective = Objective(
             self.space,
@@ -196,6 +192,21 @@ class AutoMLStudy:
             db_timeout_s=db_timeout_s,
             storage_url=self.storage_url,
         )
+        if n_trials is not None:
+            # A trial whose process is gone (killed, crashed) comes back as a waiting retry
+            # first, so that it counts among the n_trials instead of beside them.
+            db_retry(
+                lambda: fail_stale_trials(
+                    self._study,
+                    self.storage,
+                    lambda t: objective.discard_checkpoint(self.study_name, trial_key(t)),
+                ),
+                what="check for stale trials",
+                timeout_s=db_timeout_s,
+            )
+            missing = n_trials - self.waiting_trials()
+            if missing > 0:
+                self.add_trials(missing)
         timer = threading.Timer(budget_s, stop.set) if budget_s is not None else None
         if timer is not None:
             timer.daemon = True

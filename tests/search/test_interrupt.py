@@ -130,6 +130,45 @@ def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it
     assert _checkpoints(tmp_path) == []  # a finished trial leaves no checkpoint
 
 
+def test_a_killed_search_is_resumed_by_the_rerun_without_waiting_out_the_grace(
+    tmp_path: Path,
+) -> None:
+    # kill -9 sends no signal to handle: the trial stays RUNNING. Its process ran on this
+    # machine and is gone, so the rerun retries it at once instead of after 300 s of grace.
+    space = write_space(tmp_path, epochs=EPOCHS, steps=STEPS)
+    proc = _search(tmp_path, space)
+    _wait_for_epoch(tmp_path, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert [t.state for t in _trials(tmp_path)] == [TrialState.RUNNING]
+    t0 = time.monotonic()
+    again = _search(tmp_path, space)
+    out = again.communicate(timeout=280)[0]
+    assert again.returncode == 0, out
+    assert time.monotonic() - t0 < 200  # the grace alone would be 300 s
+    # The retry is the one trial asked for again, not one more beside it.
+    first, retry = _trials(tmp_path)
+    assert first.state is TrialState.FAIL and retry.state is TrialState.COMPLETE, out
+    assert retry.system_attrs["failed_trial"] == 0
+    assert f"process {proc.pid} on this machine) is gone" in first.user_attrs[TrialAttr.FAIL_REASON]
+    assert retry.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 1
+
+
+def test_liveness_tags_name_only_processes_of_this_machine_that_are_gone() -> None:
+    from automl.liveness import gone_here, process_tag
+
+    here = process_tag()
+    host, boot, _ = here.rsplit("|", 2)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert gone_here(f"{host}|{boot}|{child.pid}") == child.pid
+    assert gone_here(here) is None  # this process
+    assert gone_here(f"{host}|{boot}|1") is None  # alive
+    assert gone_here(f"another-host|{boot}|{child.pid}") is None
+    assert gone_here(f"{host}|another-boot|{child.pid}") is None
+    assert gone_here("not a tag") is None and gone_here(None) is None
+
+
 def test_grace_period_option_is_checked(tmp_path: Path) -> None:
     proc = _search(tmp_path, write_space(tmp_path), "--grace-period", "0")
     out = proc.communicate(timeout=60)[0]
