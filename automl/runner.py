@@ -152,10 +152,11 @@ def fail_stale_trials(
     study_id = storage.get_study_id_from_name(study.study_name)
     # The method BaseHeartbeat storages implement for Optuna's own fail_stale_trials.
     stale: dict[int, str | None] = dict.fromkeys(storage._get_stale_trial_ids(study_id))
-    # Trials whose process ran on this machine and is gone need not wait for the grace period.
+    # Trials whose process ran on this machine and is gone need not wait for the grace period;
+    # for those the process's absence is the more precise reason, whatever the heartbeat says.
     for running in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         pid = gone_here(running.user_attrs.get(TrialAttr.WORKER_PROCESS))
-        if pid is not None and running._trial_id not in stale:
+        if pid is not None:
             stale[running._trial_id] = (
                 f"its worker (process {pid} on this machine) is gone: killed or crashed"
             )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import sqlalchemy
 
@@ -36,6 +37,11 @@ def require_pg() -> None:
         pytest.fail(f"PostgreSQL at {PG_URL} is unreachable in CI: {PG_PROBLEM}")
     pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {PG_PROBLEM}")
 
+
+
+def unpooled_storage(url: str) -> optuna.storages.RDBStorage:
+    """A plain Optuna storage whose connections close after each use, for tests that poll."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
 
 TINY_SPACE = """
 [study]
