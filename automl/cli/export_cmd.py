@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from automl.cli.argtypes import non_negative_float, positive_float, positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
 
 
@@ -37,20 +38,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--members",
-        type=int,
+        type=positive_int,
         default=None,
         help="ship only the M members of best validation accuracy (default: all K)",
     )
     p.add_argument(
-        "--max-latency-ms", type=float, default=None, help="latency budget for --trial best"
+        "--max-latency-ms",
+        type=positive_float,
+        default=None,
+        help="latency budget for --trial best",
     )
     p.add_argument(
         "--latency-s",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         help="seconds spent timing the program in its runtime (0: skip the measurement)",
     )
-    p.add_argument("--latency-batch", type=int, default=1, help="batch size of that measurement")
+    p.add_argument(
+        "--latency-batch", type=positive_int, default=1, help="batch size of that measurement"
+    )
     p.add_argument(
         "--latency-device",
         default="cpu",
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     latency = LatencySettings(
         batch_size=args.latency_batch,
         min_run_s=max(args.latency_s, 0.01),
-        warmup_s=min(0.3, max(args.latency_s, 0.0) / 3),
+        warmup_s=min(0.3, args.latency_s / 3),
         enabled=args.latency_s > 0,
         device=args.latency_device,
     )

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from automl.cli.argtypes import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="bundle folder written by 'automl export'")
     p.add_argument("images", nargs="+", help="image files or folders of images")
-    p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=3, help="classes shown per image (default 3)"
+    )
     p.add_argument(
         "--format",
         default="table",
@@ -37,12 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "weights.pt; auto (default): program for TorchScript and ONNX, eager for exported-program "
         "(torch.export.load may unpickle)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
     p.set_defaults(func=run)
 
 
 def _rows(paths: list[Any], probs: Any, classes: list[str], k: int) -> list[dict[str, Any]]:
-    k = max(1, min(k, len(classes)))
+    k = min(k, len(classes))
     top = probs.topk(k, dim=-1)
     rows = []
     for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist(), strict=True):
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         args.images,
         resize=args.resize,
         runtime=args.runtime,
-        batch_size=max(1, args.batch_size),
+        batch_size=args.batch_size,
     )
     _print(_rows(paths, probs, classes, args.top_k), args.format)
     return 0

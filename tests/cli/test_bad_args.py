@@ -112,11 +112,23 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: [], "--trial"),
         (lambda d: ["--trial", "0", "--out", str(d / "o"), "--format", "pdf"], "--format"),
         (lambda d: ["--trial", "0", "--out", str(d / "o"), "--members", "x"], "--members"),
+        (lambda d: ["--trial", "0", "--out", str(d / "o"), "--members", "0"], "--members"),
+        (
+            lambda d: ["--trial", "0", "--out", str(d / "o"), "--latency-batch", "0"],
+            "--latency-batch",
+        ),
+        (lambda d: ["--trial", "0", "--out", str(d / "o"), "--latency-s", "-1"], "--latency-s"),
+        (
+            lambda d: ["--trial", "best", "--out", str(d / "o"), "--max-latency-ms", "0"],
+            "--max-latency-ms",
+        ),
     ],
     "predict": [
         (lambda d: [], "--model"),
         (lambda d: ["--model", str(d / "none"), "x.png"], "none"),
         (lambda d: ["--model", str(d), "x.png", "--top-k", "x"], "--top-k"),
+        (lambda d: ["--model", str(d), "x.png", "--top-k", "0"], "--top-k"),
+        (lambda d: ["--model", str(d), "x.png", "--batch-size", "0"], "--batch-size"),
     ],
 }
 
