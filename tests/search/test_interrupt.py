@@ -26,7 +26,7 @@ from automl.retry import db_retry
 from automl.runner import HostFault
 from automl.study import DIRECTIONS
 from automl.worker import WorkerOptions, run_worker
-from tests.helpers import free_port, write_space
+from tests.helpers import free_port, unpooled_storage, write_space
 
 # Epochs of half a second (idle machine) to a few seconds (loaded): long enough to interrupt a
 # trial between two of them.
@@ -68,9 +68,7 @@ def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     # One storage per database for every look (opening one takes a while); no pooled connection,
     # so no lock is held between looks.
     if tmp_path not in _STORAGES:
-        _STORAGES[tmp_path] = optuna.storages.RDBStorage(
-            f"sqlite:///{tmp_path / 's.db'}", engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}
-        )
+        _STORAGES[tmp_path] = unpooled_storage(f"sqlite:///{tmp_path / 's.db'}")
     return optuna.load_study(study_name="tiny", storage=_STORAGES[tmp_path]).trials
 
 
