@@ -167,9 +167,9 @@ def test_time_budget_ends_the_search_and_loses_nothing(tmp_path: Path) -> None:
     t0 = datetime.now()
     study.optimize(n_trials=30, budget_s=budget)
     trials = study.trials()
-    ran = [t for t in trials[1:] if t.datetime_start is not None]
-    assert ran, "the first trial of a budget always starts"
-    assert all(t.datetime_start < t0 + timedelta(seconds=budget) for t in ran)
+    starts = [t.datetime_start for t in trials[1:] if t.datetime_start is not None]
+    assert starts, "the first trial of a budget always starts"
+    assert all(s < t0 + timedelta(seconds=budget) for s in starts)
     done = [t for t in trials if t.state is TrialState.COMPLETE]
     waiting = [t for t in trials if t.state is TrialState.WAITING]
     assert len(done) + len(waiting) == 31, [t.state for t in trials]
