@@ -38,5 +38,10 @@ class TrialAttr(StrEnum):
     FAIL_REASON = "fail_reason"
     RETRIED_AFTER = "retried_after"  # the failure of the attempt a retry continues
     PRUNED_REASON = "pruned_reason"
+    # Epochs trained when an early stop ([scheduler]) ended the trial.
+    STOPPED_EPOCH = "stopped_epoch"
+    # [scheduler] kind = "asha": epochs at the highest rung the trial reached (passed or
+    # stopped at).
+    RUNG = "rung"
     TRAIN_SECONDS = "train_seconds"
     TRAIN_FORM = "train_form"

@@ -33,8 +33,8 @@ from automl.models import create_model
 from automl.models.ensemble import DividedNet, Ensemble
 from automl.names import study_dir_name
 from automl.paths import inside
-from automl.pruning import ParetoPruner
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
+from automl.scheduler import EarlyStopper
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.training import EpochRecord, FitResult, evaluate, fit
 
@@ -93,7 +93,8 @@ class ArtifactStoreError(AutoMLError):
 
 
 class EpochReporter:
-    """What happens after every epoch of a trial: store the curve, ask the pruner, obey a stop.
+    """What happens after every epoch of a trial: store the curve, ask the early stopper (the
+    space's scheduler), obey a stop.
 
     A retry inherits the interrupted run's attributes: its curve fills the epochs that the resumed
     run skips, so that index e is always epoch e (``None`` where neither run recorded it).
@@ -104,17 +105,18 @@ class EpochReporter:
         trial: optuna.Trial,
         *,
         latency_ms: float,
-        pruner: ParetoPruner,
+        stopper: EarlyStopper | None,
         epochs: int,
         stop_event: threading.Event,
         db_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.trial = trial
         self.latency_ms = latency_ms
-        self.pruner = pruner
+        self.stopper = stopper
         self.epochs = epochs
         self.stop_event = stop_event
         self.db_timeout_s = db_timeout_s
+        self.rungs: list[int] = list(getattr(stopper, "rungs", []))
         self.prior_curve: list[float | None] = list(trial.user_attrs.get(TrialAttr.CURVE, []))
         self.prior_seconds: list[float | None] = list(
             trial.user_attrs.get(TrialAttr.EPOCH_SECONDS, [])
@@ -143,19 +145,34 @@ class EpochReporter:
             lambda: trial.set_user_attr(TrialAttr.EPOCH_SECONDS, seconds), "store epoch times"
         )
         last_epoch = rec.epoch + 1 >= self.epochs
-        doms = self._retry(
-            lambda: self.pruner.should_prune(
-                trial.study, rec.epoch, rec.val_accuracy, self.latency_ms
-            ),
-            "read other trials' curves",
-        )
-        if doms is not None and not last_epoch:
-            reason = (
-                f"dominated at epoch {rec.epoch + 1}: trials {doms} were as fast and more "
-                f"accurate by at least {self.pruner.margin}"
+        stopper = self.stopper
+        if stopper is not None and not last_epoch:
+            stop = self._retry(
+                lambda: stopper.decide(
+                    trial.study, trial.number, rec.epoch, rec.val_accuracy, self.latency_ms
+                ),
+                "read other trials' curves",
             )
-            trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
-            raise optuna.TrialPruned(reason)
+            if stop is not None:
+                self._retry(
+                    lambda: trial.set_user_attr(TrialAttr.PRUNED_REASON, stop.reason),
+                    "record why the trial stopped",
+                )
+                self._retry(
+                    lambda: trial.set_user_attr(TrialAttr.STOPPED_EPOCH, rec.epoch + 1),
+                    "record why the trial stopped",
+                )
+                if stop.rung is not None:
+                    rung = stop.rung
+                    self._retry(
+                        lambda: trial.set_user_attr(TrialAttr.RUNG, rung), "record the rung"
+                    )
+                raise optuna.TrialPruned(stop.reason)
+            if self.rungs and rec.epoch + 1 in self.rungs:
+                # The highest rung passed: what `automl status` and the report show.
+                self._retry(
+                    lambda: trial.set_user_attr(TrialAttr.RUNG, rec.epoch + 1), "record the rung"
+                )
         if self.stop_event.is_set() and not last_epoch:
             raise StopRequested(f"stopped after epoch {rec.epoch + 1}")
 
@@ -412,7 +429,7 @@ class Objective:
         reporter = EpochReporter(
             trial,
             latency_ms=lat.median_ms,
-            pruner=self.space.pruner,
+            stopper=self.space.early_stopper(train_cfg.epochs),
             epochs=train_cfg.epochs,
             stop_event=self.stop_event,
             db_timeout_s=self.db_timeout_s,

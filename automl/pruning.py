@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
+from automl.scheduler import Stop
 
 __all__ = ["ParetoPruner"]
 
@@ -56,3 +57,15 @@ class ParetoPruner:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         doms = self.dominators(trials, epoch, accuracy, latency_ms)
         return doms if len(doms) >= self.min_dominators else None
+
+    def decide(
+        self, study: optuna.Study, trial_number: int, epoch: int, accuracy: float, latency_ms: float
+    ) -> Stop | None:
+        """``automl.scheduler.EarlyStopper``: stop when ``should_prune`` finds dominators."""
+        doms = self.should_prune(study, epoch, accuracy, latency_ms)
+        if doms is None:
+            return None
+        return Stop(
+            f"dominated at epoch {epoch + 1}: trials {doms} were as fast and more accurate by "
+            f"at least {self.margin}"
+        )

@@ -29,6 +29,7 @@ from automl.latency import ExecutionMode
 from automl.models import get_spec, list_models
 from automl.models.ensemble import Combine
 from automl.pruning import ParetoPruner
+from automl.scheduler import EarlyStopper, RungScheduler, SchedulerKind, SchedulerSection
 from automl.training.config import TrainConfig
 from automl.training.execution import TrainForm
 from automl.training.losses import CotKind
@@ -260,6 +261,7 @@ class SearchSpace:
     constraints: ConstraintSection = field(default_factory=ConstraintSection)
     sampler: SamplerSection = field(default_factory=SamplerSection)
     pruner: ParetoPruner = field(default_factory=ParetoPruner)
+    scheduler: SchedulerSection = field(default_factory=SchedulerSection)
     source: str = "<dict>"
 
     # -- sampling -------------------------------------------------------------------------------
@@ -311,6 +313,24 @@ class SearchSpace:
                 "seed": seed,
             }
         )
+
+    @property
+    def scheduler_kind(self) -> SchedulerKind:
+        """The early-stopping rule: ``[scheduler] kind``, else what ``[pruner]`` says."""
+        if self.scheduler.kind is not None:
+            return SchedulerKind(self.scheduler.kind)
+        return SchedulerKind.DOMINANCE if self.pruner.enabled else SchedulerKind.NONE
+
+    def early_stopper(self, epochs: int | None = None) -> EarlyStopper | None:
+        """What decides after each epoch whether a trial goes on (``None``: every trial trains
+        its full budget); ``epochs`` defaults to the recipe's."""
+        kind = self.scheduler_kind
+        if kind is SchedulerKind.ASHA:
+            sc = self.scheduler
+            return RungScheduler(sc.eta, sc.min_epochs, epochs or self.train.epochs)
+        if kind is SchedulerKind.DOMINANCE:
+            return self.pruner
+        return None
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         sm = self.sampler
@@ -417,6 +437,7 @@ _SECTIONS = {
     "recipe",
     "schema_version",
     "pruner",
+    "scheduler",
 }
 S = TypeVar("S")
 
@@ -752,6 +773,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> SearchSpace:
         constraints=c.section(ConstraintSection, c.table(raw, "constraints"), "constraints"),
         sampler=c.section(SamplerSection, c.table(raw, "sampler"), "sampler"),
         pruner=c.section(ParetoPruner, c.table(raw, "pruner"), "pruner"),
+        scheduler=c.section(SchedulerSection, c.table(raw, "scheduler"), "scheduler"),
         source=source,
     )
     _check_together(c, space)
@@ -774,6 +796,19 @@ def _check_together(c: _Ctx, space: SearchSpace) -> None:
             "train.warmup_epochs",
             f"must not exceed [train] epochs ({t.epochs}), got {t.warmup_epochs}: the learning "
             "rate would never reach its peak; lower warmup_epochs",
+        )
+    sc = space.scheduler
+    if sc.kind == SchedulerKind.DOMINANCE and not space.pruner.enabled:
+        raise c.fail(
+            "scheduler.kind",
+            '"dominance" is the [pruner] rule, which [pruner] enabled = false turns off; '
+            "remove one of the two",
+        )
+    if sc.kind == SchedulerKind.ASHA and sc.min_epochs >= t.epochs:
+        raise c.fail(
+            "scheduler.min_epochs",
+            f"must be below [train] epochs ({t.epochs}) for a rung to exist, got "
+            f"{sc.min_epochs}; lower min_epochs or raise epochs",
         )
     # The baseline is trained at the model's default width, enqueued as a fixed parameter: a
     # list of widths must hold it, or the baseline fails when it asks for its width.
@@ -818,6 +853,7 @@ def _from_stored(raw: Mapping[str, Any]) -> dict[str, Any]:
         "constraints": {k: v for k, v in raw["constraints"].items() if v is not None},
         "sampler": {k: v for k, v in raw["sampler"].items() if v is not None},
         "pruner": dict(raw.get("pruner", {})),
+        "scheduler": {k: v for k, v in raw.get("scheduler", {}).items() if v is not None},
     }
 
 

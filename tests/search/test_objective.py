@@ -17,6 +17,7 @@ from automl.attrs import TrialAttr
 from automl.objective import EpochReporter, Objective, StopRequested
 from automl.pruning import ParetoPruner
 from automl.report import format_front
+from automl.scheduler import EarlyStopper
 from automl.space import SearchSpace, TrialParams, load_space
 from automl.training import EpochRecord
 from tests.helpers import write_space
@@ -42,13 +43,13 @@ def _reporter(
     trial: optuna.Trial,
     *,
     epochs: int = 4,
-    pruner: ParetoPruner | None = None,
+    stopper: EarlyStopper | None = None,
     stop: threading.Event | None = None,
 ) -> EpochReporter:
     return EpochReporter(
         trial,
         latency_ms=1.0,
-        pruner=pruner or ParetoPruner(enabled=False),
+        stopper=stopper,
         epochs=epochs,
         stop_event=stop or threading.Event(),
     )
@@ -108,7 +109,7 @@ def test_a_dominated_trial_is_pruned_with_its_reason() -> None:
             )
         )
     pruner = ParetoPruner(warmup_epochs=0, margin=0.05, min_dominators=2)
-    report = _reporter(study.ask(), pruner=pruner)
+    report = _reporter(study.ask(), stopper=pruner)
     with pytest.raises(optuna.TrialPruned, match="dominated at epoch 1"):
         report(_record(0, 0.3))
     reason = study.trials[2].user_attrs[TrialAttr.PRUNED_REASON]
