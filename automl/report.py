@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl.search_progress import ComputePoint, hypervolume_by_compute, trial_stages
 from automl.study import METRIC_NAMES, AutoMLStudy, ParetoRecord
 
 __all__ = ["COMPLEXITY_LEGEND", "format_front", "reference_point", "write_report"]
@@ -97,8 +98,10 @@ def _save(ax: Any, path: Path) -> None:
 
 
 def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
-    """Write pareto.csv, pareto.md, pareto.html, pareto_front.{html,png} and
-    hypervolume.{html,png} under ``out``; returns the paths written."""
+    """Write pareto.csv, pareto.md, pareto.html, pareto_front.{html,png},
+    hypervolume.{html,png}, trials.csv (each trial's epochs, rung and why it stopped) and
+    hypervolume_compute.{csv,png} (against epochs and seconds trained) under ``out``; returns the
+    paths written."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ost = study.optuna_study
@@ -136,12 +139,31 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     )
     written.append(path)
 
+    all_trials = ost.get_trials(deepcopy=False)
+    path = out_dir / "trials.csv"
+    with path.open("w", newline="") as f:
+        tw = csv.writer(f)
+        tw.writerow(["number", "state", "epochs", "rung", "why_stopped"])
+        for st in trial_stages(all_trials):
+            tw.writerow(
+                [st.number, st.state, st.epochs, "" if st.rung is None else st.rung, st.why]
+            )
+    written.append(path)
+
     completed = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         return written
+    ref = reference_point(ost)
+    by_compute = hypervolume_by_compute(all_trials, ref)
+    path = out_dir / "hypervolume_compute.csv"
+    with path.open("w", newline="") as f:
+        hw = csv.writer(f)
+        hw.writerow(["trials_ended", "epochs", "train_seconds", "hypervolume"])
+        for pt in by_compute:
+            hw.writerow([pt.trials_ended, pt.epochs, round(pt.seconds, 2), pt.hypervolume])
+    written.append(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ref = reference_point(ost)
         fig = optuna.visualization.plot_pareto_front(ost, target_names=METRIC_NAMES)
         path = out_dir / "pareto_front.html"
         fig.write_html(str(path), include_plotlyjs="cdn")
@@ -163,4 +185,33 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
         path = out_dir / "hypervolume.png"
         _save(ax, path)
         written.append(path)
+    path = out_dir / "hypervolume_compute.png"
+    _plot_by_compute(by_compute, ref, path)
+    written.append(path)
     return written
+
+
+def _plot_by_compute(points: list[ComputePoint], ref: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    hv = [p.hypervolume for p in points]
+    for ax, x, label in (
+        (axes[0], [p.epochs for p in points], "epochs trained (all trials)"),
+        (axes[1], [p.seconds / 60 for p in points], "training minutes (all trials)"),
+    ):
+        ax.step(x, hv, where="post", marker="o", markersize=3)
+        ax.set_xlabel(label)
+        ax.set_ylabel("hypervolume (accuracy x ms)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Front's hypervolume against compute; reference: accuracy {ref[0]:g}, "
+        f"latency {ref[1]:.3g} ms",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

@@ -18,7 +18,9 @@ from tests.helpers import PG_PROBLEM, PG_URL, require_pg
 
 # Under pytest-xdist (make test runs two processes on two cores) one thread each: two threads per
 # process would oversubscribe the cores, and most tests are small models bound by Python overhead.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+torch.set_num_threads(
+    1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
+)
 
 
 def _release_pg_connections() -> None:

@@ -38,10 +38,10 @@ def require_pg() -> None:
     pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {PG_PROBLEM}")
 
 
-
 def unpooled_storage(url: str) -> optuna.storages.RDBStorage:
     """A plain Optuna storage whose connections close after each use, for tests that poll."""
     return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+
 
 TINY_SPACE = """
 [study]

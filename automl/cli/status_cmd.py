@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
 from automl.cli.common import add_storage_args, resolve_study_name
-from automl.report import format_front
+from automl.report import format_front, reference_point
+from automl.scheduler import RungScheduler
+from automl.search_progress import hypervolume_by_compute, trial_stages
 from automl.storage import redact
-from automl.study import ATTR_TARGET, load_study
+from automl.study import ATTR_TARGET, AutoMLStudy, load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +51,43 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON) or 'no reason stored'}"
         )
+    _early_stopping(study, trials)
     print("Pareto front:")
     print(format_front(study.pareto_front()))
     return 0
+
+
+# How many of the latest trials the per-trial table shows, and points of the compute history.
+SHOWN_TRIALS = 15
+HISTORY_POINTS = 6
+
+
+def _early_stopping(study: AutoMLStudy, trials: list[FrozenTrial]) -> None:
+    """The early-stopping rule, each recent trial's epochs, rung and reason, and the front's
+    hypervolume against the compute spent."""
+    stopper = study.space.early_stopper()
+    kind = study.space.scheduler_kind
+    if isinstance(stopper, RungScheduler):
+        rule = f"asha, eta {stopper.eta}, rungs at epochs {stopper.rungs} of {stopper.epochs}"
+    else:
+        rule = str(kind)
+    print(f"early stopping: {rule}")
+    ended = [t for t in trials if t.state is not TrialState.WAITING]
+    if ended:
+        shown = ended[-SHOWN_TRIALS:]
+        more = f" (the last {len(shown)} of {len(ended)})" if len(shown) < len(ended) else ""
+        print(f"trials{more}:\n  #     state     epochs  rung      why it stopped")
+        for st in trial_stages(shown):
+            print("  " + st.line())
+    history = hypervolume_by_compute(trials, reference_point(study.optuna_study))
+    if history:
+        step = max(1, len(history) // HISTORY_POINTS)
+        picks = history[step - 1 :: step]
+        if picks[-1] is not history[-1]:
+            picks.append(history[-1])
+        print("hypervolume against compute (accuracy x ms above accuracy 0, under 1.1 x slowest):")
+        for p in picks:
+            print(
+                f"  {p.trials_ended:>4} trials ended, {p.epochs:>5} epochs, "
+                f"{p.seconds / 60:7.1f} min trained: {p.hypervolume:.4g}"
+            )

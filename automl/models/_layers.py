@@ -47,9 +47,7 @@ class MConv2d(nn.Conv2d):
         # weight-gradient kernel for strided 1x1 convolutions in channels_last corrupts the heap
         # with fewer than 8 input channels (seen with one group; grouped ones take the same path
         # to be safe, it costs nothing measurable): tests/models/test_onednn_defect.py.
-        self.subsample_first = (
-            kernel_size == 1 and stride > 1 and pad == 0 and in_ch // groups < 8
-        )
+        self.subsample_first = kernel_size == 1 and stride > 1 and pad == 0 and in_ch // groups < 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.subsample_first and x.device.type == "cpu":

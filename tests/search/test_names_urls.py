@@ -237,7 +237,10 @@ def test_a_study_with_an_odd_name_created_elsewhere_runs_inside_the_folder(
     [
         ("postgresql://u:S3c@ret@host/db", "postgresql://u:***@host/db"),
         ("postgresql://u:S3c%40ret@host:5432/db", "postgresql://u:***@host:5432/db"),
-        ("postgresql://u:pw@host/db?password=S3c&x=1", "postgresql://u:***@host/db?password=***&x=1"),
+        (
+            "postgresql://u:pw@host/db?password=S3c&x=1",
+            "postgresql://u:***@host/db?password=***&x=1",
+        ),
         ("postgresql://host/db?PASSWORD=S3c", "postgresql://host/db?PASSWORD=***"),
         ("postgresql://host/db?password=a@S3c", "postgresql://***@S3c"),
         ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -404,7 +407,9 @@ def test_real_processes_refuse_names_and_storages_with_exit_2(tmp_path: Path) ->
         [sys.executable, "-m", "automl", "search", "--space", str(space), "--storage", "sqlite://"],
     ]
     for argv in cases:
-        out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 2, (argv, out.stderr)
         lines = out.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("automl: error: "), (argv, out.stderr)

@@ -3,7 +3,9 @@ the [scheduler] section, and real studies that use it."""
 
 from __future__ import annotations
 
+import csv
 import math
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from automl.scheduler import (
 from automl.space import SearchSpace, load_space, parse_space
 from automl.training import EpochRecord
 from tests.helpers import write_space
+from tests.search.test_cli import run_cli
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
@@ -209,3 +212,24 @@ def test_a_real_study_stops_trials_at_rungs(tmp_path: Path, sampler: str) -> Non
             assert len(t.user_attrs[TrialAttr.CURVE]) == 4
     # Nothing left behind: a stopped trial's checkpoint is removed like a finished one's.
     assert list((tmp_path / "art").glob("checkpoints/*/*.pt")) == []
+    if sampler != "random":
+        return
+    # What a user sees: each trial's epochs, rung and reason, and hypervolume against compute.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    status = run_cli("status", "--storage", url, "--study", "tiny", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    assert "early stopping: asha, eta 4, rungs at epochs [1] of 4" in out
+    for t in pruned:
+        assert re.search(rf"#{t.number}\s+pruned\s+1\s+rung 1\s+stopped at rung 1 \(epoch 1\)", out)
+    assert "hypervolume against compute" in out and "epochs" in out
+    report = run_cli("report", "--storage", url, "--study", "tiny", "--out", "rep", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader((tmp_path / "rep" / "trials.csv").open()))
+    assert [r["state"] for r in rows] == [t.state.name.lower() for t in trials]
+    assert {r["rung"] for r in rows} == {"1"}
+    hv = list(csv.DictReader((tmp_path / "rep" / "hypervolume_compute.csv").open()))
+    assert [int(r["epochs"]) for r in hv] == sorted(int(r["epochs"]) for r in hv)
+    assert int(hv[-1]["epochs"]) == sum(len(t.user_attrs[TrialAttr.CURVE]) for t in trials)
+    assert float(hv[-1]["hypervolume"]) > 0
+    assert (tmp_path / "rep" / "hypervolume_compute.png").read_bytes()[:4] == b"\x89PNG"
