@@ -147,8 +147,8 @@ def main() -> None:
         target = statistics.median(v[-1] for v in tpe["val"])
         lines.append(f"\n{n} worker(s): budget {budget_s(table, n):.0f} s simulated wall clock")
         lines.append(
-            f"{'method':<14}{'val HV 25%':>22}{'val HV 50%':>22}{'val HV 100%':>22}"
-            f"{'test HV 100%':>22}{'to TPE final':>14}"
+            f"{'method':<14}{'val HV 25%':>24}{'val HV 50%':>24}{'val HV 100%':>24}"
+            f"{'test HV 100%':>24}{'to TPE final':>14}"
         )
         for (nw, method), c in sorted(curves.items()):
             if nw != n:
@@ -161,7 +161,7 @@ def main() -> None:
             med_curve = [statistics.median(v[i] for v in c["val"]) for i in range(POINTS)]
             reach = compute_to_reach(med_curve, c["grid"], target)
             frac_s = "never" if reach is None else f"{reach / c['grid'][-1]:.0%}"
-            lines.append(f"{method:<14}" + "".join(f"{x:>22}" for x in cells) + f"{frac_s:>14}")
+            lines.append(f"{method:<14}" + "".join(f"{x:>24}" for x in cells) + f"{frac_s:>14}")
             summary[f"{n}w/{method}"] = {
                 "median_val_curve": med_curve,
                 "compute_to_tpe_final": reach,
@@ -169,10 +169,70 @@ def main() -> None:
                 "final_test": quartiles([v[-1] for v in c["test"]]),
                 "seeds": len(c["val"]),
             }
+    lines += stopping_evidence(table, runs)
     print("\n".join(lines))
     Path(args.json).write_text(json.dumps(summary, indent=1))
     plot(curves, args.workers, Path(args.png))
     print(f"wrote {args.json} and {args.png}")
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        for pos, i in enumerate(order):
+            r[i] = float(pos)
+        return r
+
+    return statistics.correlation(ranks(a), ranks(b))
+
+
+def stopping_evidence(table: Table, runs: list[dict[str, Any]]) -> list[str]:
+    """Why stopping for good is enough here: how well a rung's accuracy ranks the final one, and
+    how many stopped trials would have ended on the table's true front (what pausing them for a
+    later promotion could have saved)."""
+    final = [r.val_accuracy[-1] for r in table.rows]
+    out = ["", "rank correlation (Spearman) of validation accuracy at epoch e with the final one:"]
+    out.append(
+        "  "
+        + ", ".join(
+            f"e={e}: {spearman([r.val_accuracy[e - 1] for r in table.rows], final):.3f}"
+            for e in range(1, table.epochs)
+        )
+    )
+    true_front = {
+        json.dumps(r.config, sort_keys=True)
+        for r in table.rows
+        if not any(
+            o.val_accuracy[-1] >= r.val_accuracy[-1]
+            and o.latency_ms <= r.latency_ms
+            and (o.val_accuracy[-1] > r.val_accuracy[-1] or o.latency_ms < r.latency_ms)
+            for o in table.rows
+        )
+    }
+    out.append(f"the table's true validation front: {len(true_front)} of {len(table.rows)} configs")
+    for method in sorted({r["method"] for r in runs if "asha" in r["method"]}):
+        stopped = on_front = found = 0
+        for r in (r for r in runs if r["method"] == method):
+            last: dict[int, dict[str, Any]] = {}
+            for e in r["events"]:
+                last[e["trial"]] = e
+            ends = [e for e in last.values() if e["epoch"] < table.epochs]
+            stopped += len(ends)
+            on_front += sum(json.dumps(e["config"], sort_keys=True) in true_front for e in ends)
+            finished = {
+                json.dumps(e["config"], sort_keys=True)
+                for e in last.values()
+                if e["epoch"] == table.epochs
+            }
+            found += len(finished & true_front)
+        n_runs = max(1, sum(1 for r in runs if r["method"] == method))
+        out.append(
+            f"{method}: {stopped} trials stopped early (or cut by the budget), "
+            f"{on_front} of them ({on_front / max(stopped, 1):.1%}) configs of the true front; "
+            f"true-front configs trained to the end: {found / n_runs:.1f} per run"
+        )
+    return out
 
 
 def plot(curves: dict[tuple[int, str], dict[str, Any]], workers: list[int], out: Path) -> None:

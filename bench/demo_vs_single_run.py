@@ -1,0 +1,162 @@
+"""What the demo's 10 minutes buy against the obvious alternative: one undivided network trained
+for the same 10 minutes.
+
+Trains ``convnet_s`` (K = 1, the space's default width) with the demo space's recipe for as many
+epochs as fit in ``--minutes`` on this machine (one epoch is timed first, and the learning-rate
+schedule is set for the whole run), scores it on the same test images as the search's trials,
+then times its latency side by side with every model of the demo study's Pareto front (the same
+process, interleaved rounds, the space's latency settings: drift of the machine hits all alike).
+
+    make demo                                   # the search (its study in ./automl.db)
+    python bench/demo_vs_single_run.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from automl.data import DataBundle, load_dataset
+from automl.latency import measure
+from automl.models import create_model
+from automl.models.ensemble import Ensemble
+from automl.space import SearchSpace, TrialParams, load_space
+from automl.study import load_study
+from automl.training import evaluate, fit
+from bench._common import machine
+
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "fashion_mnist_cpu.toml"
+
+
+def baseline_params(space: SearchSpace) -> TrialParams:
+    t = space.train
+    return TrialParams(1, space.model.default_width_mult, 0.0, "js", 0, t.lr, t.weight_decay, True)
+
+
+def build(space: SearchSpace, data: DataBundle, k: int, width: float) -> Ensemble:
+    torch.manual_seed(0)
+    return create_model(
+        space.model.name,
+        num_classes=data.num_classes,
+        in_chans=data.in_chans,
+        split_factor=k,
+        width_mult=width,
+        **space.model.options,
+    )
+
+
+def train_for(space: SearchSpace, data: DataBundle, seconds: float) -> dict[str, Any]:
+    params = baseline_params(space)
+    one = dataclasses.replace(space.train_config(params), epochs=1)
+    t0 = time.perf_counter()
+    fit(build(space, data, 1, params.width_mult), data, one)
+    epoch_s = time.perf_counter() - t0
+    epochs = max(1, int(seconds // epoch_s))
+    print(f"one epoch (and its validation) took {epoch_s:.1f} s: training {epochs} epochs")
+    model = build(space, data, 1, params.width_mult)
+    cfg = dataclasses.replace(space.train_config(params), epochs=epochs)
+    t0 = time.perf_counter()
+    result = fit(model, data, cfg, progress=True)
+    wall = time.perf_counter() - t0
+    test = evaluate(model, data.test)
+    return {
+        "model": model,
+        "epochs": epochs,
+        "train_seconds": round(wall, 1),
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": test.accuracy,
+    }
+
+
+def paired_latency(
+    space: SearchSpace, data: DataBundle, models: dict[str, Ensemble], rounds: int
+) -> dict[str, float]:
+    obj = space.objectives
+    x = torch.randn(obj.latency_batch_size, data.in_chans, data.image_size, data.image_size)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            rec = measure(
+                m,
+                x,
+                mode=obj.latency_mode,
+                threads=obj.latency_threads,
+                warmup_s=obj.latency_warmup_s,
+                min_run_s=obj.latency_min_run_s,
+            )
+            times[name].append(rec.median_ms)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--storage", default="sqlite:///automl.db")
+    ap.add_argument("--study", default="fashion-mnist-cpu")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", default=None, help="also write the numbers here")
+    args = ap.parse_args()
+    study = load_study(args.study, args.storage)
+    front = study.pareto_front()
+    if not front:
+        raise SystemExit(f"study {args.study!r} has no completed trial; run `make demo` first")
+    space = load_space(SPACE)
+    d = space.data
+    data = load_dataset(
+        d.dataset,
+        d.root,
+        val_fraction=d.val_fraction,
+        split_seed=d.split_seed,
+        train_limit=d.train_limit,
+        eval_limit=d.eval_limit,
+        image_size=d.image_size,
+    )
+    print(machine())
+    single = train_for(space, data, args.minutes * 60)
+    models: dict[str, Ensemble] = {"single": single["model"]}
+    for r in front:
+        models[f"#{r.number}"] = build(
+            space, data, r.split_factor, float(r.params.get("width_mult", 1.0))
+        )
+    lat = paired_latency(space, data, models, args.rounds)
+    print(
+        f"\nsingle run: convnet_s K=1 w={space.model.default_width_mult}, {single['epochs']} "
+        f"epochs in {single['train_seconds']} s: test {single['test_accuracy']:.4f}, "
+        f"latency {lat['single']:.3f} ms"
+    )
+    rows = []
+    print(f"{'trial':>6} {'K':>2} {'width':>6} {'test_acc':>9} {'latency_ms':>11}  as good?")
+    for r in front:
+        ms = lat[f"#{r.number}"]
+        acc = r.test_accuracy if r.test_accuracy is not None else float("nan")
+        good = acc >= single["test_accuracy"] and ms <= lat["single"]
+        width = float(r.params.get("width_mult", 1.0))
+        print(f"{r.number:>6} {r.split_factor:>2} {width:>6.3f} {acc:>9.4f} {ms:>11.3f}  {good}")
+        rows.append({"trial": r.number, "k": r.split_factor, "width": width, "test": acc, "ms": ms})
+    verdict = any(
+        row["test"] >= single["test_accuracy"] and row["ms"] <= lat["single"] for row in rows
+    )
+    print(f"\nthe front holds a model at least as accurate and no slower: {verdict}")
+    if args.json:
+        out = {k: v for k, v in single.items() if k != "model"}
+        out |= {
+            "latency_ms": lat["single"],
+            "front": rows,
+            "verdict": verdict,
+            "machine": machine(),
+        }
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
