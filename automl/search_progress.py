@@ -77,8 +77,15 @@ def hypervolume_by_compute(
     trials: Sequence[FrozenTrial], reference: Sequence[float]
 ) -> list[ComputePoint]:
     """One point per ended trial, in the order they ended: compute spent by all ended trials so
-    far, and the hypervolume of the feasible completed ones."""
-    ended = [t for t in trials if t.state in _ENDED and t.datetime_complete is not None]
+    far, and the hypervolume of the feasible completed ones. An attempt that was retried counts
+    with its retry (whose curve holds its epochs), not on its own."""
+    # A retried attempt's epochs are in its retry's curve too: counted once, with the retry.
+    superseded = {int(n) for t in trials for n in t.system_attrs.get("retry_history", [])}
+    ended = [
+        t
+        for t in trials
+        if t.state in _ENDED and t.datetime_complete is not None and t.number not in superseded
+    ]
     ended.sort(key=lambda t: (t.datetime_complete, t.number))
     points: list[tuple[float, float]] = []
     epochs, seconds = 0, 0.0

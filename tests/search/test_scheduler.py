@@ -28,6 +28,7 @@ from automl.scheduler import (
     rank_at_rung,
     rungs,
 )
+from automl.search_progress import hypervolume_by_compute
 from automl.space import SearchSpace, load_space, parse_space
 from automl.training import EpochRecord
 from tests.helpers import write_space
@@ -233,3 +234,28 @@ def test_a_real_study_stops_trials_at_rungs(tmp_path: Path, sampler: str) -> Non
     assert int(hv[-1]["epochs"]) == sum(len(t.user_attrs[TrialAttr.CURVE]) for t in trials)
     assert float(hv[-1]["hypervolume"]) > 0
     assert (tmp_path / "rep" / "hypervolume_compute.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compute_counts_a_retried_attempt_once() -> None:
+    study = optuna.create_study(directions=DIRECTIONS)
+    curve: dict[str, Any] = {TrialAttr.CURVE: [0.5, 0.6], TrialAttr.EPOCH_SECONDS: [1.0, 1.0]}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={**curve}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.7, 2.0],
+            user_attrs={
+                TrialAttr.CURVE: [0.5, 0.6, 0.7],
+                TrialAttr.EPOCH_SECONDS: [1.0, 1.0, 1.0],
+            },
+            system_attrs={"failed_trial": 0, "retry_history": [0]},
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED,
+            user_attrs={TrialAttr.CURVE: [0.2], TrialAttr.EPOCH_SECONDS: [2.0]},
+        )
+    )
+    points = hypervolume_by_compute(study.trials, [0.0, 4.0])
+    assert [(p.trials_ended, p.epochs, p.seconds) for p in points] == [(1, 3, 3.0), (2, 4, 5.0)]
+    assert points[-1].hypervolume == pytest.approx(0.7 * 2.0)
