@@ -139,3 +139,24 @@ def test_a_replayed_search_follows_the_table_and_the_scheduler(
     grid = [spent * (i + 1) / 10 for i in range(10)]
     val, test = hypervolume_history([e.to_dict() for e in events], table, grid)
     assert val == sorted(val) and test == sorted(test) and val[-1] > 0
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsgaii"])
+def test_the_scheduler_works_with_model_based_samplers(tmp_path: Path, sampler: str) -> None:
+    table = _table(tmp_path)
+    space = _space(tmp_path)
+    samplers = {
+        "tpe": optuna.samplers.TPESampler(
+            seed=0, n_startup_trials=4, multivariate=True, group=True
+        ),
+        "nsgaii": optuna.samplers.NSGAIISampler(seed=0, population_size=4),
+    }
+    sched = RungScheduler(eta=3, min_epochs=1, epochs=EPOCHS)
+    events = simulate(
+        table, space, samplers[sampler], stopper=sched, n_workers=2, wallclock_s=600.0
+    )
+    last: dict[int, int] = {}
+    for e in events:
+        last[e.trial] = e.epoch
+    assert any(epoch == EPOCHS for epoch in last.values()), "some trials train to the end"
+    assert any(epoch in sched.rungs for epoch in last.values()), "and some stop at a rung"
