@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --n-trials 12 --time-budget 540
+	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --timeout 540 --time-budget 540
 
 # Lint and types first, so that pytest's summary is the last line of the run. pytest runs two
 # processes (one per core); the worker-pool tests stay in one of them (xdist group "pg-workers").

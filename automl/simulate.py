@@ -16,6 +16,7 @@ then epoch e ends ``sum(epoch_seconds[:e])`` later. Compute is the sum of what t
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import math
@@ -90,6 +91,14 @@ class Table:
         if short:
             raise ConfigError(f"{path}: {len(short)} rows have fewer than {epochs} epochs")
         return cls(rows, epochs, header)
+
+    def with_latency_cost(self, scale: float) -> Table:
+        """The same table with each latency measurement's cost scaled by ``scale`` (0: free, as
+        when an epoch lasts minutes and the measurement seconds)."""
+        rows = [
+            dataclasses.replace(r, latency_seconds=r.latency_seconds * scale) for r in self.rows
+        ]
+        return Table(rows, self.epochs, self.header)
 
     def lookup(self, params: dict[str, Any]) -> Row:
         """The row nearest to a trial's parameters: K and the kind exactly, the width on a log

@@ -36,7 +36,7 @@ from automl.simulate import Table, hypervolume_history, simulate
 from automl.space import SamplerName, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "fashion_mnist_cpu.toml"
-FULL_TRIALS = 60  # the budget: this many full-budget trials of the table's mean cost, per worker
+FULL_TRIALS = 20  # the budget: this many full-budget trials of the table's mean cost
 POINTS = 40  # compute checkpoints per curve
 
 # name -> (sampler, scheduled)
@@ -60,14 +60,14 @@ def sampler_for(space: SearchSpace, name: str, seed: int) -> optuna.samplers.Bas
     return dataclasses.replace(space, sampler=sm).make_sampler()
 
 
-def budget_s(table: Table, n_workers: int) -> float:
+def budget_s(table: Table, n_workers: int, full_trials: float = FULL_TRIALS) -> float:
     mean = statistics.fmean(r.full_cost for r in table.rows)
-    return FULL_TRIALS * mean / n_workers
+    return full_trials * mean / n_workers
 
 
-def run_one(args: tuple[str, str, int, int]) -> dict[str, Any]:
-    table_path, method, seed, n_workers = args
-    table = Table.load(table_path)
+def run_one(args: tuple[str, str, int, int, float, float]) -> dict[str, Any]:
+    table_path, method, seed, n_workers, full_trials, latency_cost = args
+    table = Table.load(table_path).with_latency_cost(latency_cost)
     space = make_space(table)
     sampler_name, scheduled = METHODS[method]
     stopper = RungScheduler(eta=3, min_epochs=1, epochs=table.epochs) if scheduled else None
@@ -78,7 +78,7 @@ def run_one(args: tuple[str, str, int, int]) -> dict[str, Any]:
         sampler_for(space, sampler_name, seed),
         stopper=stopper,
         n_workers=n_workers,
-        wallclock_s=budget_s(table, n_workers),
+        wallclock_s=budget_s(table, n_workers, full_trials),
     )
     return {
         "method": method,
@@ -109,13 +109,29 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument(
+        "--latency-cost",
+        type=float,
+        default=1.0,
+        help="scale of each latency measurement's recorded cost (0: free)",
+    )
+    ap.add_argument(
+        "--full-trials",
+        type=float,
+        default=FULL_TRIALS,
+        help="the budget: this many full-budget trials of the table's mean cost",
+    )
     ap.add_argument("--png", default="bench/data/search_hypervolume.png")
     ap.add_argument("--json", default="bench/data/search_summary.json")
     args = ap.parse_args()
-    table = Table.load(args.table)
+    table = Table.load(args.table).with_latency_cost(args.latency_cost)
     print(f"table: {len(table.rows)} configs, {table.epochs} epochs, {table.header.get('machine')}")
+    ft = args.full_trials
     jobs = [
-        (args.table, m, s, n) for n in args.workers for m in args.methods for s in range(args.seeds)
+        (args.table, m, s, n, ft, args.latency_cost)
+        for n in args.workers
+        for m in args.methods
+        for s in range(args.seeds)
     ]
     t0 = time.perf_counter()
     with Pool(args.processes) as pool:
@@ -131,7 +147,7 @@ def main() -> None:
     summary: dict[str, Any] = {"table": table.header, "reference": table.reference_point()}
     curves: dict[tuple[int, str], dict[str, Any]] = {}
     for n in args.workers:
-        total = budget_s(table, n) * n
+        total = budget_s(table, n, ft) * n
         grid = [total * (i + 1) / POINTS for i in range(POINTS)]
         for method in sorted({r["method"] for r in runs if r["n_workers"] == n}):
             val, test = [], []
@@ -145,7 +161,7 @@ def main() -> None:
     for n in args.workers:
         tpe = curves[(n, "tpe")]
         target = statistics.median(v[-1] for v in tpe["val"])
-        lines.append(f"\n{n} worker(s): budget {budget_s(table, n):.0f} s simulated wall clock")
+        lines.append(f"\n{n} worker(s): budget {budget_s(table, n, ft):.0f} s simulated wall clock")
         lines.append(
             f"{'method':<14}{'val HV 25%':>24}{'val HV 50%':>24}{'val HV 100%':>24}"
             f"{'test HV 100%':>24}{'to TPE final':>14}"

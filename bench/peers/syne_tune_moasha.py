@@ -72,7 +72,9 @@ def load_table(path: str) -> tuple[dict[str, dict[str, Any]], int]:
     return rows, epochs
 
 
-def make_blackbox(rows: dict[str, dict[str, Any]], epochs: int) -> BlackboxTabular:
+def make_blackbox(
+    rows: dict[str, dict[str, Any]], epochs: int, latency_cost: float = 1.0
+) -> BlackboxTabular:
     """Every point of the full space (K = 1 repeated over the cot values) and its curves."""
     configs, evals = [], []
     for k, w, cw, kind in (
@@ -83,7 +85,7 @@ def make_blackbox(rows: dict[str, dict[str, Any]], epochs: int) -> BlackboxTabul
         if row is None:
             raise SystemExit(f"table has no row for {canonical(config)}: is it complete?")
         acc = np.asarray(row["val_accuracy"], dtype=float)
-        elapsed = row["latency_seconds"] + np.cumsum(row["epoch_seconds"])
+        elapsed = row["latency_seconds"] * latency_cost + np.cumsum(row["epoch_seconds"])
         lat = np.full(epochs, float(row["latency_ms"]))
         configs.append(config)
         evals.append(np.stack([1.0 - acc, lat, acc, elapsed], axis=-1))
@@ -166,21 +168,30 @@ def main() -> None:
     p.add_argument("--table", default="bench/data/fashion_grid.jsonl")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--max-wallclock", type=float, help="simulated s; default 60 full trials / n")
+    p.add_argument("--max-wallclock", type=float, help="simulated s; default: --full-trials / n")
+    p.add_argument("--latency-cost", type=float, default=1.0, help="scale of latency_seconds")
+    p.add_argument("--full-trials", type=float, default=20, help="budget in mean full trials")
     p.add_argument("--tick", type=float, default=0.05, help="simulated tuner sleep (s)")
     p.add_argument("--stock", action="store_true", help="Syne Tune's default simulator settings")
     p.add_argument("--out", default="bench/data/moasha_runs.json")
     args = p.parse_args()
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
     rows, epochs = load_table(args.table)
-    bb = make_blackbox(rows, epochs)
-    full = float(np.mean([r["latency_seconds"] + sum(r["epoch_seconds"]) for r in rows.values()]))
+    bb = make_blackbox(rows, epochs, args.latency_cost)
+    full = float(
+        np.mean(
+            [
+                r["latency_seconds"] * args.latency_cost + sum(r["epoch_seconds"])
+                for r in rows.values()
+            ]
+        )
+    )
     tmp = tempfile.mkdtemp(prefix="syne-tune-")
     os.environ["SYNETUNE_FOLDER"] = tmp  # the tuner's own result folders go here, then away
     runs = []
     try:
         for n in args.workers:
-            budget = args.max_wallclock or 60 * full / n
+            budget = args.max_wallclock or args.full_trials * full / n
             print(f"n_workers={n}: max_wallclock_s={budget:.1f} (mean full trial {full:.1f} s)")
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
