@@ -179,7 +179,8 @@ class RungScheduler:
             return None
         return Stop(
             reason=(
-                f"stopped at rung {level} (epoch {done}): ranked {position + 1} of "
+                f"stopped at rung {level} of {len(self.rungs)} (epoch {done}): ranked "
+                f"{position + 1} of "
                 f"{len(points)} trials there by (accuracy, latency) (front {front + 1}); "
                 f"the best {keep} (1/{self.eta}) go on"
             ),

@@ -29,9 +29,12 @@ class TrialStage:
     rung: int | None  # epochs at the highest rung reached ([scheduler] asha)
     why: str  # why it stopped early or failed; "" otherwise
 
+    # The columns of ``line``: the rung is named by its epoch count, as the reasons do.
+    HEADER = "#     state     epochs  rung (epoch)  why it stopped"
+
     def line(self) -> str:
-        rung = f"rung {self.rung}" if self.rung is not None else "-"
-        return f"#{self.number:<4} {self.state:<9} {self.epochs:>6}  {rung:<8}  {self.why}"
+        rung = str(self.rung) if self.rung is not None else "-"
+        return f"#{self.number:<4} {self.state:<9} {self.epochs:>6}  {rung:>12}  {self.why}"
 
 
 def _epochs(t: FrozenTrial) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import sys
@@ -57,12 +58,19 @@ def build(space: SearchSpace, data: DataBundle, k: int, width: float) -> Ensembl
 
 def train_for(space: SearchSpace, data: DataBundle, seconds: float) -> dict[str, Any]:
     params = baseline_params(space)
-    one = dataclasses.replace(space.train_config(params), epochs=1)
-    t0 = time.perf_counter()
-    fit(build(space, data, 1, params.width_mult), data, one)
-    epoch_s = time.perf_counter() - t0
+    # The first epoch also times the memory layouts and warms the kernels: the epoch time is the
+    # median of the next ones, each with its validation.
+    trial_run = dataclasses.replace(space.train_config(params), epochs=4)
+    stamps: list[float] = []
+    fit(
+        build(space, data, 1, params.width_mult),
+        data,
+        trial_run,
+        callback=lambda rec: stamps.append(time.perf_counter()),
+    )
+    epoch_s = statistics.median(b - a for a, b in itertools.pairwise(stamps))
     epochs = max(1, int(seconds // epoch_s))
-    print(f"one epoch (and its validation) took {epoch_s:.1f} s: training {epochs} epochs")
+    print(f"an epoch (and its validation) takes {epoch_s:.2f} s: training {epochs} epochs")
     model = build(space, data, 1, params.width_mult)
     cfg = dataclasses.replace(space.train_config(params), epochs=epochs)
     t0 = time.perf_counter()

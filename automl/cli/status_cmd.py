@@ -11,7 +11,7 @@ from automl.attrs import TrialAttr
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.report import format_front, reference_point
 from automl.scheduler import RungScheduler
-from automl.search_progress import hypervolume_by_compute, trial_stages
+from automl.search_progress import TrialStage, hypervolume_by_compute, trial_stages
 from automl.storage import redact
 from automl.study import ATTR_TARGET, AutoMLStudy, load_study
 
@@ -76,7 +76,7 @@ def _early_stopping(study: AutoMLStudy, trials: list[FrozenTrial]) -> None:
     if ended:
         shown = ended[-SHOWN_TRIALS:]
         more = f" (the last {len(shown)} of {len(ended)})" if len(shown) < len(ended) else ""
-        print(f"trials{more}:\n  #     state     epochs  rung      why it stopped")
+        print(f"trials{more}:\n  {TrialStage.HEADER}")
         for st in trial_stages(shown):
             print("  " + st.line())
     history = hypervolume_by_compute(trials, reference_point(study.optuna_study))

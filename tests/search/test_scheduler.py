@@ -82,7 +82,7 @@ def test_a_trial_goes_on_only_in_the_best_third_of_its_rung() -> None:
     # 6 trials at rung 1: the best 2 go on. Dominated by everyone: stopped, with the reason.
     stop = sched.decide(study, me, 0, 0.5, 5.0)
     assert stop is not None and stop.rung == 1
-    assert stop.reason.startswith("stopped at rung 1 (epoch 1): ranked 6 of 6")
+    assert stop.reason.startswith("stopped at rung 1 of 2 (epoch 1): ranked 6 of 6")
     assert "the best 2 (1/3) go on" in stop.reason
     # The fastest model yet is an end of the first front: it goes on whatever its accuracy.
     assert sched.decide(study, me, 0, 0.5, 0.5) is None
@@ -205,7 +205,7 @@ def test_a_real_study_stops_trials_at_rungs(tmp_path: Path) -> None:
         # Stopped at a rung (1, or 4 x 1 = 4 is the last epoch: never), its curve kept.
         assert t.user_attrs[TrialAttr.STOPPED_EPOCH] == t.user_attrs[TrialAttr.RUNG] == 1
         assert len(t.user_attrs[TrialAttr.CURVE]) == 1
-        assert str(t.user_attrs[TrialAttr.PRUNED_REASON]).startswith("stopped at rung 1")
+        assert str(t.user_attrs[TrialAttr.PRUNED_REASON]).startswith("stopped at rung 1 of 1")
     for t in trials:
         if t.state is TrialState.COMPLETE:
             assert t.user_attrs[TrialAttr.RUNG] == 1
@@ -219,7 +219,7 @@ def test_a_real_study_stops_trials_at_rungs(tmp_path: Path) -> None:
     out = status.stdout
     assert "early stopping: asha, eta 4, rungs at epochs [1] of 4" in out
     for t in pruned:
-        assert re.search(rf"#{t.number}\s+pruned\s+1\s+rung 1\s+stopped at rung 1 \(epoch 1\)", out)
+        assert re.search(rf"#{t.number}\s+pruned\s+1\s+1\s+stopped at rung 1 of 1 \(epoch 1\)", out)
     assert "hypervolume against compute" in out and "epochs" in out
     report = run_cli("report", "--storage", url, "--study", "tiny", "--out", "rep", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
