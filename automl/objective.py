@@ -25,7 +25,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from automl.attrs import TrialAttr
 from automl.complexity import count_flops_and_macs, count_parameters
-from automl.data import DataBundle, load_dataset
+from automl.data import DataBundle
 from automl.device import describe_device
 from automl.errors import AutoMLError, TrainingError
 from automl.latency import LatencyRecord, measure
@@ -193,15 +193,7 @@ class _DataCache:
     def get(self, section: DataSection) -> DataBundle:
         with self.lock:
             if section not in self.bundles:
-                self.bundles[section] = load_dataset(
-                    section.dataset,
-                    section.root,
-                    val_fraction=section.val_fraction,
-                    split_seed=section.split_seed,
-                    train_limit=section.train_limit,
-                    eval_limit=section.eval_limit,
-                    image_size=section.image_size,
-                )
+                self.bundles[section] = section.load()
             return self.bundles[section]
 
 

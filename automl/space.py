@@ -21,8 +21,9 @@ from typing import Any, TypeVar, cast, get_args, get_type_hints
 import optuna
 import torch
 
+from automl.data import DataBundle
 from automl.data.augment import AugmentConfig, AugmentOrder
-from automl.data.datasets import check_available, list_datasets
+from automl.data.datasets import check_available, list_datasets, load_dataset
 from automl.device import resolve_device
 from automl.errors import ConfigError, DataError, SearchSpaceError
 from automl.latency import ExecutionMode
@@ -132,6 +133,18 @@ class DataSection:
     train_limit: int | None = _setting(None, low=2)
     eval_limit: int | None = _setting(None, low=1)
     image_size: int = _setting(224, low=8, high=MAX_IMAGE_SIZE)
+
+    def load(self) -> DataBundle:
+        """The data set this section names, split and limited as it says."""
+        return load_dataset(
+            self.dataset,
+            self.root,
+            val_fraction=self.val_fraction,
+            split_seed=self.split_seed,
+            train_limit=self.train_limit,
+            eval_limit=self.eval_limit,
+            image_size=self.image_size,
+        )
 
 
 @dataclass(frozen=True)

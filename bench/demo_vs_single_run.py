@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automl.data import DataBundle, load_dataset
+from automl.data import DataBundle
 from automl.latency import measure
 from automl.models import create_model
 from automl.models.ensemble import Ensemble
@@ -119,16 +119,7 @@ def main() -> None:
     if not front:
         raise SystemExit(f"study {args.study!r} has no completed trial; run `make demo` first")
     space = load_space(SPACE)
-    d = space.data
-    data = load_dataset(
-        d.dataset,
-        d.root,
-        val_fraction=d.val_fraction,
-        split_seed=d.split_seed,
-        train_limit=d.train_limit,
-        eval_limit=d.eval_limit,
-        image_size=d.image_size,
-    )
+    data = space.data.load()
     print(machine())
     single = train_for(space, data, args.minutes * 60)
     models: dict[str, Ensemble] = {"single": single["model"]}

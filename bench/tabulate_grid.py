@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automl.data import load_dataset
 from automl.latency import measure
 from automl.models import create_model
 from automl.space import SearchSpace, TrialParams, load_space
@@ -161,16 +160,7 @@ def main() -> None:
         }
         args.out.write_text(json.dumps(header) + "\n")
     todo = [c for c in configs if key_of(c) not in done]
-    d = space.data
-    data = load_dataset(
-        d.dataset,
-        d.root,
-        val_fraction=d.val_fraction,
-        split_seed=d.split_seed,
-        train_limit=d.train_limit,
-        eval_limit=d.eval_limit,
-        image_size=d.image_size,
-    )
+    data = space.data.load()
     print(f"{len(done)} configs tabulated, {len(todo)} to go; {machine()}", flush=True)
     for config in tqdm(todo, unit="config"):
         row = run_config(space, config, data, args.seed)

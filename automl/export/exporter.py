@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from automl.attrs import TrialAttr
-from automl.data import load_dataset
 from automl.device import resolve_device
 from automl.export.bundle import prepare_out_dir, write_json, write_manifest
 from automl.export.errors import BundleError
@@ -29,7 +28,6 @@ from automl.export.preprocess import Preprocessing, class_names, preprocessing_f
 from automl.export.programs import PROGRAM_FILE, Format, load_program, parse_format, write_program
 from automl.export.source import SUBSET_POINTS, load_trial, trial_metrics
 from automl.models import DividedNet
-from automl.space import DataSection
 from automl.training import evaluate
 
 __all__ = ["DEFAULT_ATOL", "LatencySettings", "export_trial", "write_bundle"]
@@ -49,18 +47,6 @@ class LatencySettings:
     enabled: bool = True
     # "cpu", or "cuda[:i]" where a GPU exists (ONNX Runtime's CUDA provider when it is installed).
     device: str = "cpu"
-
-
-def _load_data(section: DataSection) -> Any:
-    return load_dataset(
-        section.dataset,
-        section.root,
-        val_fraction=section.val_fraction,
-        split_seed=section.split_seed,
-        train_limit=section.train_limit,
-        eval_limit=section.eval_limit,
-        image_size=section.image_size,
-    )
 
 
 def _first_images(split: Any, n: int) -> torch.Tensor:
@@ -186,7 +172,7 @@ def export_trial(
     indices = resolve_members(members, k, accs)
     divided = select_members(tm.model.cpu().eval(), indices)
     section = tm.study.space.data
-    data = _load_data(section)
+    data = section.load()
     metrics = trial_metrics(tm.trial)
     if len(indices) < k:
         # The shipped subset's own accuracies: the stored operating point (validation) and the

@@ -7,6 +7,7 @@ it from its checkpoint without waiting out the heartbeat grace period (300 s by 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -86,6 +87,23 @@ def _wait_for_epoch(tmp_path: Path, proc: subprocess.Popen[str], timeout: float 
     raise AssertionError("trial 0 did not finish an epoch")
 
 
+def _read_until(proc: subprocess.Popen[str], text: str, timeout: float = 30) -> str:
+    """The process's output up to the chunk holding ``text`` (read from the pipe's descriptor, so
+    that ``communicate`` gets the rest)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 def _checkpoints(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "art" / "checkpoints").glob("*/*.pt"))
 
@@ -98,10 +116,14 @@ def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it
     proc = _search(tmp_path, space)
     _wait_for_epoch(tmp_path, proc)
     t0 = time.monotonic()
-    for _ in range(times):
+    head = ""
+    for i in range(times):
         proc.send_signal(sig)
-        time.sleep(0.05)
-    out = proc.communicate(timeout=60)[0]
+        if i + 1 < times:
+            # Two signals sent too close together arrive as one: the next is sent once the
+            # process has said it handled this one.
+            head += _read_until(proc, "received: finishing the current epoch")
+    out = head + proc.communicate(timeout=60)[0]
     stopped_in = time.monotonic() - t0
     # Once: at the next epoch boundary; twice: at once, with the same trial left to retry.
     assert proc.returncode == (130 if times == 2 else 128 + sig), out
