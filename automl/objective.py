@@ -34,7 +34,7 @@ from automl.models.ensemble import DividedNet, Ensemble
 from automl.names import study_dir_name
 from automl.paths import inside
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
-from automl.scheduler import EarlyStopper
+from automl.scheduler import EarlyStopper, RungScheduler
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.training import EpochRecord, FitResult, evaluate, fit
 
@@ -116,7 +116,7 @@ class EpochReporter:
         self.epochs = epochs
         self.stop_event = stop_event
         self.db_timeout_s = db_timeout_s
-        self.rungs: list[int] = list(getattr(stopper, "rungs", []))
+        self.rungs: list[int] = stopper.rungs if isinstance(stopper, RungScheduler) else []
         self.prior_curve: list[float | None] = list(trial.user_attrs.get(TrialAttr.CURVE, []))
         self.prior_seconds: list[float | None] = list(
             trial.user_attrs.get(TrialAttr.EPOCH_SECONDS, [])

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from automl.attrs import TrialAttr
 from automl.errors import ConfigError
+from automl.hypervolume import hypervolume_2d
 from automl.objective import EpochReporter
 from automl.scheduler import EarlyStopper
 from automl.space import SearchSpace
@@ -257,8 +258,6 @@ def hypervolume_history(
     """Validation and test hypervolume (the table's fixed references) of the trials that reached
     the last epoch, at each compute value of ``checkpoints`` (seconds spent, increasing). Costs
     and test accuracies come from the table, so event streams of any tool compare alike."""
-    from automl.hypervolume import hypervolume_2d
-
     val_ref, test_ref = table.reference_point(), table.reference_point(test=True)
     spent = 0.0
     val_points: list[tuple[float, float]] = []
