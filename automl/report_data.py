@@ -70,8 +70,8 @@ class ReportData:
     def reference_words(self) -> str:
         """The hypervolume's reference point and unit, in words."""
         return (
-            f"hypervolume = area (accuracy as a fraction × ms) that the front dominates above accuracy "
-            f"{self.reference[0]:g} and below latency {self.reference[1]:.3g} ms "
+            f"hypervolume = area (accuracy as a fraction × ms) that the front dominates above "
+            f"accuracy {self.reference[0]:g} and below latency {self.reference[1]:.3g} ms "
             f"(1.1 × the slowest completed trial); larger is better"
         )
 
