@@ -23,7 +23,8 @@ def tiny_study(tmp_path: Path, name: str = "tiny") -> AutoMLStudy:
 
 
 def start_trial(study: AutoMLStudy, params: dict[str, Any] | None = None) -> optuna.Trial:
-    """The next trial, running: the waiting one (the baseline first) or one with ``params``."""
+    """The next trial, running. Optuna hands out the oldest waiting trial first: the enqueued
+    baseline until it has been started, then the one enqueued here with ``params``."""
     ost = study.optuna_study
     if params is not None:
         ost.enqueue_trial(params)
