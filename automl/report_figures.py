@@ -66,8 +66,10 @@ def front_figure(data: ReportData) -> go.Figure:
             go.Scatter(
                 x=[r.latency_ms for r in data.front],
                 y=[100 * r.accuracy for r in data.front],
-                mode="lines",
+                mode="lines+markers",
                 line={"shape": "hv", "color": "black", "width": 1.5},
+                # A ring around each front point: a front of one point is still visible.
+                marker={"symbol": "circle-open", "size": 15, "color": "black"},
                 name="Pareto front",
                 hoverinfo="skip",
             )
@@ -151,7 +153,7 @@ def curves_figure(data: ReportData) -> go.Figure:
         shown.add(c.split_factor)
     fig.update_layout(
         title="Learning curves: validation accuracy after each epoch",
-        xaxis_title="epoch",
+        xaxis={"title": {"text": "epoch"}, "dtick": 1},
         yaxis_title=ACCURACY_LABEL,
         template="plotly_white",
     )

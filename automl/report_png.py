@@ -57,6 +57,16 @@ def front_png(data: ReportData, path: Path) -> None:
             label="Pareto front",
             zorder=2,
         )
+        # A ring around each front point: a front of one point is still visible.
+        ax.scatter(
+            [r.latency_ms for r in data.front],
+            [100 * r.accuracy for r in data.front],
+            s=110,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.0,
+            zorder=2,
+        )
     if data.baseline is not None:
         b = data.baseline
         ax.scatter(
@@ -125,6 +135,9 @@ def curves_png(data: ReportData, path: Path) -> None:
             label=f"K = {c.split_factor}" if c.split_factor not in labelled else None,
         )
         labelled.add(c.split_factor)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title("Learning curves: validation accuracy after each epoch", fontsize=10)
