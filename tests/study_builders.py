@@ -15,11 +15,11 @@ from automl.study import AutoMLStudy
 from tests.helpers import write_space
 
 
-def tiny_study(tmp_path: Path, name: str = "tiny") -> AutoMLStudy:
-    """A study of the tiny space (K in {1, 2}) in an SQLite file under ``tmp_path``."""
-    return automl.create_study(
-        write_space(tmp_path, name=name), storage=f"sqlite:///{tmp_path / f'{name}.db'}"
-    )
+def tiny_study(tmp_path: Path, name: str = "tiny", storage: str | None = None) -> AutoMLStudy:
+    """A study of the tiny space (K in {1, 2}) in ``storage``, by default an SQLite file under
+    ``tmp_path`` named after the study."""
+    url = storage or f"sqlite:///{tmp_path / f'{name}.db'}"
+    return automl.create_study(write_space(tmp_path, name=name), storage=url)
 
 
 def start_trial(study: AutoMLStudy, params: dict[str, Any] | None = None) -> optuna.Trial:

@@ -38,9 +38,9 @@ def _age_heartbeat(storage: RDBStorage, trial_id: int, seconds: float) -> None:
 
 
 def test_status_flags_stale_trials_times_params_and_noisy_latency(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, storage_url: str, study_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    study = tiny_study(tmp_path)
+    study = tiny_study(tmp_path, study_name, storage_url)
     storage = study.storage
     assert isinstance(storage, RDBStorage)
     finish_trial(study, 0.80, 1.0, iqr_ms=0.1)  # the baseline, a steady latency
@@ -52,8 +52,8 @@ def test_status_flags_stale_trials_times_params_and_noisy_latency(
     _age_heartbeat(storage, alive._trial_id, 0)
     study.optuna_study.set_user_attr(ATTR_TARGET, 7)
 
-    url = f"sqlite:///{tmp_path / 'tiny.db'}"
-    assert main(["status", "--storage", url, "--study", "tiny", "--grace-period", "600"]) == 0
+    args = ["--storage", storage_url, "--study", study_name, "--grace-period", "600"]
+    assert main(["status", *args]) == 0
     out = capsys.readouterr().out
     lines = {m.group(1): m.group(0) for m in re.finditer(r"running #(\d+) .*", out)}
     assert "STALE: last heartbeat 1 h 00 min ago (grace 10 min 00 s)" in lines[str(dead.number)]
