@@ -10,6 +10,7 @@ from datetime import datetime
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
+from automl.cli.argtypes import positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.heartbeats import Heartbeat, heartbeat_ages
 from automl.report import format_front, reference_point
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_storage_args(p)
     p.add_argument(
         "--grace-period",
-        type=int,
+        type=positive_int,
         default=None,
         help="seconds without a heartbeat after which a running trial is shown as stale "
         "(default: the workers' default, max(300, 2 x heartbeat interval))",
