@@ -111,9 +111,13 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     written.append(path)
 
     path = out_dir / "pareto.md"
-    path.write_text(
-        f"# Pareto front of study `{data.study_name}`\n\n```\n{format_front(front)}\n```\n"
-    )
+    table = format_front(front)
+    if data.baseline is not None and not data.on_front(data.baseline):
+        # The baseline stays in view when the front dominates it: it is what K > 1 must beat.
+        table += "\n\nbaseline (K = 1 at the default width), dominated:\n" + format_front(
+            [data.baseline]
+        )
+    path.write_text(f"# Pareto front of study `{data.study_name}`\n\n```\n{table}\n```\n")
     written.append(path)
 
     path = out_dir / "pareto.html"

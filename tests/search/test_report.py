@@ -37,6 +37,8 @@ def test_index_is_one_offline_page_with_the_baseline_marked(tmp_path: Path) -> N
         ("", "front", slow),
         (" class='baseline'", "baseline (K=1), dominated", base),
     ]
+    md = (tmp_path / "rep" / "pareto.md").read_text()
+    assert "baseline (K = 1 at the default width), dominated:" in md
     pareto = (tmp_path / "rep" / "pareto.html").read_text()
     for text in (index, pareto):
         assert "1.68 ms" in text and "85.00 %" in text and "1.23 M" in text
