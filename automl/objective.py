@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import socket
 import tempfile
 import threading
@@ -65,6 +66,11 @@ log = logging.getLogger(__name__)
 
 def _profiler(trace_dir: Path, device: torch.device) -> torch.profiler.profile:
     """A torch.profiler trace of a few training steps, in TensorBoard's format."""
+    # Kineto writes to the C-level stderr, through any progress bar: on the CPU its lines are
+    # noise (profiler_start/stop, and "gpuGetDeviceCount failed", which only says there is no
+    # GPU), so all are off; on a GPU its errors are kept (a CUPTI failure means no GPU events).
+    # Kineto reads this when the first profiler starts; a value the user set wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6" if device.type == "cpu" else "4")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -264,6 +270,12 @@ class Objective:
         self.profile = profile
         self.db_timeout_s = db_timeout_s
         self._baseline: tuple[int, int, int] | None = None
+        # Told what the running trial is doing (a progress bar's description); set by the runner.
+        self.on_phase: Callable[[str], None] | None = None
+
+    def _phase(self, what: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(what)
 
     # -- helpers ----------------------------------------------------------------------------------
     def data(self) -> DataBundle:
@@ -442,8 +454,10 @@ class Objective:
             self._retry_db(lambda: ModelInput.of(data).store(trial.study), "store the model input")
             trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
             trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
+            self._phase("building")
             model = self._build(trial, sampled, data, seed=key)
             # Latency does not depend on the weights: measure first, so the pruner can use it.
+            self._phase("measuring latency")
             lat = self._measure_latency(trial, model, data)
             ckpt = self.checkpoint_path(study_name, key)
             identity = self.run_identity(trial, key, model, data)
@@ -583,6 +597,7 @@ class Objective:
             run_identity=identity,
             # A checkpoint of another run, or a damaged one, is moved aside, not resumed.
             quarantine_bad_checkpoint=True,
+            phase=self._phase,
         )
 
     def _store_outcome(
@@ -602,6 +617,7 @@ class Objective:
             # Operating points for free: the m best members of this ensemble (automl.export).
             from automl.export.subsets import store_subset_points
 
+            self._phase("measuring member subsets")
             dev = self.latency_device()
             with self.measuring(dev) as granted:
                 store_subset_points(
@@ -614,6 +630,7 @@ class Objective:
                     threads=self.space.objectives.latency_threads or granted,
                     reference=self._trial_reference,
                 )
+        self._phase("evaluating on the test split")
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
         trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)

@@ -1,7 +1,7 @@
 """The ``automl`` command line.
 
-Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``,
-``export``, ``predict``.
+Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``trace``,
+``dashboard``, ``export``, ``predict``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def _build_parser() -> argparse.ArgumentParser:
         report_cmd,
         search_cmd,
         status_cmd,
+        trace_cmd,
         train_cmd,
         worker_cmd,
     )
@@ -43,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
         status_cmd,
         report_cmd,
         remeasure_cmd,
+        trace_cmd,
         dashboard_cmd,
         grpc_cmd,
         export_cmd,

@@ -1,4 +1,4 @@
-"""``automl report``: the Pareto table and plots as HTML and PNG."""
+"""``automl report``: DIR/index.html (the table and plots, offline), the PNGs and the tables."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from automl.study import load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write the Pareto table, Pareto plot and hypervolume history")
+    p = sub.add_parser(
+        "report",
+        help="write DIR/index.html (Pareto table and plots, opens offline), PNGs and tables",
+    )
     add_storage_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)

@@ -86,7 +86,9 @@ def test_the_front_on_another_target_comes_from_its_numbers(trained: automl.Auto
 
 
 def test_an_unknown_target_names_the_stored_ones(trained: automl.AutoMLStudy) -> None:
-    with pytest.raises(ConfigError, match=r"\(stored: .*cpu@b1.*\); measure it there with `automl remeasure"):
+    with pytest.raises(
+        ConfigError, match=r"\(stored: .*cpu@b1.*\); measure it there with `automl remeasure"
+    ):
         trained.pareto_front(device="cuda:NVIDIA H200")
     with pytest.raises(ConfigError, match="subset points are timed on the workers' device"):
         trained.pareto_front(include_subsets=True, device="cpu")
