@@ -77,7 +77,13 @@ def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
     return rows
 
 
-def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
+def write_report(
+    study: AutoMLStudy,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> list[Path]:
     """Write the report of ``study`` under ``out``; returns the paths written.
 
     ``index.html`` is the report: one self-contained page (plotly inlined, opens offline) with
@@ -87,6 +93,10 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     (pareto_front.html, hypervolume.html, learning_curves.html, sharing a local plotly.min.js)
     and as a PNG for papers and slides (pareto_front.png, hypervolume.png,
     hypervolume_compute.png, learning_curves.png).
+
+    With ``device`` (and ``batch_size``) the front and the table use the latencies timed on that
+    target (``AutoMLStudy.pareto_front(device=...)``); the hypervolume history stays that of the
+    search, on the workers' own devices.
     """
     from automl.report_data import collect
     from automl.report_figures import curves_figure, front_figure, hypervolume_figure
@@ -95,7 +105,7 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = collect(study)
+    data = collect(study, device=device, batch_size=batch_size)
     front = data.front
     written: list[Path] = []
 

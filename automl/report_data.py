@@ -88,16 +88,23 @@ def is_baseline(params: dict[str, Any], default_width: float) -> bool:
     return math.isclose(float(width), float(default_width), rel_tol=1e-9)
 
 
-def collect(study: AutoMLStudy) -> ReportData:
-    """Read everything a report shows from ``study`` (one pass over its trials)."""
+def collect(
+    study: AutoMLStudy, *, device: str | None = None, batch_size: int | None = None
+) -> ReportData:
+    """Read everything a report shows from ``study`` (one pass over its trials); with ``device``
+    the latencies of that target (``AutoMLStudy.pareto_front``)."""
     ost = study.optuna_study
     trials = ost.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state is TrialState.COMPLETE and t.values is not None]
-    completed = [ParetoRecord.from_trial(t) for t in complete]
+    completed = (
+        [ParetoRecord.from_trial(t) for t in complete]
+        if device is None
+        else study.completed_records(device=device, batch_size=batch_size)
+    )
     default_width = study.space.model.default_width_mult
     # The first completed one: a retried baseline has the same parameters, and trial 0 comes first.
     baseline = next((r for r in completed if is_baseline(r.params, default_width)), None)
-    front = study.pareto_front()
+    front = study.pareto_front(device=device, batch_size=batch_size)
     devices = sorted({r.device for r in (front or completed) if r.device})
     ref = reference_point(ost)
     curves = []
@@ -118,7 +125,7 @@ def collect(study: AutoMLStudy) -> ReportData:
         completed=completed,
         baseline=baseline,
         device=" / ".join(devices) or "device not recorded",
-        batch_size=study.space.objectives.latency_batch_size,
+        batch_size=batch_size or study.space.objectives.latency_batch_size,
         reference=(float(ref[0]), float(ref[1])),
         history=hypervolume_by_compute(trials, ref),
         stages=trial_stages(trials),

@@ -269,26 +269,42 @@ class AutoMLStudy:
         return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
 
     def _front_on(self, device: str, batch_size: int | None) -> list[ParetoRecord]:
-        trials = self.trials(states=(TrialState.COMPLETE,))
+        feasible = {
+            t.number
+            for t in self.trials(states=(TrialState.COMPLETE,))
+            if all(c <= 0 for c in t.constraints.values())
+        }
+        records = self.completed_records(device=device, batch_size=batch_size)
+        return non_dominated([r for r in records if r.number in feasible])
+
+    def completed_records(
+        self, *, device: str | None = None, batch_size: int | None = None
+    ) -> list[ParetoRecord]:
+        """Every complete trial as a record, in trial order; with ``device`` (as for
+        ``pareto_front``) its latency on that target, the trials not measured there left out."""
+        trials = [t for t in self.trials(states=(TrialState.COMPLETE,)) if t.values]
+        if device is None:
+            if batch_size is not None:
+                raise ConfigError(
+                    "a latency batch size names a target only with its device: pass the device "
+                    "too (e.g. --device cpu --batch-size 8)"
+                )
+            return [ParetoRecord.from_trial(t) for t in trials]
         key = resolve_target(
             self._study, device, batch_size, self.space.objectives.latency_batch_size
         )
         measured = latencies_for(self._study, key, trials)
-        records = []
-        for t in trials:
-            lat = measured.get(t.number)
-            if lat is None or not t.values or any(c > 0 for c in t.constraints.values()):
-                continue
-            records.append(
-                dataclasses.replace(
-                    ParetoRecord.from_trial(t),
-                    latency_ms=lat.median_ms,
-                    latency_mode=lat.mode,
-                    latency_iqr_ms=lat.iqr_ms,
-                    device=lat.device,
-                )
+        return [
+            dataclasses.replace(
+                ParetoRecord.from_trial(t),
+                latency_ms=lat.median_ms,
+                latency_mode=lat.mode,
+                latency_iqr_ms=lat.iqr_ms,
+                device=lat.device,
             )
-        return non_dominated(records)
+            for t in trials
+            if (lat := measured.get(t.number)) is not None
+        ]
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self._study.get_trials(deepcopy=False, states=states)

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.attrs import TrialAttr
 from automl.cli.argtypes import positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
+from automl.cli.targets import add_target_args, target_words
 from automl.heartbeats import Heartbeat, heartbeat_ages
 from automl.report import format_front, reference_point
 from automl.scheduler import RungScheduler
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds without a heartbeat after which a running trial is shown as stale "
         "(default: the workers' default, max(300, 2 x heartbeat interval))",
     )
+    add_target_args(p)
     p.set_defaults(func=run)
 
 
@@ -77,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
             "a quieter machine or raise [objectives] latency_min_run_s"
         )
     _early_stopping(study, trials)
-    print("Pareto front:")
-    print(format_front(study.pareto_front()))
+    front = study.pareto_front(device=args.device, batch_size=args.batch_size)
+    print(f"Pareto front{target_words(args.device, args.batch_size)}:")
+    print(format_front(front))
     return 0
 
 

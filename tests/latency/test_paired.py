@@ -60,7 +60,8 @@ def test_the_settled_time_is_the_scale_whatever_the_machine_does_now() -> None:
 
 
 def test_a_bigger_network_has_a_bigger_ratio() -> None:
-    x = torch.randn(8, 1, 8, 8)
+    # Images large enough that the convolutions, not the per-layer overhead, take the time.
+    x = torch.randn(16, 1, 32, 32)
     ref = settle_reference(_net(1, 1.0), x, warmup_s=0.02, run_s=0.1)
     small = measure(_net(1, 0.25), x, mode="sequential", min_run_s=0.2, reference=ref)
     big = measure(_net(1, 4.0), x, mode="sequential", min_run_s=0.2, reference=ref)

@@ -121,6 +121,24 @@ def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "timed 4 architectures on cpu@b4 (0 already measured there)" in out.stdout
     assert "Pareto front on cpu@b4" in out.stdout
+    common = ["--storage", trained.storage_url, "--study", trained.study_name]
+    status = _automl("status", *common, "--device", "cpu", "--batch-size", "4")
+    assert status.returncode == 0, status.stderr
+    shown = status.stdout.split("Pareto front on cpu at batch 4:")[1]
+    front = trained.pareto_front(device="cpu", batch_size=4)
+    for r in front:
+        assert f"{r.latency_ms:.3f}" in shown
+    report = _automl(
+        "report", *common, "--out", str(tmp_path / "rep"), "--device", "cpu", "--batch-size", "4"
+    )
+    assert report.returncode == 0, report.stderr
+    assert "at batch 4" in (tmp_path / "rep" / "index.html").read_text()
+    nowhere = _automl("status", *common, "--device", "nowhere")
+    assert nowhere.returncode == 2
+    assert "no latency of study" in nowhere.stderr and "automl remeasure" in nowhere.stderr
+    no_report = _automl("report", *common, "--out", str(tmp_path / "none"), "--device", "nowhere")
+    assert no_report.returncode == 2
+    assert not (tmp_path / "none").exists()
     bad = subprocess.run(
         [
             sys.executable,
@@ -140,6 +158,12 @@ def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "--name must be a plain label" in bad.stderr
+
+
+def _automl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "automl", *args], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def test_latency_device_is_checked(tmp_path: Path) -> None:
