@@ -68,3 +68,14 @@ def test_a_bigger_network_has_a_bigger_ratio() -> None:
     assert big.ratio is not None and small.ratio is not None
     # 4x the width is ~16x the convolution work of 1/4: far beyond any noise of the machine.
     assert big.ratio > 2 * small.ratio
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is present")
+def test_paired_measurement_on_cuda() -> None:
+    x = torch.randn(8, 1, 32, 32)
+    ref = settle_reference(_net(1, 1.0), x, device="cuda", warmup_s=0.05, run_s=0.2)
+    rec = measure(_net(2, 1.0), x, device="cuda", min_run_s=0.2, reference=ref)
+    assert rec.ratio is not None and rec.ratio > 0
+    assert rec.device.startswith("cuda")
+    assert rec.median_ms == pytest.approx(rec.ratio * ref.median_ms)

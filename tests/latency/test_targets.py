@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import automl
 from automl.attrs import TrialAttr
@@ -174,3 +175,26 @@ def test_latency_device_is_checked(tmp_path: Path) -> None:
     space.write_text(text)
     with pytest.raises(ConfigError, match="latency_device must be 'cpu', 'cuda' or 'cuda:N'"):
         automl.load_space(space)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is present")
+def test_a_gpu_worker_trains_on_the_gpu_and_times_on_the_cpu(tmp_path: Path) -> None:
+    space = write_space(tmp_path, epochs=1, steps=2)
+    space.write_text(
+        space.read_text().replace(
+            "latency_batch_size = 1", 'latency_batch_size = 1\nlatency_device = "cpu"'
+        )
+    )
+    study = automl.create_study(
+        space, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", artifact_dir=tmp_path / "art"
+    )
+    with HostShare(root=tmp_path / "host") as share:
+        study.optimize(n_trials=2, device="cuda", host_share=share)
+    done = [t for t in study.trials() if t.values]
+    assert done
+    for t in done:
+        assert str(t.user_attrs[TrialAttr.DEVICE]).startswith("cuda")
+        assert str(t.user_attrs[TrialAttr.LATENCY_DEVICE]).startswith("cpu")
+        assert t.user_attrs[TrialAttr.LATENCY_TARGET] == "cpu@b1"
+    assert study.pareto_front(device="cpu")
