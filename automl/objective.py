@@ -392,6 +392,35 @@ class Objective:
         self._references[key] = ref
         return ref
 
+    def time_architecture(
+        self,
+        study: optuna.Study,
+        model: Ensemble,
+        model_input: ModelInput,
+        dev: torch.device,
+        x: torch.Tensor,
+        min_run_s: float | None = None,
+    ) -> tuple[LatencyRecord, Reference | None]:
+        """``model``'s latency on ``dev`` for input ``x`` with the space's protocol: the host's
+        measurement lock held, paired with the reference unless the space says otherwise."""
+        obj = self.space.objectives
+        with self.measuring(dev) as granted:
+            threads = obj.latency_threads or granted
+            reference = (
+                self.reference(study, model_input, dev, x, threads) if obj.latency_paired else None
+            )
+            lat = measure(
+                model,
+                x,
+                mode=obj.latency_mode,
+                device=dev,
+                threads=threads,
+                warmup_s=obj.latency_warmup_s,
+                min_run_s=obj.latency_min_run_s if min_run_s is None else min_run_s,
+                reference=reference,
+            )
+        return lat, reference
+
     def _retry_db(self, fn: Callable[[], Any], what: str) -> Any:
         return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
 
@@ -492,27 +521,11 @@ class Objective:
     def _measure_latency(
         self, trial: optuna.Trial, model: Ensemble, data: DataBundle
     ) -> LatencyRecord:
-        obj = self.space.objectives
         dev = self.latency_device()
-        x = torch.randn(obj.latency_batch_size, *self._input_shape(data))
-        with self.measuring(dev) as granted:
-            threads = obj.latency_threads or granted
-            reference = (
-                self.reference(trial.study, ModelInput.of(data), dev, x, threads)
-                if obj.latency_paired
-                else None
-            )
-            self._trial_reference = reference
-            lat = measure(
-                model,
-                x,
-                mode=obj.latency_mode,
-                device=dev,
-                threads=threads,
-                warmup_s=obj.latency_warmup_s,
-                min_run_s=obj.latency_min_run_s,
-                reference=reference,
-            )
+        x = torch.randn(self.space.objectives.latency_batch_size, *self._input_shape(data))
+        lat, self._trial_reference = self.time_architecture(
+            trial.study, model, ModelInput.of(data), dev, x
+        )
         attrs: dict[str, Any] = {
             TrialAttr.LATENCY_MS: lat.median_ms,
             TrialAttr.LATENCY_IQR_MS: lat.iqr_ms,

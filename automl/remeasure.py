@@ -8,7 +8,6 @@ host's measurement lock held).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import cast
 
@@ -20,7 +19,6 @@ from tqdm.auto import tqdm
 from automl.device import resolve_device
 from automl.errors import ConfigError
 from automl.host_share import HostShare
-from automl.latency import measure
 from automl.latency_targets import (
     TargetLatency,
     device_label,
@@ -32,8 +30,6 @@ from automl.objective import ModelInput, Objective
 from automl.study import AutoMLStudy
 
 __all__ = ["RemeasureResult", "remeasure"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,23 +86,7 @@ def remeasure(
         sampled = space.suggest(cast(optuna.Trial, t))
         torch.manual_seed(0)
         model = space.build_model(sampled, model_input.num_classes, model_input.in_chans)
-        with objective.measuring(dev) as granted:
-            threads = obj.latency_threads or granted
-            reference = (
-                objective.reference(study.optuna_study, model_input, dev, x, threads)
-                if obj.latency_paired
-                else None
-            )
-            rec = measure(
-                model,
-                x,
-                mode=obj.latency_mode,
-                device=dev,
-                threads=threads,
-                warmup_s=obj.latency_warmup_s,
-                min_run_s=runs,
-                reference=reference,
-            )
+        rec, _ = objective.time_architecture(study.optuna_study, model, model_input, dev, x, runs)
         store_remeasured(study.optuna_study, t.number, key, TargetLatency.from_record(rec))
         measured += 1
     return RemeasureResult(key=key, measured=measured, skipped=len(trials) - len(todo))

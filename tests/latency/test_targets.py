@@ -96,33 +96,22 @@ def test_an_unknown_target_names_the_stored_ones(trained: automl.AutoMLStudy) ->
 
 
 def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "automl",
-            "remeasure",
-            "--storage",
-            trained.storage_url,
-            "--study",
-            trained.study_name,
-            "--device",
-            "cpu",
-            "--batch-size",
-            "4",
-            "--min-run",
-            "0.05",
-            "--no-progress",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "AUTOML_HOST_DIR": str(tmp_path / "host")},
+    common = ["--storage", trained.storage_url, "--study", trained.study_name]
+    out = _automl(
+        "remeasure",
+        *common,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--min-run",
+        "0.05",
+        "--no-progress",
+        host_dir=tmp_path / "host",
     )
     assert out.returncode == 0, out.stderr
     assert "timed 4 architectures on cpu@b4 (0 already measured there)" in out.stdout
     assert "Pareto front on cpu@b4" in out.stdout
-    common = ["--storage", trained.storage_url, "--study", trained.study_name]
     status = _automl("status", *common, "--device", "cpu", "--batch-size", "4")
     assert status.returncode == 0, status.stderr
     shown = status.stdout.split("Pareto front on cpu at batch 4:")[1]
@@ -140,30 +129,15 @@ def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
     no_report = _automl("report", *common, "--out", str(tmp_path / "none"), "--device", "nowhere")
     assert no_report.returncode == 2
     assert not (tmp_path / "none").exists()
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "automl",
-            "remeasure",
-            "--storage",
-            trained.storage_url,
-            "--study",
-            trained.study_name,
-            "--name",
-            "a@b",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    bad = _automl("remeasure", *common, "--name", "a@b")
     assert bad.returncode == 2
     assert "--name must be a plain label" in bad.stderr
 
 
-def _automl(*args: str) -> subprocess.CompletedProcess[str]:
+def _automl(*args: str, host_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AUTOML_HOST_DIR": str(host_dir)} if host_dir else None
     return subprocess.run(
-        [sys.executable, "-m", "automl", *args], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "automl", *args], cwd=REPO, capture_output=True, text=True, env=env
     )
 
 
