@@ -139,6 +139,34 @@ def _study_id(storage: optuna.storages.BaseStorage, name: str, url: str) -> int:
         ) from None
 
 
+def _publish(storage: optuna.storages.BaseStorage, only: str | None) -> None:
+    """Push automl's plots and missing trial notes to every automl study served (``only``: that
+    one), so that they show even for studies whose workers predate them. Studies made by plain
+    Optuna hold no space and are left as they are."""
+    import optuna
+
+    from automl.dashboard_plots import publish_study
+    from automl.space import SearchSpace
+    from automl.study import ATTR_SPACE
+
+    for summary in storage.get_all_studies():
+        raw = summary.user_attrs.get(ATTR_SPACE)
+        if raw is None or (only is not None and summary.study_name != only):
+            continue
+        try:
+            space = SearchSpace.from_dict(raw)
+        except Exception as e:  # a space stored by another automl version: show the study anyway
+            print(f"automl: warning: study {summary.study_name!r}: {e}", file=sys.stderr)
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        if not publish_study(study, space):
+            print(
+                f"automl: warning: could not push plots of study {summary.study_name!r}; "
+                "the dashboard shows it without them",
+                file=sys.stderr,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import wsgi
@@ -154,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     url = normalize_url(default_storage_url() if args.storage is None else args.storage)
     storage = open_storage(url, must_exist=True)
     study_id = _study_id(storage, args.study, url) if args.study else None
+    _publish(storage, args.study)
     art = artifact_dir_for(url, args.artifacts)
     if not args.read_only:
         try:
