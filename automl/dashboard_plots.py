@@ -63,7 +63,8 @@ _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 # JSON to every push for nothing.
 _LAYOUT: dict[str, Any] = {
     "template": "none",
-    "margin": {"l": 70, "r": 20, "t": 50, "b": 60},
+    # Room above the plot for a two-line title below the dashboard's tool bar.
+    "margin": {"l": 70, "r": 20, "t": 80, "b": 60},
     "legend": {"orientation": "h", "y": -0.2},
 }
 
@@ -185,7 +186,10 @@ def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure
     batch = space.objectives.latency_batch_size
     fig.update_layout(
         _LAYOUT,
-        title={"text": f"Accuracy vs latency by K ({space.model.name})"},
+        title={
+            "text": "Accuracy vs latency by K"
+            f"<br><sub>{space.model.name}; large markers: on the front</sub>"
+        },
         xaxis={"title": {"text": f"latency ms, {_devices(done)}, batch {batch} (lower is better)"}},
         yaxis={"title": {"text": "validation accuracy (higher is better)"}},
     )
@@ -228,7 +232,9 @@ def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figur
         shown.add(k)
     fig.update_layout(
         _LAYOUT,
-        title={"text": "Validation accuracy per epoch (dotted: stopped early or failed)"},
+        title={
+            "text": "Validation accuracy per epoch<br><sub>dotted: stopped early or failed</sub>"
+        },
         xaxis={"title": {"text": "epoch"}, "dtick": 1},
         yaxis={"title": {"text": "validation accuracy (higher is better)"}},
     )
@@ -257,9 +263,9 @@ def hypervolume_figure(trials: Sequence[FrozenTrial], reference: Sequence[float]
     fig.update_layout(
         _LAYOUT,
         title={
-            "text": "Front's hypervolume against compute<br><sub>area dominated by the front, "
-            f"from accuracy {reference[0]:g} and latency {reference[1]:.3g} ms (1.1 x the "
-            "slowest completed trial)</sub>"
+            "text": "Front's hypervolume against compute<br><sub>area it dominates up to "
+            f"accuracy {reference[0]:g}, latency {reference[1]:.3g} ms<br>(1.1 x the slowest "
+            "completed trial)</sub>"
         },
         xaxis={"title": {"text": "epochs trained, all trials"}},
         yaxis={"title": {"text": "hypervolume (accuracy x ms, higher is better)"}},
