@@ -97,10 +97,27 @@ def assert_plotly_rendered(
 ) -> list[WebElement]:
     """Open ``page`` (a URL, or a local HTML file) and check that plotly drew ``plots`` plots or
     more; a screenshot is kept either way. Returns the plots' elements."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def drawn(d: WebDriver) -> list[WebElement]:
+        # Each plot holds several .main-svg layers: count the plots that have one.
+        found = [
+            p
+            for p in d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+            if p.find_elements(By.CSS_SELECTOR, ".main-svg")
+        ]
+        return found if len(found) >= plots else []
+
     url = page.resolve().as_uri() if isinstance(page, Path) else page
     driver.get(url)
     name = page.stem if isinstance(page, Path) else url.rstrip("/").rsplit("/", 1)[-1]
     try:
-        return wait_for(driver, PLOTLY_RENDERED, timeout=timeout, count=plots)
+        return WebDriverWait(driver, timeout).until(drawn)
+    except TimeoutException:
+        raise AssertionError(
+            f"{url}: plotly drew fewer than {plots} plot(s) ({PLOTLY_RENDERED!r}) in {timeout} s"
+        ) from None
     finally:
         screenshot(driver, f"plotly-{name}")
