@@ -24,6 +24,7 @@ from automl.dashboard_plots import (
     publish_trial_end,
     trial_note,
 )
+from automl.report import reference_point
 from automl.space import load_space
 from automl.storage import open_storage
 from tests.helpers import write_space
@@ -77,7 +78,9 @@ def test_a_search_pushes_plots_notes_constraints_and_curves(tmp_path: Path) -> N
     curves = plots[CURVES_PLOT_ID]["data"]
     assert len(curves) == len(trials)
     assert curves[0]["y"] == trials[0].user_attrs[TrialAttr.CURVE]
-    assert "1.1 x the slowest" in plots[HYPERVOLUME_PLOT_ID]["layout"]["title"]["text"]
+    title = plots[HYPERVOLUME_PLOT_ID]["layout"]["title"]["text"]
+    ref = reference_point(ost)
+    assert f"accuracy {ref[0]:g}, latency {ref[1]:.3g} ms" in title and "1.1 x the slowest" in title
 
     for t in trials:
         note = _note(ost, t)
