@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser.chromium import PLOTLY_RENDERED, screenshot, wait_for
-from tests.helpers import free_port, write_space
+from tests.helpers import REPO, free_port, write_space
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -23,16 +23,20 @@ if TYPE_CHECKING:
 FRONT = '[id="user-defined-plot:automl-pareto-front"]'
 
 
+def _env() -> dict[str, str]:
+    # This checkout's automl, whatever the environment's editable install points at.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
+    return {**env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
 def _automl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("AUTOML_STORAGE", None)
     return subprocess.run(
         [sys.executable, "-m", "automl", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=_env(),
     )
 
 
@@ -46,15 +50,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
     )
     assert search.returncode == 0, search.stderr
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("AUTOML_STORAGE", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "automl", "dashboard", "--port", str(port), "--study", "tiny"],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=_env(),
     )
     base = f"http://127.0.0.1:{port}"
     try:
