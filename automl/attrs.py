@@ -28,6 +28,19 @@ class TrialAttr(StrEnum):
     LATENCY_MODE = "latency_mode"
     LATENCY_MODES = "latency_modes_ms"
     LATENCY_CHANNELS_LAST = "latency_channels_last"
+    LATENCY_BATCH_SIZE = "latency_batch_size"
+    # Where latency was timed (describe_device), when [objectives] latency_device is not the
+    # training device; DEVICE is where the trial trained.
+    LATENCY_DEVICE = "latency_device"
+    LATENCY_THREADS = "latency_threads"
+    # Paired measurement (automl.latency): LATENCY_MS = LATENCY_RATIO x LATENCY_REFERENCE_MS, the
+    # ratio to the study's baseline network timed in the same rounds and the baseline's settled
+    # time on this host and device; LATENCY_RAW_MS is this measurement's own absolute median.
+    LATENCY_RATIO = "latency_ratio"
+    LATENCY_REFERENCE_MS = "latency_reference_ms"
+    LATENCY_RAW_MS = "latency_raw_ms"
+    # The target the latency was measured for (automl.latency_targets), e.g. "cpu@b1".
+    LATENCY_TARGET = "latency_target"
     DEVICE = "device"
     HOST = "host"
     # host|boot|pid of the process that claimed the trial (automl.liveness).

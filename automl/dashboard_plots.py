@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
-from automl.search_progress import hypervolume_by_compute
+from automl.search_progress import hypervolume_by_compute, reference_point
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -57,8 +57,10 @@ CURVES_PLOT_ID = "automl-learning-curves"
 HYPERVOLUME_PLOT_ID = "automl-hypervolume-compute"
 
 _ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-# One colour per K, the same in every plot; plotly's default qualitative palette.
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+# One colour per K, the report's (automl.report_figures.k_colour, which sits below the runner that
+# pushes these plots; a test holds the two equal).
+_K_COLOURS = {1: "#1f77b4", 2: "#ff7f0e", 4: "#2ca02c", 8: "#d62728", 16: "#9467bd"}
+_OTHER = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 # The dashboard draws the figure in its own theme; plotly's default template would add ~8 kB of
 # JSON to every push for nothing.
 _LAYOUT: dict[str, Any] = {
@@ -82,8 +84,8 @@ def is_baseline(t: FrozenTrial, space: SearchSpace) -> bool:
     return _k(t) == 1 and math.isclose(_width(t, space), space.model.default_width_mult)
 
 
-def _colour(k: int, ks: Sequence[int]) -> str:
-    return _PALETTE[sorted(ks).index(k) % len(_PALETTE)]
+def _colour(k: int) -> str:
+    return _K_COLOURS.get(k, _OTHER[k % len(_OTHER)])
 
 
 def _feasible(t: FrozenTrial) -> bool:
@@ -147,7 +149,7 @@ def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure
                 mode="markers",
                 name=f"K = {k}",
                 marker={
-                    "color": _colour(k, ks),
+                    "color": _colour(k),
                     "size": [12 if t.number in on_front else 7 for t in group],
                     "line": {"width": 1, "color": "#333333"},
                 },
@@ -202,7 +204,6 @@ def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figur
     import plotly.graph_objects as go
 
     with_curve = [t for t in trials if t.user_attrs.get(TrialAttr.CURVE)]
-    ks = sorted({_k(t) for t in with_curve}) or [1]
     fig = go.Figure()
     shown: set[int] = set()
     for t in with_curve:
@@ -218,7 +219,7 @@ def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figur
                 legendgroup=f"K{k}",
                 showlegend=k not in shown,
                 line={
-                    "color": _colour(k, ks),
+                    "color": _colour(k),
                     "dash": "solid" if t.state is TrialState.COMPLETE else "dot",
                 },
                 marker={"size": 4},
@@ -282,11 +283,8 @@ def push_plots(study: optuna.Study, space: SearchSpace) -> None:
         FRONT_PLOT_ID: front_figure(trials, space),
         CURVES_PLOT_ID: curves_figure(trials, space),
     }
-    latencies = [t.values[1] for t in trials if t.state is TrialState.COMPLETE and t.values]
-    if latencies:
-        # automl.report.reference_point's (a test holds them equal), computed here because the
-        # report sits above the runner, which pushes these plots.
-        reference = [0.0, 1.1 * max(latencies)]
+    if any(t.state is TrialState.COMPLETE for t in trials):
+        reference = reference_point(study)
         figures[HYPERVOLUME_PLOT_ID] = hypervolume_figure(trials, reference)
     for plot_id, fig in figures.items():
         save_plotly_graph_object(study, fig, graph_object_id=plot_id)

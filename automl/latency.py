@@ -12,6 +12,12 @@ Execution modes of a K-member ensemble:
 - ``streams``: CUDA only, one stream per member.
 - ``devices``: members spread over several GPUs (input copied once to each, outputs gathered).
 - ``auto``: every mode the device supports is measured and the fastest is kept.
+
+Paired measurement: a shared machine has slow and fast phases lasting seconds, so any absolute
+time drifts between trials. With a ``Reference`` (a fixed network, the study's baseline, whose
+median on this host and device was settled once), each block of the candidate is timed next to a
+block of the reference, the latency kept is the median ratio times the settled median, and the
+drift cancels in the ratio.
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ from automl.models.fusion import fuse, unfuse
 __all__ = [
     "ExecutionMode",
     "LatencyRecord",
+    "Reference",
     "measure",
+    "settle_reference",
     "supported_modes",
     "time_callables",
+    "time_paired",
 ]
 
 
@@ -63,6 +72,12 @@ class LatencyRecord:
     calls_per_repeat: int
     modes: dict[str, float] = field(default_factory=dict)
     channels_last: bool = True
+    # Paired measurement only: the candidate's median time over the reference's in the same
+    # rounds, the reference's settled median (``median_ms`` is their product), and this
+    # measurement's own absolute median.
+    ratio: float | None = None
+    reference_ms: float | None = None
+    raw_median_ms: float | None = None
 
     @property
     def cv(self) -> float:
@@ -102,19 +117,7 @@ def time_callables(
     The callables are timed in interleaved rounds, so that a burst of load from elsewhere on a
     shared machine hits every candidate alike instead of deciding which one looks fastest.
     """
-    calls: dict[str, int] = {}
-    for name, fn in fns.items():
-        t_end = time.perf_counter() + warmup_s
-        n_warm = 0
-        while n_warm < 3 or time.perf_counter() < t_end:
-            fn()
-            n_warm += 1
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        one = max(time.perf_counter() - t0, 1e-6)
-        calls[name] = max(1, min(1000, int(block_s / one)))
+    calls = _calibrate(fns, device, warmup_s, block_s)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     per_round_s = min_run_s / rounds
     per_round_n = -(-min_repeats // rounds)
@@ -130,6 +133,82 @@ def time_callables(
                 samples[name].append((time.perf_counter() - t0) / calls[name])
                 n += 1
     return samples, calls
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The yardstick of paired measurements: a fixed network timed next to every candidate, and
+    its median (ms per batch) settled once on this host and device by ``settle_reference``."""
+
+    model: Ensemble
+    median_ms: float
+
+
+REFERENCE_NAME = "reference"
+
+
+def _calibrate(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup_s: float, block_s: float
+) -> dict[str, int]:
+    """Warm each callable up and size its timed block so that timer resolution does not matter."""
+    calls: dict[str, int] = {}
+    for name, fn in fns.items():
+        t_end = time.perf_counter() + warmup_s
+        n_warm = 0
+        while n_warm < 3 or time.perf_counter() < t_end:
+            fn()
+            n_warm += 1
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        one = max(time.perf_counter() - t0, 1e-6)
+        calls[name] = max(1, min(1000, int(block_s / one)))
+    return calls
+
+
+def _time_block(fn: Callable[[], object], n: int, device: torch.device) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+def time_paired(
+    fns: dict[str, Callable[[], object]],
+    reference: Callable[[], object],
+    device: torch.device,
+    *,
+    warmup_s: float = 0.3,
+    run_s: float = 1.0,
+    min_rounds: int = 15,
+    block_s: float = 0.01,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
+    """Per-round ratios of each callable's time per call to the reference's, each callable's
+    seconds per call, and the calls per block.
+
+    Every round times a block of the reference, a block of each callable, and the reference
+    again; a callable's ratio in that round is over the mean of the two reference blocks around
+    it, so that a change of machine speed within the round moves both sides alike. Rounds go on
+    until ``run_s`` has passed and at least ``min_rounds`` are done.
+    """
+    calls = _calibrate({REFERENCE_NAME: reference, **fns}, device, warmup_s, block_s)
+    ratios: dict[str, list[float]] = {name: [] for name in fns}
+    seconds: dict[str, list[float]] = {name: [] for name in [REFERENCE_NAME, *fns]}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() - start < run_s:
+        before = _time_block(reference, calls[REFERENCE_NAME], device)
+        timed = {name: _time_block(fn, calls[name], device) for name, fn in fns.items()}
+        after = _time_block(reference, calls[REFERENCE_NAME], device)
+        ref = (before + after) / 2
+        seconds[REFERENCE_NAME] += [before, after]
+        for name, t in timed.items():
+            ratios[name].append(t / ref)
+            seconds[name].append(t)
+        rounds += 1
+    return ratios, seconds, calls
 
 
 class _ThreadedMembers:
@@ -215,11 +294,14 @@ def measure(
     threads: int | None = None,
     warmup_s: float = 0.3,
     min_run_s: float = 1.0,
+    reference: Reference | None = None,
 ) -> LatencyRecord:
     """Median latency (ms per batch) of ``model`` on ``sample_input`` (B, C, H, W).
 
     With ``mode="auto"`` every supported mode is measured and the fastest is reported; the record
-    keeps each mode's median in ``modes``.
+    keeps each mode's median in ``modes``. With a ``reference`` the measurement is paired (see
+    the module's docstring) and takes the same time as an unpaired one: ``min_run_s`` per mode
+    and layout timed.
     """
     try:
         wanted = ExecutionMode(mode)
@@ -273,12 +355,21 @@ def measure(
                 fns[name] = call
                 names[name] = (m.value, cl)
         with torch.inference_mode():
-            samples, calls = time_callables(fns, dev, warmup_s=warmup_s, min_run_s=min_run_s)
+            if reference is None:
+                samples, calls = time_callables(fns, dev, warmup_s=warmup_s, min_run_s=min_run_s)
+                scale = 1e3
+            else:
+                ref_fn = _reference_callable(reference.model, sample_input, dev)
+                samples, seconds, calls = time_paired(
+                    fns, ref_fn, dev, warmup_s=warmup_s, run_s=min_run_s * len(fns)
+                )
+                scale = reference.median_ms
+                raw = {n: statistics.median(v) * 1e3 for n, v in seconds.items()}
         for name, values in samples.items():
             q = statistics.quantiles(values, n=4)
             results[names[name]] = (
-                statistics.median(values) * 1e3,
-                (q[2] - q[0]) * 1e3,
+                statistics.median(values) * scale,
+                (q[2] - q[0]) * scale,
                 len(values),
                 calls[name],
             )
@@ -293,6 +384,11 @@ def measure(
     modes: dict[str, float] = {}
     for (name, _), r in results.items():
         modes[name] = min(r[0], modes.get(name, math.inf))
+    ratio = reference_ms = raw_median_ms = None
+    if reference is not None:
+        ratio = med / reference.median_ms
+        reference_ms = reference.median_ms
+        raw_median_ms = raw[best[0] if best[1] else f"{best[0]} (contiguous)"]
     return LatencyRecord(
         median_ms=med,
         iqr_ms=iqr,
@@ -304,4 +400,46 @@ def measure(
         calls_per_repeat=per_block,
         modes=modes,
         channels_last=best[1],
+        ratio=ratio,
+        reference_ms=reference_ms,
+        raw_median_ms=raw_median_ms,
     )
+
+
+def _reference_callable(
+    model: Ensemble, sample_input: torch.Tensor, device: torch.device
+) -> Callable[[], object]:
+    """The reference as it is always timed: a private copy, its members one after another, in
+    channels_last. It is a yardstick, so it only has to be timed the same way every time."""
+    ref = copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+    x = sample_input.to(device).contiguous(memory_format=torch.channels_last)
+
+    def call() -> object:
+        return ref(x)
+
+    return call
+
+
+def settle_reference(
+    model: Ensemble,
+    sample_input: torch.Tensor,
+    *,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    warmup_s: float = 0.3,
+    run_s: float = 3.0,
+) -> Reference:
+    """Time the reference alone, for longer than a trial's measurement, once per host, device,
+    batch size and thread count: the scale every paired measurement there is multiplied by."""
+    dev = resolve_device(device)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or previous_threads)
+    try:
+        fn = _reference_callable(model, sample_input, dev)
+        with torch.inference_mode():
+            samples, _ = time_callables(
+                {REFERENCE_NAME: fn}, dev, warmup_s=warmup_s, min_run_s=run_s
+            )
+    finally:
+        torch.set_num_threads(previous_threads)
+    return Reference(model=model, median_ms=statistics.median(samples[REFERENCE_NAME]) * 1e3)

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import socket
 import tempfile
 import threading
@@ -27,9 +28,11 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from automl.attrs import TrialAttr
 from automl.complexity import count_flops_and_macs, count_parameters
 from automl.data import DataBundle
-from automl.device import describe_device
+from automl.device import describe_device, resolve_device
 from automl.errors import AutoMLError, TrainingError
-from automl.latency import LatencyRecord, measure
+from automl.host_share import HostShare
+from automl.latency import LatencyRecord, Reference, measure, settle_reference
+from automl.latency_targets import device_label, target_key
 from automl.models import create_model
 from automl.models.ensemble import DividedNet, Ensemble
 from automl.names import study_dir_name
@@ -43,6 +46,7 @@ __all__ = [
     "STUDY_UUID_ATTR",
     "ArtifactStoreError",
     "EpochReporter",
+    "ModelInput",
     "Objective",
     "StopRequested",
     "record_intermediate_values",
@@ -52,12 +56,23 @@ __all__ = [
 # A study's own identity, stored once by the process that creates it: two studies of the same
 # name (another database, or the same file deleted and created again) never share checkpoints.
 STUDY_UUID_ATTR = "automl:study_uuid"
+# The settled time of the reference network (the study's baseline) per host, device, batch size
+# and thread count: every worker of a host multiplies its ratios by the same number.
+REFERENCE_ATTR_PREFIX = "automl:latency_reference:"
+# How much longer than a trial's measurement the reference is settled for.
+REFERENCE_SETTLE_FACTOR = 3.0
+MODEL_INPUT_ATTR = "automl:model_input"
 
 log = logging.getLogger(__name__)
 
 
 def _profiler(trace_dir: Path, device: torch.device) -> torch.profiler.profile:
     """A torch.profiler trace of a few training steps, in TensorBoard's format."""
+    # Kineto writes to the C-level stderr, through any progress bar: on the CPU its lines are
+    # noise (profiler_start/stop, and "gpuGetDeviceCount failed", which only says there is no
+    # GPU), so all are off; on a GPU its errors are kept (a CUPTI failure means no GPU events).
+    # Kineto reads this when the first profiler starts; a value the user set wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6" if device.type == "cpu" else "4")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -83,6 +98,33 @@ def _profiling(
             yield lambda step: prof.step()
         for f in sorted(Path(tmp).rglob("*.json")):
             keep(f)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a model of the study is built for, kept in the study so that its architectures can
+    be rebuilt where the data set is not (``automl remeasure`` on a deployment box)."""
+
+    num_classes: int
+    in_chans: int
+    image_size: int
+
+    @classmethod
+    def of(cls, data: DataBundle) -> ModelInput:
+        return cls(data.num_classes, data.in_chans, data.image_size)
+
+    @classmethod
+    def stored(cls, study: optuna.Study) -> ModelInput | None:
+        raw = study.user_attrs.get(MODEL_INPUT_ATTR)
+        if isinstance(raw, list) and len(raw) == 3 and all(isinstance(v, int) for v in raw):
+            return cls(*raw)
+        return None
+
+    def store(self, study: optuna.Study) -> None:
+        if ModelInput.stored(study) != self:
+            study.set_user_attr(
+                MODEL_INPUT_ATTR, [self.num_classes, self.in_chans, self.image_size]
+            )
 
 
 class StopRequested(Exception):
@@ -237,8 +279,13 @@ class Objective:
         profile: bool = False,
         db_timeout_s: float = DEFAULT_TIMEOUT_S,
         storage_url: str | None = None,
+        host_share: HostShare | None = None,
     ) -> None:
         self.space = space
+        self.host_share = host_share
+        self._references: dict[str, Reference] = {}
+        # The reference of the running trial's measurement: its subset points use it too.
+        self._trial_reference: Reference | None = None
         self.storage_url = storage_url
         self.device = device
         self.artifact_dir = artifact_dir
@@ -248,6 +295,12 @@ class Objective:
         self.profile = profile
         self.db_timeout_s = db_timeout_s
         self._baseline: tuple[int, int, int] | None = None
+        # Told what the running trial is doing (a progress bar's description); set by the runner.
+        self.on_phase: Callable[[str], None] | None = None
+
+    def _phase(self, what: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(what)
 
     # -- helpers ----------------------------------------------------------------------------------
     def data(self) -> DataBundle:
@@ -298,20 +351,74 @@ class Objective:
         budgets."""
         if self._baseline is None:
             data = self.data()
-            # The same network as the trials' (its options included), only undivided.
-            m = create_model(
-                self.space.model.name,
-                num_classes=data.num_classes,
-                in_chans=data.in_chans,
-                split_factor=1,
-                width_mult=self.space.model.default_width_mult,
-                **self.space.model.options,
-            )
+            m = self.baseline_model(data.num_classes, data.in_chans)
             self._baseline = (
                 count_parameters(m),
                 *count_flops_and_macs(m, self._input_shape(data)),
             )
         return self._baseline
+
+    def baseline_model(self, num_classes: int, in_chans: int) -> Ensemble:
+        """The same network as the trials' (its options included), undivided, at the default
+        width: the yardstick of relative budgets and of paired latency."""
+        torch.manual_seed(0)
+        return create_model(
+            self.space.model.name,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            split_factor=1,
+            width_mult=self.space.model.default_width_mult,
+            **self.space.model.options,
+        )
+
+    def latency_device(self) -> torch.device:
+        """Where latency is timed: ``[objectives] latency_device``, else the training device."""
+        wanted = self.space.objectives.latency_device
+        return self.device if wanted is None else resolve_device(wanted)
+
+    def measuring(self, dev: torch.device) -> contextlib.AbstractContextManager[int | None]:
+        """The host's measurement lock (automl.host_share), yielding the threads granted."""
+        if self.host_share is None:
+            return contextlib.nullcontext(None)
+        return self.host_share.measuring(cpu=dev.type == "cpu")
+
+    def reference(
+        self,
+        study: optuna.Study,
+        model_input: ModelInput,
+        dev: torch.device,
+        x: torch.Tensor,
+        threads: int | None,
+    ) -> Reference:
+        """The study's baseline network and its settled time on this host, device, batch size
+        and thread count: settled once by the first worker there, read by the others."""
+        n_threads = threads or torch.get_num_threads()
+        key = f"{socket.gethostname()}|{device_label(dev)}|b{x.shape[0]}|t{n_threads}"
+        if key in self._references:
+            return self._references[key]
+        model = self.baseline_model(model_input.num_classes, model_input.in_chans)
+        stored = study.user_attrs.get(REFERENCE_ATTR_PREFIX + key)
+        if isinstance(stored, int | float) and stored > 0:
+            ref = Reference(model=model, median_ms=float(stored))
+        else:
+            obj = self.space.objectives
+            ref = settle_reference(
+                model,
+                x,
+                device=dev,
+                threads=n_threads,
+                warmup_s=obj.latency_warmup_s,
+                run_s=obj.latency_min_run_s * REFERENCE_SETTLE_FACTOR,
+            )
+            self._retry_db(
+                lambda: study.set_user_attr(REFERENCE_ATTR_PREFIX + key, ref.median_ms),
+                "store the reference latency",
+            )
+        self._references[key] = ref
+        return ref
+
+    def _retry_db(self, fn: Callable[[], Any], what: str) -> Any:
+        return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
 
     def _constraints(self, trial: optuna.Trial, params: int, flops: int, macs: int) -> list[str]:
         """Set every budget as an Optuna constraint (<= 0 is feasible); return the violated ones."""
@@ -370,14 +477,20 @@ class Objective:
         own fault); it stays when the trial is stopped or fails for a reason outside it.
         """
         study_name = trial.study.study_name
+        if self.host_share is not None:
+            # Before every trial: a worker that joined or left this host changes the shares.
+            self.host_share.apply()
         try:
             sampled = self.space.suggest(trial)
             data = self.data()
+            self._retry_db(lambda: ModelInput.of(data).store(trial.study), "store the model input")
             trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
             trial.set_user_attr(TrialAttr.DEVICE, describe_device(self.device))
+            self._phase("building")
             model = self._build(trial, sampled, data, seed=key)
             # Latency does not depend on the weights: measure first, so the pruner can use it.
-            lat = self._measure_latency(trial, model, self._input_shape(data))
+            self._phase("measuring latency")
+            lat = self._measure_latency(trial, model, data)
             ckpt = self.checkpoint_path(study_name, key)
             identity = self.run_identity(trial, key, model, data)
             result = self._train(trial, sampled, model, data, lat, ckpt, identity, seed=key)
@@ -394,16 +507,7 @@ class Objective:
     ) -> Ensemble:
         """The trial's model, its size stored; pruned before training when over a budget."""
         torch.manual_seed(seed)
-        model = create_model(
-            self.space.model.name,
-            num_classes=data.num_classes,
-            in_chans=data.in_chans,
-            split_factor=sampled.split_factor,
-            width_mult=sampled.width_mult,
-            drop_rate=self.space.model.drop_rate,
-            combine=self.space.model.combine,
-            **self.space.model.options,
-        )
+        model = self.space.build_model(sampled, data.num_classes, data.in_chans)
         params = count_parameters(model)
         # MACs the paper's way (BatchNorm outputs counted), so that they compare with its tables;
         # FLOPs stay PyTorch's count (2 per multiply-add), which existing budgets are written in.
@@ -419,23 +523,46 @@ class Objective:
         return model
 
     def _measure_latency(
-        self, trial: optuna.Trial, model: Ensemble, shape: tuple[int, int, int]
+        self, trial: optuna.Trial, model: Ensemble, data: DataBundle
     ) -> LatencyRecord:
         obj = self.space.objectives
-        lat = measure(
-            model,
-            torch.randn(obj.latency_batch_size, *shape),
-            mode=obj.latency_mode,
-            device=self.device,
-            threads=obj.latency_threads,
-            warmup_s=obj.latency_warmup_s,
-            min_run_s=obj.latency_min_run_s,
-        )
-        trial.set_user_attr(TrialAttr.LATENCY_MS, lat.median_ms)
-        trial.set_user_attr(TrialAttr.LATENCY_IQR_MS, lat.iqr_ms)
-        trial.set_user_attr(TrialAttr.LATENCY_MODE, lat.mode)
-        trial.set_user_attr(TrialAttr.LATENCY_MODES, lat.modes)
-        trial.set_user_attr(TrialAttr.LATENCY_CHANNELS_LAST, lat.channels_last)
+        dev = self.latency_device()
+        x = torch.randn(obj.latency_batch_size, *self._input_shape(data))
+        with self.measuring(dev) as granted:
+            threads = obj.latency_threads or granted
+            reference = (
+                self.reference(trial.study, ModelInput.of(data), dev, x, threads)
+                if obj.latency_paired
+                else None
+            )
+            self._trial_reference = reference
+            lat = measure(
+                model,
+                x,
+                mode=obj.latency_mode,
+                device=dev,
+                threads=threads,
+                warmup_s=obj.latency_warmup_s,
+                min_run_s=obj.latency_min_run_s,
+                reference=reference,
+            )
+        attrs: dict[str, Any] = {
+            TrialAttr.LATENCY_MS: lat.median_ms,
+            TrialAttr.LATENCY_IQR_MS: lat.iqr_ms,
+            TrialAttr.LATENCY_MODE: lat.mode,
+            TrialAttr.LATENCY_MODES: lat.modes,
+            TrialAttr.LATENCY_CHANNELS_LAST: lat.channels_last,
+            TrialAttr.LATENCY_BATCH_SIZE: lat.batch_size,
+            TrialAttr.LATENCY_THREADS: lat.threads,
+            TrialAttr.LATENCY_DEVICE: lat.device,
+            TrialAttr.LATENCY_TARGET: target_key(device_label(dev), lat.batch_size),
+        }
+        if lat.ratio is not None:
+            attrs[TrialAttr.LATENCY_RATIO] = lat.ratio
+            attrs[TrialAttr.LATENCY_REFERENCE_MS] = lat.reference_ms
+            attrs[TrialAttr.LATENCY_RAW_MS] = lat.raw_median_ms
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
         return lat
 
     def _train(
@@ -463,21 +590,48 @@ class Objective:
         def keep_trace(path: Path) -> None:
             self._upload_file(trial, path, "application/json")
 
-        with _profiling(self.profile, self.device, keep_trace) as step_hook:
-            return fit(
-                model,
-                data,
-                train_cfg,
-                device=self.device,
-                callback=reporter,
-                checkpoint_path=ckpt,
-                resume=True,
-                progress=self.progress,
-                step_hook=step_hook,
-                run_identity=identity,
-                # A checkpoint of another run, or a damaged one, is moved aside, not resumed.
-                quarantine_bad_checkpoint=True,
-            )
+        share = self.host_share
+        with _profiling(self.profile, self.device, keep_trace) as profile_hook:
+            step_hook = profile_hook
+            if share is not None:
+                # Between steps, the training pauses for another worker's CPU measurement.
+                def step_hook(step: int) -> None:
+                    if profile_hook is not None:
+                        profile_hook(step)
+                    share.step(step)
+
+                share.begin_training()
+            try:
+                return self._fit(model, data, train_cfg, reporter, ckpt, step_hook, identity)
+            finally:
+                if share is not None:
+                    share.end_training()
+
+    def _fit(
+        self,
+        model: Ensemble,
+        data: DataBundle,
+        train_cfg: Any,
+        reporter: EpochReporter,
+        ckpt: Path,
+        step_hook: Callable[[int], None] | None,
+        identity: str,
+    ) -> FitResult:
+        return fit(
+            model,
+            data,
+            train_cfg,
+            device=self.device,
+            callback=reporter,
+            checkpoint_path=ckpt,
+            resume=True,
+            progress=self.progress,
+            step_hook=step_hook,
+            run_identity=identity,
+            # A checkpoint of another run, or a damaged one, is moved aside, not resumed.
+            quarantine_bad_checkpoint=True,
+            phase=self._phase,
+        )
 
     def _store_outcome(
         self, trial: optuna.Trial, model: Ensemble, data: DataBundle, result: FitResult
@@ -496,14 +650,20 @@ class Objective:
             # Operating points for free: the m best members of this ensemble (automl.export).
             from automl.export.subsets import store_subset_points
 
-            store_subset_points(
-                trial,
-                model,
-                data,
-                self.device,
-                self.space.objectives,
-                result.member_val_accuracies,
-            )
+            self._phase("measuring member subsets")
+            dev = self.latency_device()
+            with self.measuring(dev) as granted:
+                store_subset_points(
+                    trial,
+                    model,
+                    data,
+                    dev,
+                    self.space.objectives,
+                    result.member_val_accuracies,
+                    threads=self.space.objectives.latency_threads or granted,
+                    reference=self._trial_reference,
+                )
+        self._phase("evaluating on the test split")
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
         trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)

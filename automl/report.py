@@ -1,21 +1,15 @@
-"""Reports of a study: the Pareto table (text and files), the Pareto plot and the hypervolume
-history."""
+"""Reports of a study: the Pareto table (text and files) and ``write_report``, which writes the
+whole report (``automl report``) from one read of the study (``automl.report_data``)."""
 
 from __future__ import annotations
 
 import csv
-import html
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
-from automl.search_progress import ComputePoint, hypervolume_by_compute, trial_stages
-from automl.study import METRIC_NAMES, AutoMLStudy, ParetoRecord
+from automl.search_progress import ComputePoint, reference_point
+from automl.study import AutoMLStudy, ParetoRecord
 
 __all__ = ["COMPLEXITY_LEGEND", "format_front", "reference_point", "write_report"]
 
@@ -25,12 +19,6 @@ COMPLEXITY_LEGEND = (
     "MACs (paper's GFLOPs): multiply-adds plus 2 ops per BatchNorm output; "
     "FLOPs = 2 x MACs of convolutions and matrix products (PyTorch's counter); M = 10^6"
 )
-
-
-def reference_point(study: optuna.Study) -> list[float]:
-    """Hypervolume reference: accuracy 0 and 1.1 x the slowest completed trial's latency."""
-    lat = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    return [0.0, 1.1 * max(lat) if lat else 1.0]
 
 
 def format_front(front: Sequence[ParetoRecord]) -> str:
@@ -89,23 +77,36 @@ def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
     return rows
 
 
-def _save(ax: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def write_report(
+    study: AutoMLStudy,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    batch_size: int | None = None,
+) -> list[Path]:
+    """Write the report of ``study`` under ``out``; returns the paths written.
 
-    fig = ax.get_figure()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    ``index.html`` is the report: one self-contained page (plotly inlined, opens offline) with
+    the Pareto table (the baseline in it), the front, the hypervolume against compute and the
+    learning curves. Beside it: pareto.{csv,md,html}, trials.csv (each trial's epochs, rung and
+    why it stopped), hypervolume_compute.csv, each figure as its own HTML page
+    (pareto_front.html, hypervolume.html, learning_curves.html, sharing a local plotly.min.js)
+    and as a PNG for papers and slides (pareto_front.png, hypervolume.png,
+    hypervolume_compute.png, learning_curves.png).
 
+    With ``device`` (and ``batch_size``) the front and the table use the latencies timed on that
+    target (``AutoMLStudy.pareto_front(device=...)``); the hypervolume history stays that of the
+    search, on the workers' own devices.
+    """
+    from automl.report_data import collect
+    from automl.report_figures import curves_figure, front_figure, hypervolume_figure
+    from automl.report_page import index_page, pareto_page
+    from automl.report_png import curves_png, front_png, hypervolume_png
 
-def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
-    """Write pareto.csv, pareto.md, pareto.html, pareto_front.{html,png},
-    hypervolume.{html,png}, trials.csv (each trial's epochs, rung and why it stopped) and
-    hypervolume_compute.{csv,png} (against epochs and seconds trained) under ``out``; returns the
-    paths written."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ost = study.optuna_study
-    front = study.pareto_front()
+    data = collect(study, device=device, batch_size=batch_size)
+    front = data.front
     written: list[Path] = []
 
     rows = _table_rows(front)
@@ -120,74 +121,72 @@ def write_report(study: AutoMLStudy, out: str | Path) -> list[Path]:
     written.append(path)
 
     path = out_dir / "pareto.md"
-    path.write_text(
-        f"# Pareto front of study `{ost.study_name}`\n\n```\n{format_front(front)}\n```\n"
-    )
+    table = format_front(front)
+    if data.baseline is not None and not data.on_front(data.baseline):
+        # The baseline stays in view when the front dominates it: it is what K > 1 must beat.
+        table += "\n\nbaseline (K = 1 at the default width), dominated:\n" + format_front(
+            [data.baseline]
+        )
+    path.write_text(f"# Pareto front of study `{data.study_name}`\n\n```\n{table}\n```\n")
     written.append(path)
 
-    cells = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(row.get(k, '')))}</td>" for k in keys) + "</tr>"
-        for row in rows
-    )
     path = out_dir / "pareto.html"
-    path.write_text(
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(ost.study_name)}</title>"
-        f"<h1>Pareto front of {html.escape(ost.study_name)}</h1>"
-        f"<table border=1 cellspacing=0 cellpadding=4><tr>{cells}</tr>{body}</table>"
-        f"<p>{html.escape(COMPLEXITY_LEGEND)}</p>"
-    )
+    path.write_text(pareto_page(data, COMPLEXITY_LEGEND))
     written.append(path)
 
-    all_trials = ost.get_trials(deepcopy=False)
     path = out_dir / "trials.csv"
     with path.open("w", newline="") as f:
         tw = csv.writer(f)
         tw.writerow(["number", "state", "epochs", "rung", "why_stopped"])
-        for st in trial_stages(all_trials):
+        for st in data.stages:
             tw.writerow(
                 [st.number, st.state, st.epochs, "" if st.rung is None else st.rung, st.why]
             )
     written.append(path)
 
-    completed = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not completed:
-        return written
-    ref = reference_point(ost)
-    by_compute = hypervolume_by_compute(all_trials, ref)
-    path = out_dir / "hypervolume_compute.csv"
-    with path.open("w", newline="") as f:
-        hw = csv.writer(f)
-        hw.writerow(["trials_ended", "epochs", "train_seconds", "hypervolume"])
-        for pt in by_compute:
-            hw.writerow([pt.trials_ended, pt.epochs, round(pt.seconds, 2), pt.hypervolume])
-    written.append(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        fig = optuna.visualization.plot_pareto_front(ost, target_names=METRIC_NAMES)
-        path = out_dir / "pareto_front.html"
-        fig.write_html(str(path), include_plotlyjs="cdn")
+    figures = []
+    if data.completed:
+        path = out_dir / "hypervolume_compute.csv"
+        with path.open("w", newline="") as f:
+            hw = csv.writer(f)
+            hw.writerow(["trials_ended", "epochs", "train_seconds", "hypervolume"])
+            for pt in data.history:
+                hw.writerow([pt.trials_ended, pt.epochs, round(pt.seconds, 2), pt.hypervolume])
         written.append(path)
-        fig = optuna.visualization.plot_hypervolume_history(ost, reference_point=ref)
-        path = out_dir / "hypervolume.html"
-        fig.write_html(str(path), include_plotlyjs="cdn")
+        figures += [
+            ("Accuracy against latency", "pareto_front", front_figure(data)),
+            ("Hypervolume against compute", "hypervolume", hypervolume_figure(data)),
+        ]
+    if data.curves:
+        figures.append(("Learning curves", "learning_curves", curves_figure(data)))
+    for _, name, fig in figures:
+        path = out_dir / f"{name}.html"
+        # "directory": the pages load plotly.min.js written beside them, never a CDN.
+        fig.write_html(str(path), include_plotlyjs="directory")
+        written.append(path)
+    if figures:
+        written.append(out_dir / "plotly.min.js")
+    pngs = []
+    if data.completed:
+        pngs += [
+            ("pareto_front.png", front_png),
+            ("hypervolume.png", hypervolume_png),
+        ]
+    if data.curves:
+        pngs.append(("learning_curves.png", curves_png))
+    for name, draw in pngs:
+        path = out_dir / name
+        draw(data, path)
+        written.append(path)
+    if data.completed:
+        path = out_dir / "hypervolume_compute.png"
+        _plot_by_compute(data.history, list(data.reference), path)
         written.append(path)
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-
-        ax = optuna.visualization.matplotlib.plot_pareto_front(ost, target_names=METRIC_NAMES)
-        path = out_dir / "pareto_front.png"
-        _save(ax, path)
-        written.append(path)
-        ax = optuna.visualization.matplotlib.plot_hypervolume_history(ost, reference_point=ref)
-        path = out_dir / "hypervolume.png"
-        _save(ax, path)
-        written.append(path)
-    path = out_dir / "hypervolume_compute.png"
-    _plot_by_compute(by_compute, ref, path)
-    written.append(path)
+    path = out_dir / "index.html"
+    others = [p.name for p in written]
+    path.write_text(index_page(data, figures, others, COMPLEXITY_LEGEND))
+    written.insert(0, path)
     return written
 
 

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
 import torch
@@ -393,6 +393,11 @@ def _count(stats: RunStats, state: TrialState) -> None:
         stats.stopped += 1
 
 
+def _describe(bar: Any, prefix: str) -> Callable[[str], None]:
+    """The trial bar's description follows the trial's phase, so that a hang shows where."""
+    return lambda what: bar.set_description(f"{prefix}: {what}", refresh=True)
+
+
 def run_trials(
     study: optuna.Study,
     storage: BaseStorage,
@@ -474,8 +479,12 @@ def run_trials(
                 continue
             waiting_logged = False
             bar.set_description(f"trial {claimed.trial.number}")
+            if progress:
+                objective.on_phase = _describe(bar, f"trial {claimed.trial.number}")
             began = time.monotonic()
             state = run_one(study, storage, objective, claimed, db_timeout_s=db_timeout_s)
+            objective.on_phase = None
+            bar.set_description(f"trial {claimed.trial.number}")
             longest = max(longest, time.monotonic() - began)
             if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
                 # The trial's note and the study's plots in optuna-dashboard; only ever a warning.

@@ -3,7 +3,7 @@
 Compute is counted in epochs trained and in training seconds (GPU-seconds on a GPU worker), read
 from every trial's stored curve and epoch times, so early-stopped trials count for what they
 spent. A finished trial adds its compute when it ends; the hypervolume at that point is the one of
-the feasible completed trials so far (``automl.report.reference_point``).
+the feasible completed trials so far (``reference_point``).
 """
 
 from __future__ import annotations
@@ -11,14 +11,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
 from automl.hypervolume import hypervolume_2d
 
-__all__ = ["ComputePoint", "TrialStage", "hypervolume_by_compute", "trial_stages"]
+__all__ = [
+    "ComputePoint",
+    "TrialStage",
+    "hypervolume_by_compute",
+    "reference_point",
+    "trial_stages",
+]
 
 _ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def reference_point(study: optuna.Study) -> list[float]:
+    """Hypervolume reference: accuracy 0 and 1.1 x the slowest completed trial's latency."""
+    lat = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return [0.0, 1.1 * max(lat) if lat else 1.0]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping
@@ -27,8 +28,8 @@ from automl.data.datasets import check_available, list_datasets, load_dataset
 from automl.device import resolve_device
 from automl.errors import ConfigError, DataError, SearchSpaceError
 from automl.latency import ExecutionMode
-from automl.models import get_spec, list_models
-from automl.models.ensemble import Combine
+from automl.models import create_model, get_spec, list_models
+from automl.models.ensemble import Combine, Ensemble
 from automl.pruning import ParetoPruner
 from automl.scheduler import EarlyStopper, RungScheduler, SchedulerKind, SchedulerSection
 from automl.training.config import TrainConfig
@@ -223,6 +224,20 @@ class ObjectiveSection:
     latency_threads: int | None = _setting(None, low=1, high=MAX_LATENCY_THREADS)
     latency_min_run_s: float = _setting(1.0, low=LATENCY_RUN_S[0], high=LATENCY_RUN_S[1])
     latency_warmup_s: float = _setting(0.3, low=0.0, high=LATENCY_RUN_S[1])
+    # The deployment target when it is not the worker's device: GPU workers can train on the GPU
+    # and time on the CPU ("cpu", "cuda" or "cuda:N"; unset: the worker's device).
+    latency_device: str | None = _setting(None)
+    # Timed next to the study's baseline network, the latency kept as ratio x the baseline's
+    # settled time (automl.latency): the machine's drift cancels in the ratio.
+    latency_paired: bool = _setting(True)
+
+    def __post_init__(self) -> None:
+        d = self.latency_device
+        if d is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", d):
+            raise ConfigError(
+                f"[objectives] latency_device must be 'cpu', 'cuda' or 'cuda:N', got {d!r}; "
+                "leave it out to time on the worker's device"
+            )
 
 
 @dataclass(frozen=True)
@@ -310,6 +325,19 @@ class SearchSpace:
             params["width_mult"] = self.model.default_width_mult
         return params
 
+    def build_model(self, params: TrialParams, num_classes: int, in_chans: int) -> Ensemble:
+        """The network of one point of the space (untrained)."""
+        return create_model(
+            self.model.name,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            split_factor=params.split_factor,
+            width_mult=params.width_mult,
+            drop_rate=self.model.drop_rate,
+            combine=self.model.combine,
+            **self.model.options,
+        )
+
     def train_config(self, params: TrialParams, seed: int = 0) -> TrainConfig:
         """The whole recipe of a trial: the ``[train]`` section with the sampled parameters."""
         fixed = {f.name: getattr(self.train, f.name) for f in fields(TrainSection)}
@@ -385,6 +413,11 @@ class SearchSpace:
                     f'this run uses {dev}; set latency_mode = "auto" in the space file, or '
                     "run on such a device with --device"
                 )
+        if obj.latency_device is not None:
+            try:
+                resolve_device(obj.latency_device)
+            except ConfigError as e:
+                raise ConfigError(f"{self.source}: [objectives.latency_device] {e}") from e
         cpus = os.cpu_count() or 1
         if obj.latency_threads is not None and obj.latency_threads > cpus:
             raise ConfigError(

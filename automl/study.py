@@ -7,6 +7,7 @@ enqueues the undivided baseline exactly once. ``optuna.load_study`` still opens 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from automl._version import __version__
 from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
+from automl.host_share import HostShare
+from automl.latency_targets import latencies_for, resolve_target
 from automl.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
 from automl.objective import STUDY_UUID_ATTR, Objective, trial_key
 from automl.retry import DEFAULT_TIMEOUT_S, db_retry
@@ -161,6 +164,7 @@ class AutoMLStudy:
         profile: bool = False,
         db_timeout_s: float = DEFAULT_TIMEOUT_S,
         budget_s: float | None = None,
+        host_share: HostShare | None = None,
     ) -> RunStats:
         """Run trials in this process.
 
@@ -173,6 +177,9 @@ class AutoMLStudy:
         ``budget_s`` bounds the wall time: no trial starts that the longest trial so far says
         would not end in time, and a trial still running when the budget is spent stops at its
         next epoch boundary, its checkpoint kept and the trial left waiting for the next run.
+
+        ``host_share`` (joined) splits this host's cores with the other workers on it and keeps
+        latency measurements apart (``automl.host_share``); the CLI's workers always use one.
         """
         if budget_s is not None and not budget_s > 0:
             raise ConfigError(f"budget_s must be > 0 seconds, got {budget_s}")
@@ -191,6 +198,7 @@ class AutoMLStudy:
             profile=profile,
             db_timeout_s=db_timeout_s,
             storage_url=self.storage_url,
+            host_share=host_share,
         )
         if n_trials is not None:
             # A trial whose process is gone (killed, crashed) comes back as a waiting retry
@@ -229,12 +237,30 @@ class AutoMLStudy:
             if timer is not None:
                 timer.cancel()
 
-    def pareto_front(self, include_subsets: bool = False) -> list[ParetoRecord]:
+    def pareto_front(
+        self,
+        include_subsets: bool = False,
+        *,
+        device: str | None = None,
+        batch_size: int | None = None,
+    ) -> list[ParetoRecord]:
         """The non-dominated feasible trials, sorted by latency.
 
         With ``include_subsets`` the trials' subset points (``subset_points``: K > 1 ensembles
         answering with their m best members) compete too, marked by ``subset_members``.
+
+        With ``device`` (a target label such as ``cpu``, ``cuda:NVIDIA H200`` or a name given to
+        ``automl remeasure``, or a full key such as ``cpu@b8``) the front is drawn from the
+        latencies measured on that target (by the workers or by ``automl remeasure``) at
+        ``batch_size`` (default: the space's); trials not measured there are left out.
         """
+        if device is not None:
+            if include_subsets:
+                raise ConfigError(
+                    "subset points are timed on the workers' device only: ask for "
+                    "include_subsets or for a device, not both"
+                )
+            return self._front_on(device, batch_size)
         if include_subsets:
             from automl.export.subsets import front_with_subsets
 
@@ -242,8 +268,60 @@ class AutoMLStudy:
         best = self._study.best_trials
         return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
 
+    def _front_on(self, device: str, batch_size: int | None) -> list[ParetoRecord]:
+        feasible = {
+            t.number
+            for t in self.trials(states=(TrialState.COMPLETE,))
+            if all(c <= 0 for c in t.constraints.values())
+        }
+        records = self.completed_records(device=device, batch_size=batch_size)
+        return non_dominated([r for r in records if r.number in feasible])
+
+    def completed_records(
+        self, *, device: str | None = None, batch_size: int | None = None
+    ) -> list[ParetoRecord]:
+        """Every complete trial as a record, in trial order; with ``device`` (as for
+        ``pareto_front``) its latency on that target, the trials not measured there left out."""
+        trials = [t for t in self.trials(states=(TrialState.COMPLETE,)) if t.values]
+        if device is None:
+            if batch_size is not None:
+                raise ConfigError(
+                    "a latency batch size names a target only with its device: pass the device "
+                    "too (e.g. --device cpu --batch-size 8)"
+                )
+            return [ParetoRecord.from_trial(t) for t in trials]
+        key = resolve_target(
+            self._study, device, batch_size, self.space.objectives.latency_batch_size
+        )
+        measured = latencies_for(self._study, key, trials)
+        return [
+            dataclasses.replace(
+                ParetoRecord.from_trial(t),
+                latency_ms=lat.median_ms,
+                latency_mode=lat.mode,
+                latency_iqr_ms=lat.iqr_ms,
+                device=lat.device,
+            )
+            for t in trials
+            if (lat := measured.get(t.number)) is not None
+        ]
+
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self._study.get_trials(deepcopy=False, states=states)
+
+
+def non_dominated(records: list[ParetoRecord]) -> list[ParetoRecord]:
+    """The records no other beats on both accuracy (higher) and latency (lower), by latency;
+    equal points are all kept, as Optuna keeps them."""
+    ordered = sorted(records, key=lambda r: (r.latency_ms, -r.accuracy))
+    front: list[ParetoRecord] = []
+    for r in ordered:
+        if front and r.accuracy <= front[-1].accuracy:
+            last = front[-1]
+            if not (r.accuracy == last.accuracy and r.latency_ms == last.latency_ms):
+                continue
+        front.append(r)
+    return front
 
 
 def _foreign(study: optuna.Study) -> bool:

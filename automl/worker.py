@@ -26,6 +26,7 @@ import torch
 
 from automl.device import describe_device, resolve_device
 from automl.errors import DatabaseUnreachableError
+from automl.host_share import HostShare
 from automl.runner import RunStats
 from automl.storage import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -56,6 +57,8 @@ class WorkerOptions:
     progress: bool = True
     profile: bool = False
     connect_timeout_s: float = 600.0
+    # Workers the host's cores are split among: None counts those alive, 0 does not split.
+    cpu_share: int | None = None
 
 
 def _worker_seed_offset() -> int:
@@ -167,14 +170,16 @@ def run_worker(opts: WorkerOptions, stop_event: threading.Event | None = None) -
         study.study_name,
         study.waiting_trials(),
     )
-    stats = study.optimize(
-        device=str(dev),
-        progress=opts.progress,
-        stop_event=stop,
-        max_trials_here=opts.n_trials,
-        profile=opts.profile,
-        db_timeout_s=opts.connect_timeout_s,
-    )
+    with HostShare(opts.cpu_share) as share:
+        stats = study.optimize(
+            device=str(dev),
+            progress=opts.progress,
+            stop_event=stop,
+            max_trials_here=opts.n_trials,
+            profile=opts.profile,
+            db_timeout_s=opts.connect_timeout_s,
+            host_share=share,
+        )
     log.info(
         "worker done: %d complete, %d pruned, %d failed, %d stopped and left for retry",
         stats.completed,

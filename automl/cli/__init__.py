@@ -1,7 +1,7 @@
 """The ``automl`` command line.
 
-Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``dashboard``,
-``export``, ``predict``.
+Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``trace``,
+``dashboard``, ``export``, ``predict``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ def _build_parser() -> argparse.ArgumentParser:
         export_cmd,
         grpc_cmd,
         predict_cmd,
+        remeasure_cmd,
         report_cmd,
         search_cmd,
         status_cmd,
+        trace_cmd,
         train_cmd,
         worker_cmd,
     )
@@ -41,6 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
         worker_cmd,
         status_cmd,
         report_cmd,
+        remeasure_cmd,
+        trace_cmd,
         dashboard_cmd,
         grpc_cmd,
         export_cmd,

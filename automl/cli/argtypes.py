@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["non_negative_float", "non_negative_int", "port", "positive_float", "positive_int"]
+__all__ = [
+    "add_cpu_share_arg",
+    "non_negative_float",
+    "non_negative_int",
+    "port",
+    "positive_float",
+    "positive_int",
+]
 
 
 def _int(text: str) -> int:
@@ -62,3 +69,24 @@ def port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, got {text!r}")
     return value
+
+
+def _cpu_share(text: str) -> int | None:
+    from automl.errors import ConfigError
+    from automl.host_share import parse_cpu_share
+
+    try:
+        return parse_cpu_share(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--cpu-share ")) from None
+
+
+def add_cpu_share_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cpu-share",
+        type=_cpu_share,
+        default=None,
+        metavar="auto|off|N",
+        help="split this host's cores among the workers on it (auto: those running; N: as if N "
+        "ran; off: no split); latency measurements on one host never overlap either way",
+    )

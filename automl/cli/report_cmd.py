@@ -1,4 +1,4 @@
-"""``automl report``: the Pareto table and plots as HTML and PNG."""
+"""``automl report``: DIR/index.html (the table and plots, offline), the PNGs and the tables."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import tempfile
 from pathlib import Path
 
 from automl.cli.common import add_storage_args, resolve_study_name
+from automl.cli.targets import add_target_args
 from automl.errors import AutoMLError, ConfigError
 from automl.study import load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write the Pareto table, Pareto plot and hypervolume history")
+    p = sub.add_parser(
+        "report",
+        help="write DIR/index.html (Pareto table and plots, opens offline), PNGs and tables",
+    )
     add_storage_args(p)
     p.add_argument("--out", required=True, help="output folder")
+    add_target_args(p)
     p.set_defaults(func=run)
 
 
@@ -49,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         name = resolve_study_name(args.storage, args.study)
         study = load_study(name, args.storage, artifact_dir=args.artifacts)
+        # A target never measured is an error before anything is written.
+        study.pareto_front(device=args.device, batch_size=args.batch_size)
     except AutoMLError:
         # No report to write: leave no empty folder behind either (rmdir never removes files).
         with contextlib.suppress(OSError):
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                 folder.rmdir()
         raise
     try:
-        written = write_report(study, out)
+        written = write_report(study, out, device=args.device, batch_size=args.batch_size)
     except OSError as e:
         raise ConfigError(
             f"writing the report to --out {args.out!r} failed: "

@@ -7,9 +7,10 @@ import signal
 import sys
 import threading
 
-from automl.cli.argtypes import positive_float, positive_int
+from automl.cli.argtypes import add_cpu_share_arg, positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
+from automl.host_share import HostShare
 from automl.report import format_front
 from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.study import create_study
@@ -51,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds without a heartbeat before a running trial counts as dead and is retried "
         "(default: 300, or twice the heartbeat interval)",
     )
+    add_cpu_share_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--profile",
@@ -105,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread()
         else lambda: None
     )
-    stats = study.optimize(
-        n_trials=n_trials,
-        timeout=args.timeout,
-        budget_s=args.time_budget,
-        device=args.device,
-        progress=not args.no_progress,
-        profile=args.profile,
-        stop_event=stop,
-    )
+    with HostShare(args.cpu_share) as share:
+        stats = study.optimize(
+            n_trials=n_trials,
+            timeout=args.timeout,
+            budget_s=args.time_budget,
+            device=args.device,
+            progress=not args.no_progress,
+            profile=args.profile,
+            stop_event=stop,
+            host_share=share,
+        )
     signum = signalled()
     if signum is not None:
         print(

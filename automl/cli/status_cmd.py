@@ -1,19 +1,32 @@
-"""``automl status``: trials by state, what runs where, and the front so far."""
+"""``automl status``: trials by state, what runs where (stale ones flagged with their heartbeat's
+age), the time spent and left, latencies too noisy to rank on, and the front so far."""
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from datetime import datetime
 
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
+from automl.cli.argtypes import positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
+from automl.cli.targets import add_target_args, target_words
+from automl.heartbeats import Heartbeat, heartbeat_ages
 from automl.report import format_front, reference_point
 from automl.scheduler import RungScheduler
 from automl.search_progress import TrialStage, hypervolume_by_compute, trial_stages
-from automl.storage import redact
+from automl.storage import StorageSettings, redact
 from automl.study import ATTR_TARGET, AutoMLStudy, load_study
+from automl.trial_text import duration, readable_params
+
+_ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+# A latency whose inter-quartile range is over a quarter of its median cannot rank trials that
+# differ by less than that: the machine was too noisy while it was measured.
+WIDE_SPREAD_RATIO = 0.25
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +34,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "status", help="show a study's trials by state, running trials and the front"
     )
     add_storage_args(p)
+    p.add_argument(
+        "--grace-period",
+        type=positive_int,
+        default=None,
+        help="seconds without a heartbeat after which a running trial is shown as stale "
+        "(default: the workers' default, max(300, 2 x heartbeat interval))",
+    )
+    add_target_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     name = resolve_study_name(args.storage, args.study)
-    study = load_study(name, args.storage, artifact_dir=args.artifacts)
+    settings = StorageSettings(grace_period=args.grace_period)
+    study = load_study(name, args.storage, artifact_dir=args.artifacts, settings=settings)
     trials = study.trials()
     counts = Counter(t.state.name for t in trials)
     target = study.optuna_study.user_attrs.get(ATTR_TARGET)
@@ -37,24 +59,96 @@ def run(args: argparse.Namespace) -> int:
         + " | "
         + ", ".join(f"{s.name.lower()} {counts.get(s.name, 0)}" for s in TrialState)
     )
+    now = datetime.now()
+    print(time_line(trials, target, now))
+    beats = heartbeat_ages(study.storage, name)
     running = [t for t in trials if t.state is TrialState.RUNNING]
     for t in running:
-        where = t.user_attrs.get(TrialAttr.HOST, "?")
-        dev = t.user_attrs.get(TrialAttr.DEVICE, "?")
-        curve = t.user_attrs.get(TrialAttr.CURVE, [])
-        print(
-            f"  running #{t.number} on {where} {dev}, started "
-            f"{t.datetime_start:%Y-%m-%d %H:%M:%S}, epochs done {len(curve)}, params {t.params}"
-        )
+        print("  " + running_line(t, beats.get(t.number), now))
     failed = [t for t in trials if t.state is TrialState.FAIL]
     for t in failed[-5:]:
         print(
             f"  failed #{t.number}: {t.user_attrs.get(TrialAttr.FAIL_REASON) or 'no reason stored'}"
         )
+    wide = wide_latency_spreads(trials)
+    if wide:
+        listed = ", ".join(f"#{n} (IQR {100 * r:.0f}% of the median)" for n, r in wide)
+        print(
+            f"warning: latency too noisy to rank on for {len(wide)} trial(s): {listed}; "
+            f"the inter-quartile range is over {WIDE_SPREAD_RATIO:.0%} of the median: measure on "
+            "a quieter machine or raise [objectives] latency_min_run_s"
+        )
     _early_stopping(study, trials)
-    print("Pareto front:")
-    print(format_front(study.pareto_front()))
+    front = study.pareto_front(device=args.device, batch_size=args.batch_size)
+    print(f"Pareto front{target_words(args.device, args.batch_size)}:")
+    print(format_front(front))
     return 0
+
+
+def running_line(t: FrozenTrial, beat: Heartbeat | None, now: datetime) -> str:
+    """One running trial: where, how long, which epoch, its heartbeat (stale or not), params."""
+    where = t.user_attrs.get(TrialAttr.HOST, "?")
+    dev = t.user_attrs.get(TrialAttr.DEVICE, "?")
+    curve = t.user_attrs.get(TrialAttr.CURVE, [])
+    elapsed = duration((now - t.datetime_start).total_seconds()) if t.datetime_start else "?"
+    if beat is None or beat.age_s is None:
+        heart = "no heartbeat"
+    elif beat.stale:
+        heart = (
+            f"STALE: last heartbeat {duration(beat.age_s)} ago (grace {duration(beat.grace_s)}); "
+            "its worker is probably gone, the next worker or search retries it"
+        )
+    else:
+        heart = f"heartbeat {duration(beat.age_s)} ago"
+    return (
+        f"running #{t.number} on {where} {dev} for {elapsed}, epochs done {len(curve)}, {heart}; "
+        f"{readable_params(t.params)}"
+    )
+
+
+def time_line(trials: list[FrozenTrial], target: int | None, now: datetime) -> str:
+    """The study's elapsed time and, with a target, an estimate of the time left from the mean
+    time of the trials that ended, shared by the trials running now."""
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    if not starts:
+        return "elapsed: nothing has started yet"
+    active = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    last = now if active or not ends else max(ends)
+    spent = duration((last - min(starts)).total_seconds())
+    line = f"elapsed: {spent} since the first trial started"
+    ended = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.state in _ENDED and t.datetime_start is not None and t.datetime_complete is not None
+    ]
+    if not target or not ended:
+        return line
+    mean_s = sum(ended) / len(ended)
+    left = max(0, int(target) - len(ended))
+    if left == 0:
+        return line + f"; {len(ended)} of {target} trials ended"
+    parallel = max(1, sum(1 for t in trials if t.state is TrialState.RUNNING))
+    eta = mean_s * left / parallel
+    return (
+        line + f"; about {duration(eta)} left: {left} of {target} trials to end at "
+        f"{duration(mean_s)} each (mean so far), {parallel} at a time"
+    )
+
+
+def wide_latency_spreads(trials: list[FrozenTrial]) -> list[tuple[int, float]]:
+    """(number, IQR / median) of the trials whose stored latency spread exceeds
+    ``WIDE_SPREAD_RATIO``."""
+    out = []
+    for t in trials:
+        med = t.user_attrs.get(TrialAttr.LATENCY_MS)
+        iqr = t.user_attrs.get(TrialAttr.LATENCY_IQR_MS)
+        if med is None or iqr is None or not float(med) > 0:
+            continue
+        ratio = float(iqr) / float(med)
+        if ratio > WIDE_SPREAD_RATIO:
+            out.append((t.number, ratio))
+    return out
 
 
 # How many of the latest trials the per-trial table shows, and points of the compute history.

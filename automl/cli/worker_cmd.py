@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from automl.cli.argtypes import non_negative_int, positive_int
+from automl.cli.argtypes import add_cpu_share_arg, non_negative_int, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
 from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="retries of a trial whose worker died before it fails for good "
         f"(default {DEFAULT_MAX_RETRY})",
     )
+    add_cpu_share_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--profile", action="store_true", help="store a profiler trace with each trial")
     p.add_argument(
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         max_retry=args.max_retry,
         progress=not args.no_progress,
         profile=args.profile,
+        cpu_share=args.cpu_share,
     )
     stats = run_worker(opts)
     if args.stats_json:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.data import DataBundle
 from automl.export.forms import member_order, select_members
-from automl.latency import measure
+from automl.latency import Reference, measure
 from automl.models import DividedNet
 from automl.training import evaluate
 
@@ -44,6 +44,8 @@ class SubsetLatency:
     threads: int | None = None
     warmup_s: float = 0.1
     min_run_s: float = 0.25
+    # The trial's own reference (automl.latency): subset latencies in the same units as its own.
+    reference: Reference | None = None
 
 
 def subset_points(
@@ -71,6 +73,7 @@ def subset_points(
             threads=latency.threads,
             warmup_s=latency.warmup_s,
             min_run_s=latency.min_run_s,
+            reference=latency.reference,
         )
         points.append(
             {
@@ -92,6 +95,9 @@ def store_subset_points(
     device: torch.device,
     objectives: Any,
     member_accuracies: Sequence[float],
+    *,
+    threads: int | None = None,
+    reference: Reference | None = None,
 ) -> None:
     """The objective's hook after training: store the subset points of a K > 1 trial.
 
@@ -102,17 +108,17 @@ def store_subset_points(
     settings = SubsetLatency(
         batch_size=objectives.latency_batch_size,
         mode=str(objectives.latency_mode),
-        threads=objectives.latency_threads,
+        threads=threads or objectives.latency_threads,
         warmup_s=min(objectives.latency_warmup_s, 0.1),
         min_run_s=min(objectives.latency_min_run_s, 0.25),
+        reference=reference,
     )
     points = subset_points(model, data, device, settings, member_accuracies)
     trial.set_user_attr(SUBSET_POINTS, points)
 
 
 def _feasible(t: FrozenTrial) -> bool:
-    constraints = t.system_attrs.get("constraints")
-    return constraints is None or all(c <= 0 for c in constraints)
+    return all(c <= 0 for c in t.constraints.values())
 
 
 def front_with_subsets(study: optuna.Study) -> list[Any]:

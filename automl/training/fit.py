@@ -220,7 +220,12 @@ class _Run:
         return values
 
     def epoch(
-        self, epoch: int, bar: Any, progress: bool, step_hook: Callable[[int], None] | None
+        self,
+        epoch: int,
+        bar: Any,
+        progress: bool,
+        step_hook: Callable[[int], None] | None,
+        phase: Callable[[str], None] | None = None,
     ) -> EpochRecord:
         """Train one epoch from its own seeded generators, then evaluate on the validation split."""
         config, plan = self.config, self.plan
@@ -264,6 +269,8 @@ class _Run:
                 bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.3f}")
             if step_hook is not None:
                 step_hook(step)
+        if phase is not None:
+            phase(f"epoch {epoch + 1}/{config.epochs}: evaluating")
         ev = evaluate(
             self.train_model, self.data.val, batch_size=config.eval_batch_size, device=self.dev
         )
@@ -351,6 +358,7 @@ def fit(
     step_hook: Callable[[int], None] | None = None,
     run_identity: str | None = None,
     quarantine_bad_checkpoint: bool = False,
+    phase: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Co-train the K members of ``model`` on ``data`` with ``config``.
 
@@ -359,6 +367,8 @@ def fit(
     ``checkpoint_path`` is given, a checkpoint is written atomically. With ``resume`` an existing
     checkpoint from the same configuration is loaded and training continues after its epoch.
     ``step_hook`` is called with the global step after each optimisation step (profiling).
+    ``phase`` is told what the run is doing ("choosing the training form", "epoch 3/27",
+    "epoch 3/27: evaluating"), for a progress bar.
 
     ``run_identity`` binds the checkpoint to more than the recipe (a trial passes its study,
     space, data split, model and parameters): a checkpoint of any other run is not resumed. A
@@ -373,6 +383,8 @@ def fit(
         if resume
         else None
     )
+    if phase is not None:
+        phase("choosing the training form" if state is None else "restoring the checkpoint")
     run = _prepare(model, data, config, dev, state, fingerprint)
     result = FitResult(form=str(run.form))
     start_epoch = 0
@@ -389,7 +401,9 @@ def fit(
     )
     try:
         for epoch in range(start_epoch, config.epochs):
-            record = run.epoch(epoch, bar, progress, step_hook)
+            if phase is not None:
+                phase(f"epoch {epoch + 1}/{config.epochs}")
+            record = run.epoch(epoch, bar, progress, step_hook, phase)
             result.history.append(record)
             if ckpt is not None:
                 save_atomic(run.checkpoint_payload(result.history), ckpt)

@@ -89,6 +89,7 @@ BAD_ARGS: dict[str, list[Case]] = {
     "status": [
         (lambda d: ["--storage", "mysql://u@h/db"], "mysql"),
         (lambda d: ["--bogus"], "--bogus"),
+        (lambda d: ["--grace-period", "0"], "--grace-period"),
     ],
     "report": [
         (lambda d: [], "--out"),
@@ -96,6 +97,12 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--out", _file(d) + "/sub"], "--out"),
         (lambda d: ["--out", _unwritable(d)], "--out"),
         (lambda d: ["--storage", _db(d), "--study", "nope", "--out", str(d / "rep")], "nope"),
+    ],
+    "trace": [
+        (lambda d: ["--out", str(d / "tb")], "--trial"),
+        (lambda d: ["--trial", "-1", "--out", str(d / "tb")], "--trial"),
+        (lambda d: ["--trial", "0"], "--out"),
+        (lambda d: ["--storage", _db(d), "--study", "nope", "--trial", "0", "--out", "tb"], "nope"),
     ],
     "dashboard": [
         (lambda d: ["--port", "99999"], "--port"),

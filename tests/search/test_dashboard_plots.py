@@ -21,10 +21,12 @@ from automl.dashboard_plots import (
     CURVES_PLOT_ID,
     FRONT_PLOT_ID,
     HYPERVOLUME_PLOT_ID,
+    _colour,
     publish_trial_end,
     trial_note,
 )
-from automl.report import reference_point
+from automl.report_figures import k_colour
+from automl.search_progress import reference_point
 from automl.space import load_space
 from automl.storage import open_storage
 from tests.helpers import write_space
@@ -232,3 +234,7 @@ def test_the_dashboard_pushes_plots_and_missing_notes_at_start(tmp_path: Path) -
     assert _note(ost, done).startswith("## Trial 1: convnet_s, K = 2, width 0.8")
     assert _note(ost, failed) == "my own note"
     assert _plots(plain) == {} and _note(plain, plain.get_trials()[0]) == ""
+
+
+def test_the_dashboard_colours_k_as_the_report_does() -> None:
+    assert [_colour(k) for k in range(1, 33)] == [k_colour(k) for k in range(1, 33)]

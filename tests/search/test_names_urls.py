@@ -123,7 +123,7 @@ def present_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n])
-@pytest.mark.parametrize("command", ["search", "worker", "status", "report", "export"])
+@pytest.mark.parametrize("command", ["search", "worker", "status", "report", "trace", "export"])
 def test_cli_refuses_bad_names_in_one_line(
     name: str,
     command: str,
@@ -142,6 +142,7 @@ def test_cli_refuses_bad_names_in_one_line(
         "worker": ["worker", "--no-progress"],
         "status": ["status"],
         "report": ["report", "--out", str(tmp_path / "rep")],
+        "trace": ["trace", "--trial", "0", "--out", str(tmp_path / "tb")],
         "export": ["export", "--trial", "0", "--out", str(tmp_path / "bundle")],
     }[command]
     if command == "search":
@@ -313,7 +314,8 @@ CLI_STORAGES = [
 
 @pytest.mark.parametrize("storage", CLI_STORAGES)
 @pytest.mark.parametrize(
-    "command", ["search", "worker", "status", "status-named", "report", "export", "dashboard"]
+    "command",
+    ["search", "worker", "status", "status-named", "report", "trace", "export", "dashboard"],
 )
 def test_cli_refuses_bad_storages_in_one_line(
     storage: str,
@@ -330,6 +332,7 @@ def test_cli_refuses_bad_storages_in_one_line(
         "status": ["status"],
         "status-named": ["status", "--study", "tiny"],
         "report": ["report", "--study", "tiny", "--out", "rep"],
+        "trace": ["trace", "--study", "tiny", "--trial", "0", "--out", "tb"],
         "export": ["export", "--study", "tiny", "--trial", "0", "--out", "bundle"],
         "dashboard": ["dashboard", "--port", "1"],
     }[command]

@@ -1,0 +1,112 @@
+"""The front for another device without retraining: time every completed trial's architecture
+here, on the device asked for, and store it per target (``automl.latency_targets``).
+
+Latency does not depend on the weights, so each architecture is rebuilt from its parameters and
+timed untrained, with the same protocol as in the search (paired with the study's baseline, the
+host's measurement lock held).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from automl.device import resolve_device
+from automl.errors import ConfigError
+from automl.host_share import HostShare
+from automl.latency import measure
+from automl.latency_targets import (
+    TargetLatency,
+    device_label,
+    latencies_for,
+    store_remeasured,
+    target_key,
+)
+from automl.objective import ModelInput, Objective
+from automl.study import AutoMLStudy
+
+__all__ = ["RemeasureResult", "remeasure"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemeasureResult:
+    key: str
+    measured: int
+    skipped: int
+
+
+def _model_input(study: AutoMLStudy, objective: Objective) -> ModelInput:
+    stored = ModelInput.stored(study.optuna_study)
+    if stored is not None:
+        return stored
+    # A study from before the input was stored: the data set tells it, when it is here.
+    return ModelInput.of(objective.data())
+
+
+def remeasure(
+    study: AutoMLStudy,
+    device: str,
+    *,
+    batch_size: int | None = None,
+    name: str | None = None,
+    force: bool = False,
+    min_run_s: float | None = None,
+    progress: bool = False,
+    host_share: HostShare | None = None,
+) -> RemeasureResult:
+    """Time every complete trial's architecture on ``device`` and store it under the target
+    ``name`` (default: the device's label, e.g. ``cpu`` or ``cuda:NVIDIA H200``) at
+    ``batch_size`` (default: the space's). Trials already measured there are skipped unless
+    ``force``."""
+    space = study.space
+    obj = space.objectives
+    objective = Objective(
+        space, device=torch.device("cpu"), artifact_dir=study.artifact_dir, host_share=host_share
+    )
+    dev = resolve_device(device)
+    if name is not None and ("@" in name or "#" in name or not name.strip()):
+        raise ConfigError(f"--name must be a plain label without '@' or '#', got {name!r}")
+    label = name or device_label(dev)
+    batch = batch_size or obj.latency_batch_size
+    key = target_key(label, batch)
+    runs = min_run_s if min_run_s is not None else obj.latency_min_run_s
+    trials = study.trials(states=(TrialState.COMPLETE,))
+    done = set() if force else set(latencies_for(study.optuna_study, key, trials))
+    todo = [t for t in trials if t.number not in done]
+    model_input = _model_input(study, objective)
+    shape = (model_input.in_chans, model_input.image_size, model_input.image_size)
+    x = torch.randn(batch, *shape)
+    measured = 0
+    for t in tqdm(todo, disable=not progress, unit="trial", desc=f"timing on {key}"):
+        # A finished trial answers the space's suggestions with its own parameters.
+        sampled = space.suggest(cast(optuna.Trial, t))
+        torch.manual_seed(0)
+        model = space.build_model(sampled, model_input.num_classes, model_input.in_chans)
+        with objective.measuring(dev) as granted:
+            threads = obj.latency_threads or granted
+            reference = (
+                objective.reference(study.optuna_study, model_input, dev, x, threads)
+                if obj.latency_paired
+                else None
+            )
+            rec = measure(
+                model,
+                x,
+                mode=obj.latency_mode,
+                device=dev,
+                threads=threads,
+                warmup_s=obj.latency_warmup_s,
+                min_run_s=runs,
+                reference=reference,
+            )
+        store_remeasured(study.optuna_study, t.number, key, TargetLatency.from_record(rec))
+        measured += 1
+    return RemeasureResult(key=key, measured=measured, skipped=len(trials) - len(todo))

@@ -1,0 +1,70 @@
+"""Paired latency: the ratio to a reference timed in the same rounds, scaled by its settled time."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from automl.latency import Reference, measure, settle_reference, time_paired
+from automl.models import create_model
+
+
+def _net(k: int, width: float) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("convnet_s", num_classes=10, in_chans=1, split_factor=k, width_mult=width)
+
+
+def test_time_paired_ratio_of_a_callable_to_itself_is_one() -> None:
+    x = torch.randn(4, 1, 8, 8)
+    net = _net(1, 1.0).eval()
+
+    def call() -> object:
+        return net(x)
+
+    with torch.inference_mode():
+        ratios, seconds, calls = time_paired(
+            {"same": call}, call, torch.device("cpu"), warmup_s=0.01, run_s=0.05, min_rounds=9
+        )
+    assert len(ratios["same"]) >= 9
+    assert len(seconds["reference"]) == 2 * len(ratios["same"])
+    assert calls["same"] >= 1
+    # The same work over itself: any deviation is noise, which the median leaves small.
+    assert statistics.median(ratios["same"]) == pytest.approx(1.0, rel=0.5)
+
+
+def test_paired_record_is_ratio_times_the_settled_reference() -> None:
+    x = torch.randn(1, 1, 8, 8)
+    ref = settle_reference(_net(1, 1.0), x, warmup_s=0.01, run_s=0.05)
+    assert ref.median_ms > 0
+    rec = measure(_net(2, 1.0), x, mode="sequential", warmup_s=0.01, min_run_s=0.05, reference=ref)
+    assert rec.ratio is not None and rec.ratio > 0
+    assert rec.reference_ms == ref.median_ms
+    assert rec.median_ms == pytest.approx(rec.ratio * ref.median_ms)
+    assert rec.raw_median_ms is not None and rec.raw_median_ms > 0
+    assert rec.iqr_ms >= 0
+
+
+def test_the_settled_time_is_the_scale_whatever_the_machine_does_now() -> None:
+    """A reference settled as twice as slow doubles every paired latency: the ratio is what the
+    measurement contributes, the scale comes from the settled time alone."""
+    x = torch.randn(1, 1, 8, 8)
+    model = _net(1, 1.0)
+    slow = Reference(model=model, median_ms=10.0)
+    fast = Reference(model=model, median_ms=5.0)
+    a = measure(_net(1, 0.5), x, mode="sequential", warmup_s=0.01, min_run_s=0.05, reference=slow)
+    b = measure(_net(1, 0.5), x, mode="sequential", warmup_s=0.01, min_run_s=0.05, reference=fast)
+    assert a.median_ms == pytest.approx(a.ratio * 10.0)  # type: ignore[operator]
+    assert b.median_ms == pytest.approx(b.ratio * 5.0)  # type: ignore[operator]
+
+
+def test_a_bigger_network_has_a_bigger_ratio() -> None:
+    # Images large enough that the convolutions, not the per-layer overhead, take the time.
+    x = torch.randn(16, 1, 32, 32)
+    ref = settle_reference(_net(1, 1.0), x, warmup_s=0.02, run_s=0.1)
+    small = measure(_net(1, 0.25), x, mode="sequential", min_run_s=0.2, reference=ref)
+    big = measure(_net(1, 4.0), x, mode="sequential", min_run_s=0.2, reference=ref)
+    assert big.ratio is not None and small.ratio is not None
+    # 4x the width is ~16x the convolution work of 1/4: far beyond any noise of the machine.
+    assert big.ratio > 2 * small.ratio
