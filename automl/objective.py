@@ -8,6 +8,7 @@ artifacts. Test accuracy is stored, never used for selection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -48,6 +49,7 @@ __all__ = [
     "ModelInput",
     "Objective",
     "StopRequested",
+    "record_intermediate_values",
     "trial_key",
 ]
 
@@ -217,6 +219,29 @@ class EpochReporter:
                 )
         if self.stop_event.is_set() and not last_epoch:
             raise StopRequested(f"stopped after epoch {rec.epoch + 1}")
+
+
+def record_intermediate_values(
+    trial: optuna.Trial, history: list[EpochRecord], db_timeout_s: float = DEFAULT_TIMEOUT_S
+) -> None:
+    """Store the validation accuracy per epoch as the trial's intermediate values (step = epoch),
+    what optuna-dashboard lists on the trial's page, once the trial has trained every epoch.
+
+    Not per epoch through ``trial.report``: it refuses two-objective studies. Not for a trial that
+    stops early either: Optuna's TPE sampler ranks PRUNED trials by their last intermediate value
+    through ``study.direction``, which raises in a two-objective study, so one pruned trial with
+    intermediate values would stop every later trial from sampling. A trial that trained to the
+    end completes (or fails), and TPE does not read those values.
+    """
+    storage, trial_id = trial.storage, trial._trial_id
+    for rec in history:
+        db_retry(
+            functools.partial(
+                storage.set_trial_intermediate_value, trial_id, rec.epoch, rec.val_accuracy
+            ),
+            what="store the learning curve",
+            timeout_s=db_timeout_s,
+        )
 
 
 def trial_key(trial: optuna.trial.FrozenTrial) -> int:
@@ -448,6 +473,13 @@ class Objective:
             trial.set_constraint(name, value / limit - 1.0)
             if value > limit:
                 violated.append(f"{name} {value:.4g} > {limit:.4g}")
+        if limits:
+            # optuna-dashboard 0.21 reads feasibility only from a list under "constraints" (the
+            # format set_constraint replaced). Optuna 5 reads both, so trial.constraints names
+            # each budget twice (by name and by index); feasibility is the same either way.
+            trial.storage.set_trial_system_attr(
+                trial._trial_id, "constraints", [v / lim - 1.0 for v, lim in limits.values()]
+            )
         return violated
 
     def _upload_file(self, trial: optuna.Trial, path: Path, mimetype: str) -> None:
@@ -492,6 +524,7 @@ class Objective:
             identity = self.run_identity(trial, key, model, data)
             result = self._train(trial, sampled, model, data, lat, ckpt, identity, seed=key)
             self._store_outcome(trial, model, data, result)
+            record_intermediate_values(trial, result.history, self.db_timeout_s)
         except (optuna.TrialPruned, TrainingError, torch.OutOfMemoryError):
             self.discard_checkpoint(study_name, key)
             raise

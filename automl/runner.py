@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm.auto import tqdm
 
 from automl.attrs import TrialAttr
+from automl.dashboard_plots import publish_trial_end
 from automl.errors import AutoMLError, DataError, TrainingError
 from automl.liveness import gone_here, process_tag
 from automl.objective import ArtifactStoreError, Objective, StopRequested, trial_key
@@ -485,6 +486,9 @@ def run_trials(
             objective.on_phase = None
             bar.set_description(f"trial {claimed.trial.number}")
             longest = max(longest, time.monotonic() - began)
+            if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+                # The trial's note and the study's plots in optuna-dashboard; only ever a warning.
+                publish_trial_end(study, objective.space, claimed.trial_id)
             _count(stats, state)
             if state is TrialState.COMPLETE:
                 frozen = retry(_reader(storage, claimed.trial_id), "read a trial")

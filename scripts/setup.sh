@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: Debian's Fashion-MNIST, a virtual environment at .venv with the pinned
-# torch/torchvision builds, and this package with its dev tools and the export extra (ONNX). Safe to run again.
+# Set up a fresh machine: Debian's Fashion-MNIST and chromium (for the browser tests), a virtual
+# environment at .venv with the pinned torch/torchvision builds, and this package with its dev
+# tools and the export extra (ONNX). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 FMNIST=/usr/share/datasets/fashion-mnist
 
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
 if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
     echo "setup: installing Debian's dataset-fashion-mnist"
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+# Debian's browser and its driver for the real-browser tests (tests/browser): nothing downloads a
+# browser of its own. Not fatal: without them those tests are skipped, saying why.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "setup: installing Debian's chromium and chromium-driver"
+    { $SUDO apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver \
+            >/dev/null; } ||
+        echo "setup: warning: chromium could not be installed; the browser tests will be skipped"
 fi
 
 if [ ! -x .venv/bin/python ]; then

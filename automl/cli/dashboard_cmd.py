@@ -22,8 +22,10 @@ from automl.errors import ConfigError, StorageError
 from automl.storage import default_storage_url, normalize_url, open_storage, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import optuna
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +141,48 @@ def _study_id(storage: optuna.storages.BaseStorage, name: str, url: str) -> int:
         ) from None
 
 
+def _opening_on(app: WSGIApplication, study_id: int) -> WSGIApplication:
+    """``app`` with its root redirected to the study's page: the URL printed at start (and the
+    one a browser is pointed at) opens on ``--study``; the home button still lists every study."""
+    target = f"/dashboard/studies/{study_id}"
+
+    def redirecting(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "/") in ("", "/"):
+            start_response("302 Found", [("Location", target), ("Content-Length", "0")])
+            return [b""]
+        return app(environ, start_response)
+
+    return redirecting
+
+
+def _publish(storage: optuna.storages.BaseStorage, only: str | None) -> None:
+    """Push automl's plots and missing trial notes to every automl study served (``only``: that
+    one), so that they show even for studies whose workers predate them. Studies made by plain
+    Optuna hold no space and are left as they are."""
+    import optuna
+
+    from automl.dashboard_plots import publish_study
+    from automl.space import SearchSpace
+    from automl.study import ATTR_SPACE
+
+    for summary in storage.get_all_studies():
+        raw = summary.user_attrs.get(ATTR_SPACE)
+        if raw is None or (only is not None and summary.study_name != only):
+            continue
+        try:
+            space = SearchSpace.from_dict(raw)
+        except Exception as e:  # a space stored by another automl version: show the study anyway
+            print(f"automl: warning: study {summary.study_name!r}: {e}", file=sys.stderr)
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        if not publish_study(study, space):
+            print(
+                f"automl: warning: could not push plots of study {summary.study_name!r}; "
+                "the dashboard shows it without them",
+                file=sys.stderr,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import wsgi
@@ -154,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     url = normalize_url(default_storage_url() if args.storage is None else args.storage)
     storage = open_storage(url, must_exist=True)
     study_id = _study_id(storage, args.study, url) if args.study else None
+    _publish(storage, args.study)
     art = artifact_dir_for(url, args.artifacts)
     if not args.read_only:
         try:
@@ -167,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         # The machine's own name is how colleagues open a remote dashboard.
         allowed.append(socket.gethostname())
     allowed.append(_bind_name(args.host))
+    served = wsgi(storage, artifact_store=FileSystemArtifactStore(str(art)))
     app = DashboardGuard(
-        wsgi(storage, artifact_store=FileSystemArtifactStore(str(art))),
+        served if study_id is None else _opening_on(served, study_id),
         allowed_hosts=allowed,
         read_only=args.read_only,
     )
@@ -187,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "read-only" if args.read_only else "read-write"
     print(f"optuna-dashboard ({mode}) for {redact(url)} (artifacts {art}) on {base}/", flush=True)
     if study_id is not None:
+        # The root redirects there too (_opening_on).
         print(f"study {args.study!r}: {base}/dashboard/studies/{study_id}", flush=True)
     try:
         server.serve_forever()

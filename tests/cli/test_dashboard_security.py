@@ -202,3 +202,18 @@ def test_compose_serves_the_dashboard_read_only() -> None:
     args = _build_parser().parse_args([str(a) for a in dashboard["command"]])
     assert args.read_only and args.allow_remote and args.host == "0.0.0.0"
     assert all(str(p).startswith("127.0.0.1:") for p in dashboard["ports"])
+
+
+def test_study_flag_opens_the_dashboard_on_that_study(
+    serve: Any, study_db: tuple[str, int, int]
+) -> None:
+    url, study_id, _ = study_db
+    d = serve(url, "--study", "tiny")
+    with urllib.request.urlopen(f"{d.base}/", timeout=10) as r:
+        assert r.geturl() == f"{d.base}/dashboard/studies/{study_id}"
+    # The study list (the dashboard's home button) stays reachable.
+    with urllib.request.urlopen(f"{d.base}/dashboard", timeout=10) as r:
+        assert r.geturl() == f"{d.base}/dashboard" and r.status == 200
+    plain = serve(url)
+    with urllib.request.urlopen(f"{plain.base}/", timeout=10) as r:
+        assert r.geturl() == f"{plain.base}/dashboard"

@@ -304,7 +304,9 @@ CLI_STORAGES = [
     "sqlite://",
     "sqlite:///:memory:",
     f"postgresql+asyncpg://u:{SECRET}ret@127.0.0.1/test",
-    f"postgresql+psycopg://u:{SECRET}ret@127.0.0.1/test",
+    # An unsupported driver. Not psycopg: installed for plain Optuna tools, it reaches the server,
+    # and a worker waits out an unreachable database instead of refusing it.
+    f"postgresql+pg8000://u:{SECRET}ret@127.0.0.1/test",
     f"mysql://u:{SECRET}ret@127.0.0.1/test",
     f"postgresql://u:{SECRET}@ret@127.0.0.1:5432/test",
 ]
