@@ -9,9 +9,10 @@ import torch
 
 from automl.latency import Reference, measure, settle_reference, time_paired
 from automl.models import create_model
+from automl.models.ensemble import Ensemble
 
 
-def _net(k: int, width: float) -> torch.nn.Module:
+def _net(k: int, width: float) -> Ensemble:
     torch.manual_seed(0)
     return create_model("convnet_s", num_classes=10, in_chans=1, split_factor=k, width_mult=width)
 
