@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -29,10 +31,12 @@ import torch
 
 from automl.errors import ConfigError
 
-__all__ = ["HostShare", "host_dir", "parse_cpu_share"]
+__all__ = ["HostShare", "host_dir", "parse_cpu_share", "wait_for_quiet_cpu"]
 
 log = logging.getLogger(__name__)
 
+# The reference times settled on this host (automl.objective), by reference, device and threads.
+REFERENCES = "references.json"
 # More slots than any host has workers; the lowest free one is taken.
 MAX_SLOTS = 256
 
@@ -63,6 +67,71 @@ def parse_cpu_share(text: str) -> int | None:
     return n
 
 
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def quiet_wait_s() -> float:
+    """How long a worker waits for quiet CPUs before settling: ``$AUTOML_QUIET_WAIT_S``, 60 s."""
+    try:
+        return max(0.0, float(os.environ.get("AUTOML_QUIET_WAIT_S", "60")))
+    except ValueError:
+        return 60.0
+
+
+def wait_for_quiet_cpu(
+    max_wait_s: float | None = None, busy_below: float = 0.15, window_s: float = 0.5
+) -> float:
+    """Wait (up to ``max_wait_s``) until the machine's CPUs are busy less than ``busy_below`` of
+    the time over a ``window_s`` window while this process sleeps: before a reference time is
+    settled, so that a process starting beside it (another worker importing torch) does not
+    inflate the scale of every latency of the study on this host. Returns the busy fraction seen
+    last (0 where /proc/stat cannot be read)."""
+    wait_s = quiet_wait_s() if max_wait_s is None else max_wait_s
+    if wait_s <= 0:
+        return 0.0
+    deadline = time.monotonic() + wait_s
+    busy = 0.0
+    while True:
+        first = _cpu_times()
+        time.sleep(window_s)
+        second = _cpu_times()
+        if first is None or second is None or second[1] <= first[1]:
+            return 0.0
+        busy = (second[0] - first[0]) / (second[1] - first[1])
+        if busy < busy_below or time.monotonic() >= deadline:
+            if busy >= busy_below:
+                log.warning(
+                    "the CPUs stayed %.0f%% busy for %.0f s; settling the latency reference "
+                    "anyway: latencies on this host may read high",
+                    100 * busy,
+                    wait_s,
+                )
+            return busy
+
+
+def _lock_within(f: IO[bytes], timeout_s: float) -> bool:
+    """An exclusive lock on ``f`` if it comes within ``timeout_s`` (flock itself has no timeout):
+    a worker stopped (SIGSTOP, a debugger) inside a step must not hold every other worker's
+    measurements for ever."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
+
 def _set_affinity(cores: list[int]) -> None:
     """Pin every thread of this process (OpenMP's pool included) to ``cores``."""
     for tid in os.listdir("/proc/self/task"):
@@ -77,8 +146,12 @@ class HostShare:
     splits the cores in N parts whatever runs.
     """
 
-    def __init__(self, workers: int | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, root: Path | None = None, pause_timeout_s: float = 120.0
+    ) -> None:
         self.root = root or host_dir()
+        # How long a CPU measurement waits for the others' steps in progress to end.
+        self.pause_timeout_s = pause_timeout_s
         self.workers = workers
         self.cores = sorted(os.sched_getaffinity(0))
         self.threads = torch.get_num_threads()
@@ -177,6 +250,33 @@ class HostShare:
         torch.set_num_threads(len(cores))
         return cores
 
+    # -- the reference times settled on this host -----------------------------------------------
+    def settled(self, key: str) -> float | None:
+        """The reference time settled on this host under ``key`` by any study, if any: studies
+        of one host share a scale, so their latencies compare across runs."""
+        try:
+            value = json.loads(self._path(REFERENCES).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    def settle(self, key: str, ms: float) -> None:
+        """Record a settled reference time (called under the measurement lock)."""
+        path = self._path(REFERENCES)
+        try:
+            table = json.loads(path.read_text())
+            if not isinstance(table, dict):
+                table = {}
+        except (OSError, ValueError):
+            table = {}
+        table[key] = ms
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError as e:
+            log.warning("cannot record the settled reference time in %s: %s", path, e)
+
     # -- measurements and the training that pauses for them -------------------------------------
     @contextlib.contextmanager
     def measuring(self, cpu: bool) -> Iterator[int]:
@@ -198,14 +298,21 @@ class HostShare:
             # The gate stops the others at their next step; the quiet lock is free once every
             # step in progress has ended.
             fcntl.flock(self._gate, fcntl.LOCK_EX)
-            fcntl.flock(self._quiet, fcntl.LOCK_EX)
+            quiet = _lock_within(self._quiet, self.pause_timeout_s)
+            if not quiet:
+                log.warning(
+                    "another worker on this host did not pause its training within %.0f s "
+                    "(stopped or stuck between two steps); timing latency beside it",
+                    self.pause_timeout_s,
+                )
             try:
                 _set_affinity(self.cores)
                 yield len(self.cores)
             finally:
                 _set_affinity(own)
                 torch.set_num_threads(threads)
-                fcntl.flock(self._quiet, fcntl.LOCK_UN)
+                if quiet:
+                    fcntl.flock(self._quiet, fcntl.LOCK_UN)
                 fcntl.flock(self._gate, fcntl.LOCK_UN)
         finally:
             fcntl.flock(self._measure, fcntl.LOCK_UN)

@@ -188,10 +188,11 @@ def time_paired(
     """Per-round ratios of each callable's time per call to the reference's, each callable's
     seconds per call, and the calls per block.
 
-    Every round times a block of the reference, a block of each callable, and the reference
-    again; a callable's ratio in that round is over the mean of the two reference blocks around
-    it, so that a change of machine speed within the round moves both sides alike. Rounds go on
-    until ``run_s`` has passed and at least ``min_rounds`` are done.
+    Every round alternates blocks of the reference with blocks of the callables (reference,
+    first callable, reference, second callable, ..., reference); a callable's ratio in that round
+    is over the mean of the two reference blocks around it, so that a change of machine speed
+    moves both sides of every ratio alike. Rounds go on until ``run_s`` has passed and at least
+    ``min_rounds`` are done.
     """
     calls = _calibrate({REFERENCE_NAME: reference, **fns}, device, warmup_s, block_s)
     ratios: dict[str, list[float]] = {name: [] for name in fns}
@@ -200,13 +201,14 @@ def time_paired(
     rounds = 0
     while rounds < min_rounds or time.perf_counter() - start < run_s:
         before = _time_block(reference, calls[REFERENCE_NAME], device)
-        timed = {name: _time_block(fn, calls[name], device) for name, fn in fns.items()}
-        after = _time_block(reference, calls[REFERENCE_NAME], device)
-        ref = (before + after) / 2
-        seconds[REFERENCE_NAME] += [before, after]
-        for name, t in timed.items():
-            ratios[name].append(t / ref)
+        seconds[REFERENCE_NAME].append(before)
+        for name, fn in fns.items():
+            t = _time_block(fn, calls[name], device)
+            after = _time_block(reference, calls[REFERENCE_NAME], device)
+            ratios[name].append(2 * t / (before + after))
             seconds[name].append(t)
+            seconds[REFERENCE_NAME].append(after)
+            before = after
         rounds += 1
     return ratios, seconds, calls
 
@@ -428,18 +430,32 @@ def settle_reference(
     threads: int | None = None,
     warmup_s: float = 0.3,
     run_s: float = 3.0,
+    chunks: int = 5,
 ) -> Reference:
     """Time the reference alone, for longer than a trial's measurement, once per host, device,
-    batch size and thread count: the scale every paired measurement there is multiplied by."""
+    batch size and thread count: the scale every paired measurement there is multiplied by.
+
+    The run is cut in ``chunks`` and the lowest chunk median is kept: a burst of load from
+    elsewhere (another worker still starting, say) only ever slows a chunk down, and a scale
+    settled in such a burst would inflate every latency of the study on this host.
+    """
     dev = resolve_device(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or previous_threads)
+    medians = []
     try:
         fn = _reference_callable(model, sample_input, dev)
         with torch.inference_mode():
-            samples, _ = time_callables(
-                {REFERENCE_NAME: fn}, dev, warmup_s=warmup_s, min_run_s=run_s
-            )
+            for i in range(chunks):
+                samples, _ = time_callables(
+                    {REFERENCE_NAME: fn},
+                    dev,
+                    warmup_s=warmup_s if i == 0 else 0.0,
+                    min_run_s=run_s / chunks,
+                    min_repeats=5,
+                    rounds=1,
+                )
+                medians.append(statistics.median(samples[REFERENCE_NAME]))
     finally:
         torch.set_num_threads(previous_threads)
-    return Reference(model=model, median_ms=statistics.median(samples[REFERENCE_NAME]) * 1e3)
+    return Reference(model=model, median_ms=min(medians) * 1e3)

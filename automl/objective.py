@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import socket
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from automl.complexity import count_flops_and_macs, count_parameters
 from automl.data import DataBundle
 from automl.device import describe_device, resolve_device
 from automl.errors import AutoMLError, TrainingError
-from automl.host_share import HostShare
+from automl.host_share import HostShare, wait_for_quiet_cpu
 from automl.latency import LatencyRecord, Reference, measure, settle_reference
 from automl.latency_targets import device_label, target_key
 from automl.models import create_model
@@ -125,6 +126,18 @@ class ModelInput:
             study.set_user_attr(
                 MODEL_INPUT_ATTR, [self.num_classes, self.in_chans, self.image_size]
             )
+
+
+def _cpu_name() -> str:
+    """The CPU's model name: a host record settled on one CPU is not reused on another."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class StopRequested(Exception):
@@ -397,11 +410,23 @@ class Objective:
         if key in self._references:
             return self._references[key]
         model = self.baseline_model(model_input.num_classes, model_input.in_chans)
+        # The host's own record holds the scale across studies: same reference network (its
+        # configuration and input), same device, batch and threads.
+        host_key = json.dumps(
+            [model.model_config, list(x.shape), device_label(dev), n_threads, _cpu_name()],
+            sort_keys=True,
+            default=str,
+        )
+        share = self.host_share
         stored = study.user_attrs.get(REFERENCE_ATTR_PREFIX + key)
+        if not (isinstance(stored, int | float) and stored > 0) and share is not None:
+            stored = share.settled(host_key)
         if isinstance(stored, int | float) and stored > 0:
             ref = Reference(model=model, median_ms=float(stored))
         else:
             obj = self.space.objectives
+            if dev.type == "cpu" and share is not None:
+                wait_for_quiet_cpu()
             ref = settle_reference(
                 model,
                 x,
@@ -410,6 +435,9 @@ class Objective:
                 warmup_s=obj.latency_warmup_s,
                 run_s=obj.latency_min_run_s * REFERENCE_SETTLE_FACTOR,
             )
+            if share is not None:
+                share.settle(host_key, ref.median_ms)
+        if study.user_attrs.get(REFERENCE_ATTR_PREFIX + key) != ref.median_ms:
             self._retry_db(
                 lambda: study.set_user_attr(REFERENCE_ATTR_PREFIX + key, ref.median_ms),
                 "store the reference latency",
@@ -506,9 +534,13 @@ class Objective:
         own fault); it stays when the trial is stopped or fails for a reason outside it.
         """
         study_name = trial.study.study_name
-        if self.host_share is not None:
+        share = self.host_share
+        if share is not None:
             # Before every trial: a worker that joined or left this host changes the shares.
-            self.host_share.apply()
+            share.apply()
+        return self._run(trial, key, study_name)
+
+    def _run(self, trial: optuna.Trial, key: int, study_name: str) -> tuple[float, float]:
         try:
             sampled = self.space.suggest(trial)
             data = self.data()
@@ -613,6 +645,8 @@ class Objective:
                         profile_hook(step)
                     share.step(step)
 
+                # Busy while training: another worker's CPU measurement waits for a step
+                # boundary instead of timing while this one computes.
                 share.begin_training()
             try:
                 return self._fit(model, data, train_cfg, reporter, ckpt, step_hook, identity)
@@ -665,17 +699,16 @@ class Objective:
 
             self._phase("measuring member subsets")
             dev = self.latency_device()
-            with self.measuring(dev) as granted:
-                store_subset_points(
-                    trial,
-                    model,
-                    data,
-                    dev,
-                    self.space.objectives,
-                    result.member_val_accuracies,
-                    threads=self.space.objectives.latency_threads or granted,
-                    reference=self._trial_reference,
-                )
+            store_subset_points(
+                trial,
+                model,
+                data,
+                dev,
+                self.space.objectives,
+                result.member_val_accuracies,
+                reference=self._trial_reference,
+                measuring=lambda: self.measuring(dev),
+            )
         self._phase("evaluating on the test split")
         test = evaluate(model, data.test, device=self.device)
         trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)

@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import optuna
 from _common import machine
 
 import automl
@@ -28,7 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 ARCHS = [(k, w) for k in (1, 2, 4) for w in (0.5, 1.0, 2.0)]
 
 
-def run(storage: str, workers: int, share: str, tmp: Path) -> tuple[float, dict[tuple, float]]:
+def run(
+    storage: str, workers: int, share: str, tmp: Path, args_repeat: int
+) -> tuple[float, dict[tuple, float], dict[tuple, float]]:
     name = f"bench-share-{workers}-{share}-{uuid.uuid4().hex[:6]}"
     study = automl.create_study(
         REPO / "search_spaces" / "smoke.toml",
@@ -36,7 +39,7 @@ def run(storage: str, workers: int, share: str, tmp: Path) -> tuple[float, dict[
         study_name=name,
         artifact_dir=tmp / name,
     )
-    for k, w in ARCHS:
+    for k, w in ARCHS * args_repeat:
         study.optuna_study.enqueue_trial(
             {
                 "split_factor": k,
@@ -46,7 +49,9 @@ def run(storage: str, workers: int, share: str, tmp: Path) -> tuple[float, dict[
                 "cot_warmup_epochs": 0,
             }
         )
-    env = {**os.environ, "AUTOML_HOST_DIR": str(tmp / f"host-{name}")}
+    # One host folder for every run, as on a real host: the runs share the host's settled
+    # reference time, so their latencies compare (the first run settles it).
+    env = {**os.environ, "AUTOML_HOST_DIR": str(tmp / "host")}
     cmd = [
         sys.executable,
         "-m",
@@ -72,36 +77,45 @@ def run(storage: str, workers: int, share: str, tmp: Path) -> tuple[float, dict[
         if p.returncode != 0:
             raise SystemExit(f"worker failed: {err.decode()[-2000:]}")
     wall = time.perf_counter() - start
-    lat = {
-        (t.params.get("split_factor"), round(t.params.get("width_mult", 1.0), 3)): t.values[1]
-        for t in study.trials()
-        if t.values
-    }
+    done_trials = [t for t in study.trials() if t.values]
+
+    def arch(t: optuna.trial.FrozenTrial) -> tuple:
+        return (t.params.get("split_factor"), round(t.params.get("width_mult", 1.0), 3))
+
+    lat = {arch(t): t.values[1] for t in done_trials}
+    ratio = {arch(t): t.user_attrs["latency_ratio"] for t in done_trials}
     done = len(study.trials())
     print(
         f"{workers} worker(s), --cpu-share {share}: {done} trials in {wall:.1f} s, "
         f"{done / wall * 60:.2f} trials/min"
     )
-    return done / wall * 60, lat
+    return done / wall * 60, lat, ratio
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--storage", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--with-off", action="store_true", help="also two workers without the split")
+    ap.add_argument("--repeat", type=int, default=3, help="times each architecture is enqueued")
     args = ap.parse_args()
     print(
-        f"# two workers on one host, smoke space, {len(ARCHS) + 1} trials, {machine()}, "
+        f"# two workers on one host, smoke space, {len(ARCHS) * args.repeat + 1} trials, {machine()}, "
         f"{len(os.sched_getaffinity(0))} cores"
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        one_rate, one = run(args.storage, 1, "auto", tmp)
-        variants = [("auto", *run(args.storage, 2, "auto", tmp))]
+        one_rate, one, one_ratio = run(args.storage, 1, "auto", tmp, args.repeat)
+        variants = [("auto", *run(args.storage, 2, "auto", tmp, args.repeat))]
         if args.with_off:
-            variants.append(("off", *run(args.storage, 2, "off", tmp)))
-    for share, rate, lat in variants:
+            variants.append(("off", *run(args.storage, 2, "off", tmp, args.repeat)))
+    for share, rate, lat, ratio in variants:
         ratios = [lat[a] / one[a] for a in one if a in lat]
+        paired = [ratio[a] / one_ratio[a] for a in one if a in ratio]
+        print(
+            f"2 workers ({share}) vs 1, ratios to the reference per architecture: median "
+            f"{statistics.median(paired):.3f}, "
+            f"worst {max(abs(r - 1) for r in paired) * 100:.1f}% off"
+        )
         worst = max(abs(r - 1) for r in ratios)
         print(
             f"2 workers ({share}) vs 1: throughput x{rate / one_rate:.2f}; latency ratio per "

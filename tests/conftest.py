@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ import pytest
 import torch
 
 from tests.helpers import PG_PROBLEM, PG_URL, require_pg
+
+# Workers started by the tests share a host folder of their own per pytest process (the xdist
+# processes are not one host's workers), and settle their latency reference at once: the other
+# xdist process keeps the CPUs busy, which a real worker would wait out (automl.host_share).
+os.environ.setdefault("AUTOML_HOST_DIR", tempfile.mkdtemp(prefix="automl-host-tests-"))
+os.environ.setdefault("AUTOML_QUIET_WAIT_S", "0")
 
 # Under pytest-xdist (make test runs two processes on two cores) one thread each: two threads per
 # process would oversubscribe the cores, and most tests are small models bound by Python overhead.

@@ -10,7 +10,8 @@ training with the space's budget: compare them with their spread in mind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +47,9 @@ class SubsetLatency:
     min_run_s: float = 0.25
     # The trial's own reference (automl.latency): subset latencies in the same units as its own.
     reference: Reference | None = None
+    # The host's measurement lock (automl.host_share), held around each timing only, yielding
+    # the threads granted; the subsets' accuracy is evaluated outside it.
+    measuring: Callable[[], AbstractContextManager[int | None]] | None = None
 
 
 def subset_points(
@@ -65,16 +69,17 @@ def subset_points(
         indices = sorted(order[:m])
         subset = select_members(model, indices)
         acc = evaluate(subset, data.val, device=device).accuracy
-        lat = measure(
-            subset,
-            torch.randn(*shape),
-            mode=latency.mode,
-            device=device,
-            threads=latency.threads,
-            warmup_s=latency.warmup_s,
-            min_run_s=latency.min_run_s,
-            reference=latency.reference,
-        )
+        with latency.measuring() if latency.measuring else nullcontext(None) as granted:
+            lat = measure(
+                subset,
+                torch.randn(*shape),
+                mode=latency.mode,
+                device=device,
+                threads=latency.threads or granted,
+                warmup_s=latency.warmup_s,
+                min_run_s=latency.min_run_s,
+                reference=latency.reference,
+            )
         points.append(
             {
                 "members": m,
@@ -96,8 +101,8 @@ def store_subset_points(
     objectives: Any,
     member_accuracies: Sequence[float],
     *,
-    threads: int | None = None,
     reference: Reference | None = None,
+    measuring: Callable[[], AbstractContextManager[int | None]] | None = None,
 ) -> None:
     """The objective's hook after training: store the subset points of a K > 1 trial.
 
@@ -108,10 +113,11 @@ def store_subset_points(
     settings = SubsetLatency(
         batch_size=objectives.latency_batch_size,
         mode=str(objectives.latency_mode),
-        threads=threads or objectives.latency_threads,
+        threads=objectives.latency_threads,
         warmup_s=min(objectives.latency_warmup_s, 0.1),
         min_run_s=min(objectives.latency_min_run_s, 0.25),
         reference=reference,
+        measuring=measuring,
     )
     points = subset_points(model, data, device, settings, member_accuracies)
     trial.set_user_attr(SUBSET_POINTS, points)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from automl.errors import ConfigError
-from automl.host_share import HostShare, parse_cpu_share
+from automl.host_share import HostShare, parse_cpu_share, wait_for_quiet_cpu
 from tests.helpers import REPO
 
 WAIT_S = 30.0
@@ -168,3 +169,31 @@ def test_measurements_never_overlap_but_a_gpu_one_does_not_pause_training(
     assert b_done.wait(WAIT_S)
     assert a_done.wait(WAIT_S)
     assert inside_a.is_set()
+
+
+def test_a_worker_stopped_inside_a_step_holds_a_measurement_back_only_so_long(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = HostShare(root=tmp_path).join()
+    measurer = HostShare(root=tmp_path, pause_timeout_s=0.2).join()
+    stuck.begin_training()  # and never steps again
+    with measurer.measuring(cpu=True) as threads:
+        assert threads == len(measurer.cores)
+    assert "did not pause its training within 0 s" in caplog.text
+    stuck.leave()
+    measurer.leave()
+
+
+def test_busy_cpus_are_seen_before_a_reference_is_settled() -> None:
+    n = os.cpu_count() or 1
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        time.sleep(0.5)
+        # Every core spinning: the wait gives up (at once here) and reports them busy.
+        assert wait_for_quiet_cpu(max_wait_s=0.01, window_s=0.3) > 0.5
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert wait_for_quiet_cpu(max_wait_s=0) == 0.0
