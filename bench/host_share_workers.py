@@ -99,8 +99,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="times each architecture is enqueued")
     args = ap.parse_args()
     print(
-        f"# two workers on one host, smoke space, {len(ARCHS) * args.repeat + 1} trials, {machine()}, "
-        f"{len(os.sched_getaffinity(0))} cores"
+        f"# two workers on one host, smoke space, {len(ARCHS) * args.repeat + 1} trials, "
+        f"{machine()}, {len(os.sched_getaffinity(0))} cores"
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
