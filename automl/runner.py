@@ -227,6 +227,10 @@ def enqueue_retry(study: optuna.Study, failed: FrozenTrial, max_retry: int | Non
     return True
 
 
+# How long a trial that lost its connection waits for the database before it is left to go stale.
+RECONNECT_WAIT_S = 60.0
+
+
 def _retry_later(
     study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: int | None
 ) -> bool:
@@ -319,12 +323,27 @@ def run_one(
             log.warning("trial %d failed: %s", trial.number, reason)
             return TrialState.FAIL
         except TRANSIENT_DB_ERRORS as e:
-            # The database went away mid-trial and did not come back in time. The trial stays
-            # RUNNING without heartbeats, so it goes stale and is retried from its checkpoint.
-            log.warning(
-                "trial %d lost its database connection (%s); it will be retried", trial.number, e
-            )
-            return TrialState.RUNNING
+            # The database went away mid-trial (a restart, say). This process knows the trial is
+            # abandoned: once the database answers again, fail it and enqueue its retry at once,
+            # rather than leave it RUNNING until it goes stale (never, without heartbeats).
+            why = f"lost its database connection: {_first_line(e)}"
+            try:
+                db_retry(
+                    lambda: _retry_later(study, trial, why, _max_retry(storage)),
+                    what="re-enqueue a trial that lost its database connection",
+                    timeout_s=min(db_timeout_s, RECONNECT_WAIT_S),
+                )
+            except Exception as err:
+                log.warning(
+                    "trial %d lost its database connection (%s) and it is still gone (%s); the "
+                    "trial is retried once it goes stale",
+                    trial.number,
+                    _first_line(e),
+                    _first_line(err),
+                )
+                return TrialState.RUNNING
+            log.warning("trial %d lost its database connection; re-enqueued", trial.number)
+            return TrialState.WAITING
         except Exception as e:
             if not _is_host_fault(e):
                 _fail_for_good(study, trial, e, objective)

@@ -146,7 +146,9 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     try:
         proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     except ImportError as e:
-        raise StorageError("grpc:// storage needs grpcio: pip install 'automl[grpc]'") from e
+        raise StorageError(
+            "grpc:// storage needs grpcio: pip install -e '.[grpc]' in the automl checkout"
+        ) from e
     try:
         proxy.get_all_studies()
     except Exception as e:

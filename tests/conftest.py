@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
 import re
@@ -38,6 +39,25 @@ def _release_pg_connections() -> None:
     test, a few hundred tests hold the server's 100 connections and a later test is refused.
     """
     gc.collect()
+
+
+# One server for every test process: a test that restarts it (marked pg_restart) runs alone,
+# the others wait at the gate while it does. Shared holds elsewhere, an exclusive one for it.
+_PG_LOCKS = Path(tempfile.gettempdir()) / f"automl-tests-pg-{os.getuid()}"
+
+
+@pytest.fixture(autouse=True)
+def _server_restart_runs_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    exclusive = request.node.get_closest_marker("pg_restart") is not None
+    with open(f"{_PG_LOCKS}.gate", "a+b") as gate, open(f"{_PG_LOCKS}.lock", "a+b") as lock:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)  # no test starts from here on
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the running ones have ended
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture

@@ -198,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
     url = normalize_url(default_storage_url() if args.storage is None else args.storage)
     storage = open_storage(url, must_exist=True)
     study_id = _study_id(storage, args.study, url) if args.study else None
-    _publish(storage, args.study)
+    if not args.read_only:
+        # --read-only promises no write to the studies; the workers push the plots after every
+        # trial anyway.
+        _publish(storage, args.study)
     art = artifact_dir_for(url, args.artifacts)
     if not args.read_only:
         try:

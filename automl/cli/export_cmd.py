@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--format",
         default="torchscript",
         choices=["torchscript", "exported-program", "onnx"],
-        help="program format (default torchscript; onnx needs 'pip install automl[export]')",
+        help="program format (default torchscript; onnx needs pip install -e '.[export]' in "
+        "the checkout)",
     )
     p.add_argument(
         "--form",

@@ -94,7 +94,8 @@ def write_program(head: ProbabilityHead, example: torch.Tensor, fmt: Format, pat
                 _write_onnx(head, example, path)
     except ImportError as e:
         raise BundleError(
-            f"format {fmt.value} needs {e.name}; install it with \"pip install 'automl[export]'\""
+            f"format {fmt.value} needs {e.name}; install it with \"pip install -e '.[export]'\" "
+            "in the automl checkout"
         ) from e
 
 
@@ -148,7 +149,8 @@ def load_program(
         return _onnx_runner(path, device, threads)
     except ImportError as e:
         raise BundleError(
-            f"running {fmt.value} needs {e.name}; install it with \"pip install 'automl[export]'\""
+            f"running {fmt.value} needs {e.name}; install it with \"pip install -e '.[export]'\" "
+            "in the automl checkout"
         ) from e
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)

@@ -16,9 +16,7 @@ from automl.export import Format, Preprocessing, ProbabilityHead, read_bundle, w
 from automl.export.programs import load_program
 from automl.models._registry import all_specs
 
-pytest.importorskip(
-    "onnx", reason="the export extra is not installed: pip install 'automl[export]'"
-)
+pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
 
 SIZE = 16
 

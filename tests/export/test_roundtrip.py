@@ -18,9 +18,7 @@ from automl.export import Format, export_trial, read_bundle
 from automl.export.predict import predict_files
 from tests.export.conftest import Trained
 
-pytest.importorskip(
-    "onnx", reason="the export extra is not installed: pip install 'automl[export]'"
-)
+pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
 
 ATOL = 1e-4
 

@@ -139,6 +139,7 @@ def _pg_restart_command() -> list[str] | None:
     return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
 
 
+@pytest.mark.pg_restart
 def test_postgres_restart_during_a_study_loses_no_trial(
     pg_url: str, study_name: str, tmp_path: Path
 ) -> None:
