@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.attrs import TrialAttr
+from automl.hypervolume import non_dominated
 from automl.search_progress import hypervolume_by_compute, reference_point
 
 if TYPE_CHECKING:
@@ -105,17 +106,6 @@ def _hover(t: FrozenTrial, space: SearchSpace) -> str:
     )
 
 
-def _front(points: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The non-dominated points (accuracy up, latency down), fastest first."""
-    front: list[FrozenTrial] = []
-    best_acc = -math.inf
-    for t in sorted(points, key=lambda t: (t.values[1], -t.values[0])):
-        if t.values[0] > best_acc:
-            front.append(t)
-            best_acc = t.values[0]
-    return front
-
-
 def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure:
     """Completed trials, accuracy against latency, one colour per K; the front joined, the
     baseline marked, trials over a budget greyed out."""
@@ -124,7 +114,7 @@ def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure
     done = [t for t in trials if t.state is TrialState.COMPLETE and t.values is not None]
     feasible = [t for t in done if _feasible(t)]
     ks = sorted({_k(t) for t in done}) or [1]
-    front = _front(feasible)
+    front = non_dominated(feasible, key=lambda t: (t.values[0], t.values[1]))
     fig = go.Figure()
     if front:
         fig.add_trace(

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
-__all__ = ["hypervolume_2d", "pareto_points"]
+__all__ = ["hypervolume_2d", "non_dominated", "pareto_points"]
+
+T = TypeVar("T")
+
+
+def non_dominated(items: Iterable[T], key: Callable[[T], tuple[float, float]]) -> list[T]:
+    """The items whose (accuracy, latency) ``key`` no other item beats on both (accuracy up,
+    latency down), fastest first; of equal points the first is kept."""
+    front: list[T] = []
+    best = -math.inf
+    for item in sorted(items, key=lambda i: (key(i)[1], -key(i)[0])):
+        if key(item)[0] > best:
+            front.append(item)
+            best = key(item)[0]
+    return front
 
 
 def pareto_points(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """The non-dominated (accuracy up, latency down) points, sorted by latency."""
-    best: list[tuple[float, float]] = []
-    for acc, lat in sorted(points, key=lambda p: (p[1], -p[0])):
-        if not best or acc > best[-1][0]:
-            best.append((acc, lat))
-    return best
+    return non_dominated(points, key=lambda p: p)
 
 
 def hypervolume_2d(points: Iterable[tuple[float, float]], reference: Sequence[float]) -> float:

@@ -25,6 +25,7 @@ from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
 from automl.host_share import HostShare
+from automl.hypervolume import non_dominated
 from automl.latency_targets import latencies_for, resolve_target
 from automl.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
 from automl.objective import STUDY_UUID_ATTR, Objective, trial_key
@@ -275,7 +276,9 @@ class AutoMLStudy:
             if all(c <= 0 for c in t.constraints.values())
         }
         records = self.completed_records(device=device, batch_size=batch_size)
-        return non_dominated([r for r in records if r.number in feasible])
+        return non_dominated(
+            (r for r in records if r.number in feasible), key=lambda r: (r.accuracy, r.latency_ms)
+        )
 
     def completed_records(
         self, *, device: str | None = None, batch_size: int | None = None
@@ -308,20 +311,6 @@ class AutoMLStudy:
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self._study.get_trials(deepcopy=False, states=states)
-
-
-def non_dominated(records: list[ParetoRecord]) -> list[ParetoRecord]:
-    """The records no other beats on both accuracy (higher) and latency (lower), by latency;
-    equal points are all kept, as Optuna keeps them."""
-    ordered = sorted(records, key=lambda r: (r.latency_ms, -r.accuracy))
-    front: list[ParetoRecord] = []
-    for r in ordered:
-        if front and r.accuracy <= front[-1].accuracy:
-            last = front[-1]
-            if not (r.accuracy == last.accuracy and r.latency_ms == last.latency_ms):
-                continue
-        front.append(r)
-    return front
 
 
 def _foreign(study: optuna.Study) -> bool:
