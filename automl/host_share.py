@@ -10,6 +10,10 @@
   between steps) and takes every core, so that its time is the machine's, not the machine's minus
   a neighbour's training.
 
+- The reference time of paired measurement (automl.latency) is settled once per host, after the
+  CPUs have gone idle, and kept in the folder (``references.json``): every study and worker of the
+  host multiplies its ratios by one scale.
+
 The folder is ``$AUTOML_HOST_DIR`` or ``<tmp>/automl-host-<uid>``: workers in containers share
 it only through a mounted volume (docker/compose.yaml mounts one).
 """
@@ -132,8 +136,17 @@ def _lock_within(f: IO[bytes], timeout_s: float) -> bool:
             time.sleep(0.005)
 
 
+def _own_cores() -> list[int]:
+    # macOS has no CPU affinity: the split then sets thread counts only.
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def _set_affinity(cores: list[int]) -> None:
     """Pin every thread of this process (OpenMP's pool included) to ``cores``."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return
     for tid in os.listdir("/proc/self/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(tid), cores)
@@ -153,7 +166,7 @@ class HostShare:
         # How long a CPU measurement waits for the others' steps in progress to end.
         self.pause_timeout_s = pause_timeout_s
         self.workers = workers
-        self.cores = sorted(os.sched_getaffinity(0))
+        self.cores = _own_cores()
         self.threads = torch.get_num_threads()
         self.slot = -1
         self._slot_file: IO[bytes] | None = None
@@ -293,7 +306,7 @@ class HostShare:
             if not cpu:
                 yield torch.get_num_threads()
                 return
-            own = sorted(os.sched_getaffinity(0))
+            own = _own_cores()
             threads = torch.get_num_threads()
             # The gate stops the others at their next step; the quiet lock is free once every
             # step in progress has ended.
