@@ -104,6 +104,13 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--trial", "0"], "--out"),
         (lambda d: ["--storage", _db(d), "--study", "nope", "--trial", "0", "--out", "tb"], "nope"),
     ],
+    "remeasure": [
+        (lambda d: ["--batch-size", "0"], "--batch-size"),
+        (lambda d: ["--min-run", "-1"], "--min-run"),
+        (lambda d: ["--cpu-share", "0"], "--cpu-share"),
+        (lambda d: ["--storage", _db(d), "--study", "nope"], "nope"),
+        (lambda d: ["--storage", str(d / "missing.db"), "--study", "s"], "missing.db"),
+    ],
     "dashboard": [
         (lambda d: ["--port", "99999"], "--port"),
         (lambda d: ["--port", "0"], "--port"),
