@@ -84,7 +84,6 @@ def remeasure(
     for t in tqdm(todo, disable=not progress, unit="trial", desc=f"timing on {key}"):
         # A finished trial answers the space's suggestions with its own parameters.
         sampled = space.suggest(cast(optuna.Trial, t))
-        torch.manual_seed(0)
         model = space.build_model(sampled, model_input.num_classes, model_input.in_chans)
         rec, _ = objective.time_architecture(study.optuna_study, model, model_input, dev, x, runs)
         store_remeasured(study.optuna_study, t.number, key, TargetLatency.from_record(rec))
