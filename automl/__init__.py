@@ -24,8 +24,16 @@ from automl.errors import (
 )
 from automl.export import load_model
 from automl.models import create_model, fuse, list_models, unfuse
+from automl.search.hooks import register_trial_end_hook
+from automl.search.records import ParetoRecord
+from automl.search.study import AutoMLStudy, create_study, load_study
 from automl.space import SearchSpace, load_space
-from automl.study import AutoMLStudy, ParetoRecord, create_study, load_study
+from automl.views.dashboard import publish_trial_end
+
+# Every trial that ends in this process publishes its note and the study's plots to
+# optuna-dashboard, whichever entry point ran it: the views are wired to the search here, at the
+# root, so that the search itself never imports a view.
+register_trial_end_hook(publish_trial_end)
 
 # Heartbeats, metric names and grouped TPE are marked experimental in Optuna; we rely on them on
 # purpose, so their warnings are silenced for calls made from this package only.

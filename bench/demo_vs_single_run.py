@@ -28,11 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from automl.data import DataBundle
-from automl.latency import measure
+from automl.measure.latency import measure
 from automl.models import create_model
 from automl.models.ensemble import Ensemble
+from automl.search.study import load_study
 from automl.space import SearchSpace, TrialParams, load_space
-from automl.study import load_study
 from automl.training import evaluate, fit
 from bench._common import machine
 

@@ -1,9 +1,10 @@
 """(e) Exported runtimes side by side: PyTorch eager vs TorchScript, torch.export, ONNX Runtime.
 
 A front-like model (convnet_m, K members, fused form, as ``automl export`` ships it by default) is
-exported to every format and timed with the project's protocol (``automl.latency.time_callables``,
-interleaved rounds) at batch 1 and 64. Ratios are relative to PyTorch eager of the same form.
-The CUDA provider / device is used only where a GPU exists (--device cuda).
+exported to every format and timed with the project's protocol
+(``automl.measure.latency.time_callables``, interleaved rounds) at batch 1 and 64. Ratios are
+relative to PyTorch eager of the same form. The CUDA provider / device is used only where a GPU
+exists (--device cuda).
 
 python bench/export_runtimes.py [--k 2] [--width 1.0] [--batches 1 64] [--min-run 1.0]
 """

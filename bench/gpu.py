@@ -12,7 +12,7 @@ import time
 import torch
 from _common import machine, median_time, params_m
 
-from automl.latency import measure, supported_modes
+from automl.measure.latency import measure, supported_modes
 from automl.models import create_model, fuse
 from automl.training.losses import ensemble_loss
 

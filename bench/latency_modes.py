@@ -11,7 +11,7 @@ import torch
 from _common import SHAPE, machine, model_for, params_m
 
 from automl.device import resolve_device
-from automl.latency import measure, supported_modes
+from automl.measure.latency import measure, supported_modes
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import torch
 from _common import SHAPE, machine, model_for
 from scipy.stats import spearmanr
 
-from automl.latency import measure, settle_reference
+from automl.measure.latency import measure, settle_reference
 
 ARCHS = [
     ("convnet_s", 1, 1.0),

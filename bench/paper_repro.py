@@ -4,7 +4,7 @@ K = 1 / 2 / 4 members (widen factor 8 -> 6 -> 4 by the WRN rule), JS co-training
 bf16 autocast on a GPU, a fixed number of epochs or a time budget per K. Reports the test accuracy
 of the ensemble and of every member (selection would use the validation split; here the last
 epoch is reported, no selection), parameters and MACs, and latency per execution mode at batch 1
-and 64 (``automl.latency.measure``: warm-up, synchronisation, repeats, median).
+and 64 (``automl.measure.latency.measure``: warm-up, synchronisation, repeats, median).
 
     python bench/paper_repro.py                 # GPU: ~15 epochs per K, full data
     python bench/paper_repro.py --quick         # CPU: 512 images, 1 epoch, width x0.25
@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from automl.complexity import count_macs, count_parameters
 from automl.data import load_dataset
-from automl.latency import measure, supported_modes
+from automl.measure.latency import measure, supported_modes
 from automl.models import create_model
+from automl.models.complexity import count_macs, count_parameters
 from automl.training import TrainConfig, fit
 from automl.training.evaluate import evaluate
 

@@ -1,6 +1,6 @@
 """Search methods side by side on the tabulated grid: hypervolume against compute, many seeds.
 
-Every method runs through ``automl.simulate`` (Optuna's real samplers, the project's real
+Every method runs through ``automl.search.simulate`` (Optuna's real samplers, the project's real
 scheduler) on ``bench/data/fashion_grid.jsonl``; Syne Tune's MOASHA comes from its own simulator
 (``bench/peers/syne_tune_moasha.py``, run first with the peers' venv) and is scored the same way.
 
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import optuna
 
-from automl.scheduler import RungScheduler
-from automl.simulate import Table, hypervolume_history, simulate
+from automl.search.scheduler import RungScheduler
+from automl.search.simulate import Table, hypervolume_history, simulate
 from automl.space import SamplerName, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "fashion_mnist_cpu.toml"

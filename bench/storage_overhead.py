@@ -13,9 +13,9 @@ import uuid
 
 import optuna
 
-from automl.runner import run_trials
-from automl.storage import StorageSettings, open_storage
-from automl.study import DIRECTIONS
+from automl.search.runner import run_trials
+from automl.search.study import DIRECTIONS
+from automl.store.storage import StorageSettings, open_storage
 
 
 def _work(trial: optuna.Trial) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automl.latency import measure
+from automl.measure.latency import measure
 from automl.models import create_model
 from automl.space import SearchSpace, TrialParams, load_space
 from automl.training import EpochRecord, evaluate, fit

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from automl.complexity import count_parameters
 from automl.data import load_dataset
 from automl.models import create_model
+from automl.models.complexity import count_parameters
 from automl.training import TrainConfig, evaluate, fit
 
 RUNS = [(1, 0.0), (2, 0.5), (2, 0.0), (4, 0.5), (4, 0.0)]

@@ -20,7 +20,7 @@ from tests.helpers import PG_PROBLEM, PG_URL, require_pg
 
 # Workers started by the tests share a host folder of their own per pytest process (the xdist
 # processes are not one host's workers), and settle their latency reference at once: the other
-# xdist process keeps the CPUs busy, which a real worker would wait out (automl.host_share).
+# xdist process keeps the CPUs busy, which a real worker would wait out (automl.measure.host_share).
 os.environ.setdefault("AUTOML_HOST_DIR", tempfile.mkdtemp(prefix="automl-host-tests-"))
 os.environ.setdefault("AUTOML_QUIET_WAIT_S", "0")
 

@@ -10,8 +10,9 @@ from typing import Any
 import optuna
 
 import automl
-from automl.attrs import TrialAttr
-from automl.study import AutoMLStudy
+from automl.search.study import AutoMLStudy
+from automl.search.trial import Claimed, TrialEnv, TrialLife
+from automl.store.attrs import TrialAttr
 from tests.helpers import write_space
 
 
@@ -31,6 +32,11 @@ def start_trial(study: AutoMLStudy, params: dict[str, Any] | None = None) -> opt
     trial = ost.ask()
     study.space.suggest(trial)
     return trial
+
+
+def life_of(env: TrialEnv, study: optuna.Study, trial: optuna.Trial) -> TrialLife:
+    """The life of a trial started by hand (``study.ask()``), to run its steps one by one."""
+    return TrialLife(env, study, study._storage, Claimed(trial, trial.number, trial._trial_id))
 
 
 def finish_trial(

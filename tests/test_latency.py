@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from automl.errors import ConfigError
-from automl.latency import ExecutionMode, measure, supported_modes
+from automl.measure.latency import ExecutionMode, measure, supported_modes
 from automl.models import create_model, fuse
 from automl.models.ensemble import DividedNet
 

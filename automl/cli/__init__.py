@@ -1,7 +1,9 @@
-"""The ``automl`` command line.
+"""The ``automl`` command line: one module per subcommand, each a thin layer over the stages.
 
-Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``trace``,
-``dashboard``, ``export``, ``predict``.
+Subcommands: ``train``, ``search``, ``worker``, ``status``, ``report``, ``trace``, ``dashboard``,
+``export``, ``predict``, ``remeasure``, ``grpc-proxy``. What it guarantees: a user's mistake (a
+malformed space, an unknown model, a wrong URL, a missing data set) is one line, ``automl: error:
+...``, and exit code 2, with nothing stored touched; an interrupt exits 128 + the signal.
 """
 
 from __future__ import annotations

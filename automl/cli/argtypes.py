@@ -73,7 +73,7 @@ def port(text: str) -> int:
 
 def _cpu_share(text: str) -> int | None:
     from automl.errors import ConfigError
-    from automl.host_share import parse_cpu_share
+    from automl.measure.host_share import parse_cpu_share
 
     try:
         return parse_cpu_share(text)

@@ -33,7 +33,7 @@ def resolve_study_name(storage: str | None, name: str | None) -> str:
     import optuna
 
     from automl.errors import StorageError
-    from automl.storage import default_storage_url, open_storage
+    from automl.store.storage import default_storage_url, open_storage
 
     rdb = open_storage(default_storage_url() if storage is None else storage, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]

@@ -2,7 +2,7 @@
 
 Served on loopback unless ``--allow-remote`` says otherwise, behind a guard that checks the Host
 header and, with ``--read-only``, refuses every request that could change a study (see
-``automl.dashboard_guard``).
+``automl.views.dashboard_guard``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from automl.cli.argtypes import port
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError, StorageError
-from automl.storage import default_storage_url, normalize_url, open_storage, redact
+from automl.store.attrs import StudyAttr
+from automl.store.storage import default_storage_url, normalize_url, open_storage, redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def artifact_dir_for(storage_url: str, explicit: str | None) -> Path:
-    from automl.study import default_artifact_dir
+    from automl.search.study import default_artifact_dir
 
     return Path(explicit).resolve() if explicit else default_artifact_dir(storage_url)
 
@@ -161,12 +162,11 @@ def _publish(storage: optuna.storages.BaseStorage, only: str | None) -> None:
     Optuna hold no space and are left as they are."""
     import optuna
 
-    from automl.dashboard_plots import publish_study
     from automl.space import SearchSpace
-    from automl.study import ATTR_SPACE
+    from automl.views.dashboard import publish_study
 
     for summary in storage.get_all_studies():
-        raw = summary.user_attrs.get(ATTR_SPACE)
+        raw = summary.user_attrs.get(StudyAttr.SPACE)
         if raw is None or (only is not None and summary.study_name != only):
             continue
         try:
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import wsgi
 
-    from automl.dashboard_guard import DashboardGuard
+    from automl.views.dashboard_guard import DashboardGuard
 
     local = is_loopback(args.host)
     if not local and not args.allow_remote:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from automl.cli.argtypes import port
-from automl.storage import default_storage_url, open_storage, redact
+from automl.store.storage import default_storage_url, open_storage, redact
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import argparse
 
 from automl.cli.argtypes import add_cpu_share_arg, positive_float, positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
-from automl.report import format_front
+from automl.views.report import format_front
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,9 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.host_share import HostShare
-    from automl.remeasure import remeasure
-    from automl.study import load_study
+    from automl.measure.host_share import HostShare
+    from automl.search.remeasure import remeasure
+    from automl.search.study import load_study
 
     name = resolve_study_name(args.storage, args.study)
     study = load_study(name, args.storage, artifact_dir=args.artifacts)

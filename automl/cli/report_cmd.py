@@ -10,7 +10,7 @@ from pathlib import Path
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.cli.targets import add_target_args
 from automl.errors import AutoMLError, ConfigError
-from automl.study import load_study
+from automl.search.study import load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def check_out_dir(out: str) -> tuple[Path, list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.report import write_report
+    from automl.views.report import write_report
 
     out, created = check_out_dir(args.out)
     try:

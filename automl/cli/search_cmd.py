@@ -10,11 +10,11 @@ import threading
 from automl.cli.argtypes import add_cpu_share_arg, positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
-from automl.host_share import HostShare
-from automl.report import format_front
-from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
-from automl.study import create_study
-from automl.worker import install_stop_handlers
+from automl.measure.host_share import HostShare
+from automl.search.study import create_study
+from automl.search.worker import install_stop_handlers
+from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
+from automl.views.report import format_front
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

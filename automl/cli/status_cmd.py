@@ -9,17 +9,17 @@ from datetime import datetime
 
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.attrs import TrialAttr
 from automl.cli.argtypes import positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.cli.targets import add_target_args, target_words
-from automl.heartbeats import Heartbeat, heartbeat_ages
-from automl.report import format_front, reference_point
-from automl.scheduler import RungScheduler
-from automl.search_progress import TrialStage, hypervolume_by_compute, trial_stages
-from automl.storage import StorageSettings, redact
-from automl.study import ATTR_TARGET, AutoMLStudy, load_study
-from automl.trial_text import duration, readable_params
+from automl.search.progress import TrialStage, hypervolume_by_compute, trial_stages
+from automl.search.scheduler import RungScheduler, early_stopper
+from automl.search.study import AutoMLStudy, load_study
+from automl.store.attrs import StudyAttr, TrialAttr
+from automl.store.heartbeats import Heartbeat, heartbeat_ages
+from automl.store.storage import StorageSettings, redact
+from automl.views.report import format_front, reference_point
+from automl.views.trial_text import duration, readable_params
 
 _ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(name, args.storage, artifact_dir=args.artifacts, settings=settings)
     trials = study.trials()
     counts = Counter(t.state.name for t in trials)
-    target = study.optuna_study.user_attrs.get(ATTR_TARGET)
+    target = study.optuna_study.user_attrs.get(StudyAttr.TARGET_TRIALS)
     print(f"study {name!r} in {redact(study.storage_url)} (space {study.space.source})")
     print(
         f"trials: {len(trials)}"
@@ -159,7 +159,7 @@ HISTORY_POINTS = 6
 def _early_stopping(study: AutoMLStudy, trials: list[FrozenTrial]) -> None:
     """The early-stopping rule, each recent trial's epochs, rung and reason, and the front's
     hypervolume against the compute spent."""
-    stopper = study.space.early_stopper()
+    stopper = early_stopper(study.space)
     kind = study.space.scheduler_kind
     if isinstance(stopper, RungScheduler):
         rule = f"asha, eta {stopper.eta}, rungs at epochs {stopper.rungs} of {stopper.epochs}"

@@ -9,7 +9,7 @@ from automl.cli.argtypes import non_negative_int
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.cli.report_cmd import check_out_dir
 from automl.errors import AutoMLError
-from automl.study import load_study
+from automl.search.study import load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.trace_layout import lay_out_traces
+    from automl.views.traces import lay_out_traces
 
     name = resolve_study_name(args.storage, args.study)
     study = load_study(name, args.storage, artifact_dir=args.artifacts)

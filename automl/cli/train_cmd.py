@@ -13,11 +13,11 @@ from automl.cli.argtypes import (
     positive_float,
     positive_int,
 )
-from automl.complexity import count_flops, count_parameters
 from automl.data import AugmentConfig, list_datasets, load_dataset
 from automl.device import describe_device, resolve_device
 from automl.errors import ConfigError
 from automl.models import create_model, list_models
+from automl.models.complexity import count_flops, count_parameters
 from automl.training import CotKind, EpochRecord, TrainConfig, evaluate, fit
 
 

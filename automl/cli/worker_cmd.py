@@ -11,7 +11,7 @@ from pathlib import Path
 from automl.cli.argtypes import add_cpu_share_arg, non_negative_int, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
-from automl.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
+from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,8 +64,8 @@ def check_timing(heartbeat_interval: int | None, grace_period: int | None) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    from automl.names import validate_study_name
-    from automl.worker import WorkerOptions, run_worker
+    from automl.search.worker import WorkerOptions, run_worker
+    from automl.store.names import validate_study_name
 
     check_timing(args.heartbeat_interval, args.grace_period)
 

@@ -1,4 +1,10 @@
-"""Data sets, held-out validation splits and K independently augmented views per image."""
+"""Data sets, held-out validation splits and K independently augmented views per image.
+
+What this package guarantees: nothing is downloaded (a missing data set is a ``DataError`` naming
+where it was looked for and how to get it); the validation split is seeded and held out of the
+training set, the test split stays apart; each member gets its own augmented view of the same
+images. ``load_dataset(name, root, ...)``, ``list_datasets()``, ``DataBundle``.
+"""
 
 from __future__ import annotations
 

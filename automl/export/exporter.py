@@ -6,13 +6,11 @@ The program's probabilities must equal those of the PyTorch model on real test i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from automl.attrs import TrialAttr
 from automl.device import resolve_device
 from automl.export.bundle import prepare_out_dir, write_json, write_manifest
 from automl.export.errors import BundleError
@@ -26,27 +24,16 @@ from automl.export.forms import (
 )
 from automl.export.preprocess import Preprocessing, class_names, preprocessing_for
 from automl.export.programs import PROGRAM_FILE, Format, load_program, parse_format, write_program
-from automl.export.source import SUBSET_POINTS, load_trial, trial_metrics
+from automl.export.runtime_latency import LatencySettings, bundle_latency
+from automl.export.source import load_trial, trial_metrics
 from automl.models import DividedNet
+from automl.store.attrs import TrialAttr
 from automl.training import evaluate
 
 __all__ = ["DEFAULT_ATOL", "LatencySettings", "export_trial", "write_bundle"]
 
 DEFAULT_ATOL = 1e-4
 CHECK_IMAGES = 64
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """How the bundle's latency is measured in its runtime (``automl.latency`` protocol)."""
-
-    batch_size: int = 1
-    warmup_s: float = 0.3
-    min_run_s: float = 1.0
-    threads: int | None = None
-    enabled: bool = True
-    # "cpu", or "cuda[:i]" where a GPU exists (ONNX Runtime's CUDA provider when it is installed).
-    device: str = "cpu"
 
 
 def _first_images(split: Any, n: int) -> torch.Tensor:
@@ -140,8 +127,6 @@ def write_bundle(
             "export_check": check,
         }
         if latency is not None and latency.enabled:
-            from automl.export.runtime_latency import bundle_latency
-
             extra["latency"] = bundle_latency(
                 head, fmt, program, preprocessing, latency, device=latency.device
             )
@@ -177,7 +162,11 @@ def export_trial(
     if len(indices) < k:
         # The shipped subset's own accuracies: the stored operating point (validation) and the
         # test split, measured now.
-        points = [p for p in metrics.get(SUBSET_POINTS) or [] if p.get("members") == len(indices)]
+        points = [
+            p
+            for p in metrics.get(TrialAttr.SUBSET_POINTS) or []
+            if p.get("members") == len(indices)
+        ]
         test = evaluate(divided, data.test)
         metrics["subset"] = {
             "members": indices,

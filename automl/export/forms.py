@@ -20,8 +20,9 @@ from torch import nn
 from automl.errors import ConfigError
 from automl.export.preprocess import Preprocessing
 from automl.models import Combine, DividedNet, Ensemble, fuse
+from automl.models.members import member_order, select_members
 
-__all__ = ["Form", "LoadedModel", "ProbabilityHead", "build_form", "member_order", "select_members"]
+__all__ = ["Form", "LoadedModel", "ProbabilityHead", "build_form", "resolve_members"]
 
 
 class Form(StrEnum):
@@ -34,29 +35,6 @@ def parse_form(form: Form | str) -> Form:
         return Form(form)
     except ValueError:
         raise ConfigError(f"form must be one of divided, fused, got {form!r}") from None
-
-
-def member_order(member_accuracies: Sequence[float], k: int) -> list[int]:
-    """Member indices by validation accuracy, best first (ties: lower index first)."""
-    if len(member_accuracies) != k:
-        return list(range(k))
-    return sorted(range(k), key=lambda i: (-float(member_accuracies[i]), i))
-
-
-def select_members(model: DividedNet, indices: Sequence[int]) -> DividedNet:
-    """An ensemble of the members ``indices`` of ``model`` (sharing their modules).
-
-    The model config keeps the trained K: the members' widths were divided by it, and ``fuse``
-    builds the grouped network from it.
-    """
-    k = model.split_factor
-    if not indices or any(not 0 <= i < k for i in indices) or len(set(indices)) != len(indices):
-        raise ConfigError(f"members must be distinct indices in 0..{k - 1}, got {list(indices)}")
-    if list(indices) == list(range(k)):
-        return model
-    picked = DividedNet([model.members[i] for i in indices], model.model_config, model.combine)
-    picked.train(model.training)
-    return picked
 
 
 def resolve_members(members: int | None, k: int, member_accuracies: Sequence[float]) -> list[int]:

@@ -1,8 +1,8 @@
 """Latency of a bundle in the runtime it targets, with the project's protocol.
 
-The program is timed by ``automl.latency.time_callables`` (warm-up by time, blocks sized for timer
-resolution, interleaved rounds, median and IQR) next to the PyTorch eager model it came from, so
-that the ratio program / eager is measured side by side on the same machine.
+The program is timed by ``automl.measure.latency.time_callables`` (warm-up by time, blocks sized for
+timer resolution, interleaved rounds, median and IQR) next to the PyTorch eager model it came from,
+so that the ratio program / eager is measured side by side on the same machine.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -19,12 +20,22 @@ from automl.device import describe_device, resolve_device
 from automl.export.forms import ProbabilityHead
 from automl.export.preprocess import Preprocessing
 from automl.export.programs import Format, load_program, onnx_providers
-from automl.latency import time_callables
+from automl.measure.latency import time_callables
 
-if TYPE_CHECKING:
-    from automl.export.exporter import LatencySettings
+__all__ = ["LatencySettings", "bundle_latency", "time_runtimes"]
 
-__all__ = ["bundle_latency", "time_runtimes"]
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How the bundle's latency is measured in its runtime (``automl.measure.latency`` protocol)."""
+
+    batch_size: int = 1
+    warmup_s: float = 0.3
+    min_run_s: float = 1.0
+    threads: int | None = None
+    enabled: bool = True
+    # "cpu", or "cuda[:i]" where a GPU exists (ONNX Runtime's CUDA provider when it is installed).
+    device: str = "cpu"
 
 
 def time_runtimes(
@@ -82,7 +93,7 @@ def bundle_latency(
     }
     times = time_runtimes(runners, x, dev, settings)
     return {
-        "protocol": "automl.latency.time_callables",
+        "protocol": "automl.measure.latency.time_callables",
         "runtime": runtime_name(fmt, device),
         "device": describe_device(dev),
         "batch_size": settings.batch_size,

@@ -18,16 +18,15 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.attrs import TrialAttr
 from automl.errors import AutoMLError
 from automl.export.errors import BundleError, TrialSelectionError
 from automl.export.forms import Form, LoadedModel, build_form, parse_form, resolve_members
 from automl.export.preprocess import class_names, preprocessing_for
-from automl.export.subsets import SUBSET_POINTS
 from automl.models import DividedNet, model_from_config
-from automl.study import AutoMLStudy, load_study
+from automl.search.study import AutoMLStudy, load_study
+from automl.store.attrs import TrialAttr
 
-__all__ = ["SUBSET_POINTS", "TrialModel", "load_trial", "select_trial", "trial_metrics"]
+__all__ = ["TrialModel", "load_trial", "select_trial", "trial_metrics"]
 
 WEIGHTS_ARTIFACT = "weights.pt"
 
@@ -171,8 +170,8 @@ def trial_metrics(trial: FrozenTrial) -> dict[str, Any]:
         "val_accuracy": float(trial.values[0]) if trial.values else None,
     }
     out.update({str(k): u.get(k) for k in keys})
-    if SUBSET_POINTS in u:
-        out[SUBSET_POINTS] = u[SUBSET_POINTS]
+    if TrialAttr.SUBSET_POINTS in u:
+        out[TrialAttr.SUBSET_POINTS] = u[TrialAttr.SUBSET_POINTS]
     return out
 
 

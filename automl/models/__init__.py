@@ -1,4 +1,10 @@
-"""Divided networks: a registry of families, the K-member ensemble and its fused form."""
+"""Divided networks: a registry of families, the K-member ensemble and its fused form.
+
+What this package guarantees: every registered family divides by the paper's rule for it
+(``division``) into an ensemble of K members (``DividedNet``) that ``fuse`` turns into one
+grouped-convolution network computing the same function; sizes are counted the paper's way
+(``complexity``). ``create_model(name, ...)``, ``list_models()``, ``get_spec(name)``.
+"""
 
 from __future__ import annotations
 

@@ -23,10 +23,10 @@ class ModelSpec:
 
     ``paper_size`` maps K to the paper's (parameters in millions, GMACs) for the tabulated sizes
     (CIFAR-100 classifiers for 32x32 networks, ImageNet for the others); MACs as the paper counts
-    them (``automl.complexity.count_macs(..., include_norm=True)``). ``split_factors`` are the K
-    the paper uses for this network. ``options`` are the keyword options ``create_model`` accepts
-    for it, with the paper's defaults in the builder. ``deterministic`` are option values that
-    make a training step deterministic (no random branch weights or dropped paths), which the
+    them (``automl.models.complexity.count_macs(..., include_norm=True)``). ``split_factors`` are
+    the K the paper uses for this network. ``options`` are the keyword options ``create_model``
+    accepts for it, with the paper's defaults in the builder. ``deterministic`` are option values
+    that make a training step deterministic (no random branch weights or dropped paths), which the
     tests use to check that the fused form trains exactly like the divided one; empty when the
     network is deterministic already. ``has_fused_form`` is False where a family cannot be
     written with per-member layers (none so far: every family here can).

@@ -1,4 +1,10 @@
-"""Co-training: losses, the learning-rate schedule, the typed recipe and the fit loop."""
+"""Co-training: losses, the learning-rate schedule, the typed recipe and the fit loop.
+
+What this package guarantees: one readable loop (``fit``) whose learning rate is a pure function of
+the step, a divided and a fused training form that compute the same losses and gradients, and
+epoch checkpoints written atomically and resumed only by the run that wrote them
+(``checkpoint``). ``TrainConfig``, ``fit``, ``evaluate``, the co-training losses.
+"""
 
 from __future__ import annotations
 

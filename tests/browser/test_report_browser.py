@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from automl.report import write_report
+from automl.views.report import write_report
 from tests.browser.chromium import assert_plotly_rendered, screenshot
 from tests.study_builders import finish_trial, tiny_study
 

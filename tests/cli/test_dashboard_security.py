@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from automl import create_study
 from automl.cli import _build_parser
-from automl.dashboard_guard import host_name
+from automl.views.dashboard_guard import host_name
 from tests.helpers import REPO, free_port, write_space
 
 

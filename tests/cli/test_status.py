@@ -14,8 +14,8 @@ from optuna.storages._rdb import models
 
 from automl.cli import main
 from automl.cli.status_cmd import WIDE_SPREAD_RATIO
-from automl.study import ATTR_TARGET
-from automl.trial_text import duration, readable_params
+from automl.store.attrs import StudyAttr
+from automl.views.trial_text import duration, readable_params
 from tests.study_builders import finish_trial, start_trial, tiny_study
 
 K2 = {"split_factor": 2, "width_mult": 0.8, "cot_weight": 0.5, "cot_kind": "js"}
@@ -50,7 +50,7 @@ def test_status_flags_stale_trials_times_params_and_noisy_latency(
     alive = start_trial(study, {"split_factor": 1, "width_mult": 0.9})
     _age_heartbeat(storage, dead._trial_id, 3600)
     _age_heartbeat(storage, alive._trial_id, 0)
-    study.optuna_study.set_user_attr(ATTR_TARGET, 7)
+    study.optuna_study.set_user_attr(StudyAttr.TARGET_TRIALS, 7)
 
     args = ["--storage", storage_url, "--study", study_name, "--grace-period", "600"]
     assert main(["status", *args]) == 0

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from automl.cli import _build_parser
-from automl.storage import redact
+from automl.store.storage import redact
 from tests.helpers import REPO
 
 DOCKER = REPO / "docker"

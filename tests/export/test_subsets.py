@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import automl
-from automl.export.subsets import SUBSET_POINTS
+from automl.store.attrs import TrialAttr
 from tests.export.conftest import Trained
 
 
 def test_subset_points_are_stored_and_reproducible(trained: Trained) -> None:
     study = automl.load_study(trained.study, trained.url)
     t0, t1 = study.trials()[:2]
-    assert SUBSET_POINTS not in t0.user_attrs  # K = 1: nothing to drop
-    points = t1.user_attrs[SUBSET_POINTS]
+    assert TrialAttr.SUBSET_POINTS not in t0.user_attrs  # K = 1: nothing to drop
+    points = t1.user_attrs[TrialAttr.SUBSET_POINTS]
     assert [p["members"] for p in points] == [1]
     p = points[0]
     assert 0.0 <= p["accuracy"] <= 1.0 and p["latency_ms"] > 0
@@ -33,7 +33,7 @@ def test_pareto_front_with_subsets(trained: Trained) -> None:
     for a, lat in points:  # non-dominated among themselves
         assert not any(a2 >= a and l2 <= lat and (a2 > a or l2 < lat) for a2, l2 in points)
     t1 = study.trials()[1]
-    p = t1.user_attrs[SUBSET_POINTS][0]
+    p = t1.user_attrs[TrialAttr.SUBSET_POINTS][0]
     subset = [r for r in front if r.subset_members is not None]
     for r in subset:
         assert r.number == 1 and r.subset_members == 1

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from automl.errors import ConfigError
-from automl.host_share import HostShare, parse_cpu_share, wait_for_quiet_cpu
+from automl.measure.host_share import HostShare, parse_cpu_share, wait_for_quiet_cpu
 from tests.helpers import REPO
 
 WAIT_S = 30.0
@@ -46,7 +46,7 @@ def test_a_slot_frees_itself_when_its_worker_is_gone(tmp_path: Path) -> None:
     a = HostShare(root=tmp_path).join()
     # Another process holds slot 1 and dies without leaving: its lock dies with it.
     code = (
-        "import sys; from pathlib import Path; from automl.host_share import HostShare; "
+        "import sys; from pathlib import Path; from automl.measure.host_share import HostShare; "
         f"s = HostShare(root=Path({str(tmp_path)!r})).join(); print(s.slot, s.live_slots())"
     )
     out = subprocess.run(

@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from automl.latency import Reference, measure, settle_reference, time_paired
+from automl.measure.latency import Reference, measure, settle_reference, time_paired
 from automl.models import create_model
 from automl.models.ensemble import Ensemble
 

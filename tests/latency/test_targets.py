@@ -12,14 +12,13 @@ import pytest
 import torch
 
 import automl
-from automl.attrs import TrialAttr
 from automl.errors import ConfigError
-from automl.host_share import HostShare
-from automl.hypervolume import non_dominated
-from automl.latency_targets import latencies_for
-from automl.objective import MODEL_INPUT_ATTR, REFERENCE_ATTR_PREFIX
-from automl.remeasure import remeasure
-from automl.study import ParetoRecord
+from automl.measure.host_share import HostShare
+from automl.measure.targets import latencies_for
+from automl.search.hypervolume import non_dominated
+from automl.search.remeasure import remeasure
+from automl.search.study import ParetoRecord
+from automl.store.attrs import StudyAttr, TrialAttr
 from tests.helpers import REPO, write_space
 
 
@@ -43,9 +42,9 @@ def test_a_trial_stores_a_paired_latency_and_its_target(trained: automl.AutoMLSt
     # One settled reference for the host: every trial's latency is on the same scale.
     assert len(refs) == 1
     attrs = trained.optuna_study.user_attrs
-    settled = [v for k, v in attrs.items() if k.startswith(REFERENCE_ATTR_PREFIX)]
+    settled = [v for k, v in attrs.items() if k.startswith(StudyAttr.LATENCY_REFERENCE_PREFIX)]
     assert settled == [refs.pop()]
-    assert attrs[MODEL_INPUT_ATTR] == [10, 1, 8]
+    assert attrs[StudyAttr.MODEL_INPUT] == [10, 1, 8]
     for t in done:
         u = t.user_attrs
         assert u[TrialAttr.LATENCY_TARGET] == "cpu@b1"

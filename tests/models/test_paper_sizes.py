@@ -16,8 +16,8 @@ import functools
 import pytest
 import torch
 
-from automl.complexity import count_macs, count_parameters
 from automl.models import create_model, get_spec, list_models
+from automl.models.complexity import count_macs, count_parameters
 
 # (network, K) -> (params M, GMACs) exactly as PAPER.md prints them (CIFAR-100 unless ImageNet).
 TABLE: dict[tuple[str, int], tuple[str, str]] = {

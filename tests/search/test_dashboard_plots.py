@@ -15,20 +15,18 @@ from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 from optuna_dashboard._note import get_note_from_system_attrs
 
 from automl import create_study
-from automl.attrs import TrialAttr
 from automl.cli.dashboard_cmd import _publish
-from automl.dashboard_plots import (
+from automl.search.progress import reference_point
+from automl.space import load_space
+from automl.store.attrs import TrialAttr
+from automl.store.storage import open_storage
+from automl.views.dashboard import (
     CURVES_PLOT_ID,
     FRONT_PLOT_ID,
     HYPERVOLUME_PLOT_ID,
-    _colour,
     publish_trial_end,
     trial_note,
 )
-from automl.report_figures import k_colour
-from automl.search_progress import reference_point
-from automl.space import load_space
-from automl.storage import open_storage
 from tests.helpers import write_space
 
 # The tiny space with a parameter budget and the early stopper: some trials complete, some stop.
@@ -196,7 +194,7 @@ def test_a_failed_push_is_a_warning_not_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     study = create_study(write_space(tmp_path), storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with caplog.at_level(logging.WARNING, logger="automl.dashboard_plots"):
+    with caplog.at_level(logging.WARNING, logger="automl.views.dashboard"):
         publish_trial_end(study.optuna_study, study.space, trial_id=12345)
     assert "could not push dashboard plots or the note of trial id 12345" in caplog.text
 
@@ -234,7 +232,3 @@ def test_the_dashboard_pushes_plots_and_missing_notes_at_start(tmp_path: Path) -
     assert _note(ost, done).startswith("## Trial 1: convnet_s, K = 2, width 0.8")
     assert _note(ost, failed) == "my own note"
     assert _plots(plain) == {} and _note(plain, plain.get_trials()[0]) == ""
-
-
-def test_the_dashboard_colours_k_as_the_report_does() -> None:
-    assert [_colour(k) for k in range(1, 33)] == [k_colour(k) for k in range(1, 33)]

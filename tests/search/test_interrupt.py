@@ -21,12 +21,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 import automl
-from automl.attrs import TrialAttr
 from automl.errors import StorageError
-from automl.retry import db_retry
-from automl.runner import HostFault
-from automl.study import DIRECTIONS
-from automl.worker import WorkerOptions, run_worker
+from automl.search.study import DIRECTIONS
+from automl.search.trial import HostFault
+from automl.search.worker import WorkerOptions, run_worker
+from automl.store.attrs import TrialAttr
+from automl.store.retry import db_retry
 from tests.helpers import free_port, unpooled_storage, write_space
 
 # Epochs of half a second (idle machine) to a few seconds (loaded): long enough to interrupt a
@@ -175,7 +175,7 @@ def test_a_killed_search_is_resumed_by_the_rerun_without_waiting_out_the_grace(
 
 
 def test_liveness_tags_name_only_processes_of_this_machine_that_are_gone() -> None:
-    from automl.liveness import gone_here, process_tag
+    from automl.store.liveness import gone_here, process_tag
 
     here = process_tag()
     host, boot, _ = here.rsplit("|", 2)

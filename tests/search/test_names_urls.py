@@ -18,12 +18,15 @@ from optuna.trial import TrialState
 
 from automl.cli import main
 from automl.errors import ConfigError, StorageError
-from automl.names import MAX_STUDY_NAME, study_dir_name, validate_study_name
-from automl.objective import Objective
-from automl.paths import inside
+from automl.search.checkpoints import TrialCheckpoint
+from automl.search.runner import run_trials
+from automl.search.study import create_study, load_study
+from automl.search.trial import TrialEnv
 from automl.space import load_space
-from automl.storage import open_storage, redact
-from automl.study import ATTR_ARTIFACT_DIR, ATTR_SPACE, create_study, load_study
+from automl.store.attrs import StudyAttr
+from automl.store.names import MAX_STUDY_NAME, study_dir_name, validate_study_name
+from automl.store.paths import inside
+from automl.store.storage import open_storage, redact
 from tests.helpers import REPO, require_pg, write_space
 
 BAD_NAMES = [
@@ -189,8 +192,7 @@ def test_checkpoint_paths_of_odd_names_stay_in_the_artifact_folder(
     name: str, tmp_path: Path
 ) -> None:
     art = tmp_path / "art"
-    obj = Objective(load_space(write_space(tmp_path)), device=torch.device("cpu"), artifact_dir=art)
-    path = obj.checkpoint_path(name, 3)
+    path = TrialCheckpoint(art, name, 3).path
     assert path.is_relative_to(art / "checkpoints") and path.name == "trial-3.pt"
     assert path.parent.name == study_dir_name(name)
 
@@ -207,20 +209,21 @@ def test_a_study_with_an_odd_name_created_elsewhere_runs_inside_the_folder(
         study_name=name, storage=storage_url, directions=["maximize", "minimize"]
     )
     try:
-        raw.set_user_attr(ATTR_SPACE, sp.to_dict())
-        raw.set_user_attr(ATTR_ARTIFACT_DIR, str(art))
+        raw.set_user_attr(StudyAttr.SPACE, sp.to_dict())
+        raw.set_user_attr(StudyAttr.ARTIFACT_DIR, str(art))
         raw.enqueue_trial(sp.baseline_params())
         seen: list[Path] = []
 
-        class Recording(Objective):
-            def checkpoint_path(self, study_name: str, key: int) -> Path:
-                seen.append(super().checkpoint_path(study_name, key))
-                return seen[-1]
+        class Recording(TrialEnv):
+            def checkpoint(self, study_name: str, key: int) -> TrialCheckpoint:
+                ckpt = super().checkpoint(study_name, key)
+                seen.append(ckpt.path)
+                return ckpt
 
         study = load_study(name, storage_url)
         assert study.artifact_dir == art
-        obj = Recording(study.space, device=torch.device("cpu"), artifact_dir=art)
-        study.optuna_study.optimize(obj, n_trials=1)
+        env = Recording(study.space, device=torch.device("cpu"), artifact_dir=art)
+        run_trials(study.optuna_study, study.storage, env)
         [trial] = study.trials()
         assert trial.state is TrialState.COMPLETE
         assert seen and all(p.parent == art / "checkpoints" / study_dir_name(name) for p in seen)

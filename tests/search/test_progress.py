@@ -10,24 +10,24 @@ from pathlib import Path
 import torch
 
 import automl
-from automl.objective import Objective
+from automl.search.trial import TrialEnv
 from tests.helpers import write_space
-from tests.study_builders import start_trial
+from tests.study_builders import life_of, start_trial
 
 AUTOML = [sys.executable, "-m", "automl"]
 
 
-def test_the_objective_reports_each_phase_in_order(tmp_path: Path) -> None:
+def test_a_trial_reports_each_phase_in_order(tmp_path: Path) -> None:
     study = automl.create_study(
         write_space(tmp_path, epochs=2, steps=2), storage=f"sqlite:///{tmp_path / 's.db'}"
     )
-    objective = Objective(study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "a")
+    env = TrialEnv(study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "a")
     phases: list[str] = []
-    objective.on_phase = phases.append
+    env.on_phase = phases.append
     start_trial(study)  # the enqueued baseline (K = 1) comes first: left aside
     trial = start_trial(study, {"split_factor": 2, "width_mult": 0.5})
     assert trial.params["split_factor"] == 2
-    objective.run(trial, trial.number)
+    life_of(env, study.optuna_study, trial).steps()
     assert phases == [
         "building",
         "measuring latency",

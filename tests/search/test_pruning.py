@@ -3,8 +3,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from automl.attrs import TrialAttr
-from automl.pruning import ParetoPruner
+from automl.search.pruning import ParetoPruner
+from automl.store.attrs import TrialAttr
 
 
 def _done(number: int, curve: list[float | None], latency: float) -> optuna.trial.FrozenTrial:

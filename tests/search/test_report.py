@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from automl.report import write_report
-from automl.report_data import collect
+from automl.views.report import write_report
+from automl.views.report.data import collect
 from tests.study_builders import finish_trial, tiny_study
 
 K2 = {"split_factor": 2, "width_mult": 0.8, "cot_weight": 0.5, "cot_kind": "js"}

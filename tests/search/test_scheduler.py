@@ -16,20 +16,21 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 import automl
-from automl.attrs import TrialAttr
 from automl.errors import SearchSpaceError
-from automl.objective import EpochReporter
-from automl.pruning import ParetoPruner
-from automl.scheduler import (
+from automl.search.progress import hypervolume_by_compute
+from automl.search.pruning import ParetoPruner
+from automl.search.reporter import EpochReporter
+from automl.search.scheduler import (
     RungScheduler,
     SchedulerKind,
     crowding_distances,
+    early_stopper,
     nondominated_fronts,
     rank_at_rung,
     rungs,
 )
-from automl.search_progress import hypervolume_by_compute
 from automl.space import SearchSpace, load_space, parse_space
+from automl.store.attrs import TrialAttr
 from automl.training import EpochRecord
 from tests.helpers import write_space
 from tests.search.test_cli import run_cli
@@ -150,20 +151,20 @@ def _space(tmp_path: Path, section: str, *, epochs: int = 4) -> SearchSpace:
 def test_the_scheduler_section(tmp_path: Path) -> None:
     asha = _space(tmp_path, '\n[scheduler]\nkind = "asha"\neta = 2\nmin_epochs = 1\n')
     assert asha.scheduler_kind is SchedulerKind.ASHA
-    stopper = asha.early_stopper()
+    stopper = early_stopper(asha)
     assert isinstance(stopper, RungScheduler) and stopper.rungs == [1, 2]
     # Stored in the study and read back by a worker unchanged.
-    assert SearchSpace.from_dict(asha.to_dict()).early_stopper() == stopper
+    assert early_stopper(SearchSpace.from_dict(asha.to_dict())) == stopper
     # Without the section, [pruner] decides as it always did.
     # (The tiny space of the tests has [pruner] enabled = false.)
     off = _space(tmp_path, "")
-    assert off.scheduler_kind is SchedulerKind.NONE and off.early_stopper() is None
+    assert off.scheduler_kind is SchedulerKind.NONE and early_stopper(off) is None
     text = write_space(tmp_path).read_text().replace("enabled = false", "enabled = true")
     plain = parse_space(text, source="pruner.toml")
     assert plain.scheduler_kind is SchedulerKind.DOMINANCE
-    assert isinstance(plain.early_stopper(), ParetoPruner)
+    assert isinstance(early_stopper(plain), ParetoPruner)
     none = _space(tmp_path, '\n[scheduler]\nkind = "none"\n')
-    assert none.early_stopper() is None
+    assert early_stopper(none) is None
     # The example spaces parse with it.
     for path in sorted(Path("search_spaces").glob("*.toml")):
         load_space(path)

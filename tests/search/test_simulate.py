@@ -11,9 +11,9 @@ import optuna
 import pytest
 
 from automl.errors import ConfigError
-from automl.hypervolume import hypervolume_2d, pareto_points
-from automl.scheduler import RungScheduler
-from automl.simulate import Table, hypervolume_history, simulate
+from automl.search.hypervolume import hypervolume_2d, pareto_points
+from automl.search.scheduler import RungScheduler
+from automl.search.simulate import Table, hypervolume_history, simulate
 from automl.space import SearchSpace, parse_space
 from tests.helpers import write_space
 

@@ -17,7 +17,7 @@ import torch
 import automl
 from automl.errors import ConfigError, DataError, SearchSpaceError, StorageError
 from automl.space import SearchSpace, load_space, parse_space
-from automl.study import ATTR_SPACE
+from automl.store.attrs import StudyAttr
 from tests.helpers import TINY_SPACE
 
 BASE = TINY_SPACE.format(name="rules", epochs=2, steps=2)
@@ -432,7 +432,7 @@ def test_a_stored_space_with_nan_says_what_is_wrong(
     older = optuna.create_study(
         storage=storage_url, study_name=study_name, directions=["maximize", "minimize"]
     )
-    older.set_user_attr(ATTR_SPACE, raw)
+    older.set_user_attr(StudyAttr.SPACE, raw)
     for attempt in (
         lambda: automl.create_study(path, storage=storage_url, study_name=study_name),
         lambda: automl.load_study(study_name, storage=storage_url),

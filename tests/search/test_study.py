@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 import automl
-from automl.attrs import TrialAttr
 from automl.errors import SearchSpaceError, StorageError
-from automl.study import ATTR_SPACE, METRIC_NAMES
+from automl.search.study import METRIC_NAMES
+from automl.store.attrs import StudyAttr, TrialAttr
 from tests.helpers import write_space
 
 
@@ -58,7 +58,7 @@ def test_space_round_trips_through_the_study(
     automl.create_study(space, storage=storage_url, study_name=study_name)
     loaded = automl.load_study(study_name, storage_url)
     assert loaded.space.to_dict() | {"source": ""} == space.to_dict() | {"source": ""}
-    raw = optuna.load_study(study_name=study_name, storage=storage_url).user_attrs[ATTR_SPACE]
+    raw = optuna.load_study(study_name=study_name, storage=storage_url).user_attrs[StudyAttr.SPACE]
     assert raw["model"]["name"] == "convnet_s"
 
 

@@ -18,7 +18,7 @@ from itertools import product
 import torch
 
 from automl.data import load_dataset
-from automl.latency import measure
+from automl.measure.latency import measure
 from automl.models import create_model
 from automl.space import Choice, load_space
 from automl.training import TrainConfig, fit

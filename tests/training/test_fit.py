@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import torch
 
-from automl.complexity import count_flops, count_parameters
 from automl.data import AugmentConfig, DataBundle, load_dataset
 from automl.errors import ConfigError, DivergedError
 from automl.models import create_model
+from automl.models.complexity import count_flops, count_parameters
 from automl.training import EpochRecord, TrainConfig, evaluate, fit
 
 

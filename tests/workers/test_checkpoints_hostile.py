@@ -18,8 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 import automl
-from automl.attrs import TrialAttr
-from automl.storage import StorageSettings
+from automl.store.attrs import TrialAttr
+from automl.store.storage import StorageSettings
 from automl.training.checkpoint import QUARANTINE_DIR
 from tests.helpers import spawn_worker, write_space
 

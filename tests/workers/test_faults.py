@@ -14,14 +14,14 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 import automl
-from automl.attrs import TrialAttr
-from automl.objective import Objective
-from automl.runner import run_trials
-from automl.space import SearchSpace
-from automl.storage import StorageSettings
+from automl.search.runner import run_trials
+from automl.search.trial import Claimed, TrialEnv, TrialLife
+from automl.store.attrs import TrialAttr
+from automl.store.storage import StorageSettings
 from tests.helpers import spawn_worker, trials_done, unpooled_storage, write_space
 
 # One xdist group: these start many worker processes against the one server; side by side
@@ -180,25 +180,25 @@ def test_eight_workers_complete_exactly_n_trials(
     assert sum(trials_done(c) for c in counts) == n
 
 
-class _FaultyObjective(Objective):
-    """The real objective, where trial 1 runs out of memory (simulated) and trial 2 diverges."""
+class _FaultyLife(TrialLife):
+    """The real trial, where trial 1 runs out of memory (simulated) and trial 2 diverges."""
 
-    def __init__(self, space: SearchSpace, **kwargs: Any) -> None:
-        super().__init__(space, **kwargs)
-        self.base_space = space
-
-    def run(self, trial: optuna.Trial, key: int) -> tuple[float, float]:
-        space = self.base_space
-        if trial.number == 1:
+    def steps(self) -> tuple[float, float]:
+        if self.trial.number == 1:
             raise torch.OutOfMemoryError(
                 "CUDA out of memory. Tried to allocate 20.00 GiB (simulated)"
             )
-        if trial.number == 2:  # a learning rate no network survives: the loss becomes non-finite
-            space = dataclasses.replace(
-                space, train=dataclasses.replace(space.train, lr=1e12, warmup_epochs=0.0)
+        if self.trial.number == 2:  # a learning rate no network survives: the loss is non-finite
+            self.space = dataclasses.replace(
+                self.space, train=dataclasses.replace(self.space.train, lr=1e12, warmup_epochs=0.0)
             )
-        self.space = space
-        return super().run(trial, key)
+        return super().steps()
+
+
+def _faulty(
+    env: TrialEnv, study: optuna.Study, storage: BaseStorage, claimed: Claimed
+) -> TrialState:
+    return _FaultyLife(env, study, storage, claimed).run()
 
 
 def test_non_finite_loss_and_out_of_memory_fail_only_their_trial(
@@ -211,10 +211,8 @@ def test_non_finite_loss_and_out_of_memory_fail_only_their_trial(
         artifact_dir=tmp_path / "art",
     )
     study.add_trials(3)
-    objective = _FaultyObjective(
-        study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "art"
-    )
-    stats = run_trials(study.optuna_study, study.storage, objective)
+    env = TrialEnv(study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "art")
+    stats = run_trials(study.optuna_study, study.storage, env, run=_faulty)
     trials = study.optuna_study.trials
     assert [t.state for t in trials] == [
         TrialState.COMPLETE,

@@ -1,0 +1,196 @@
+"""The trial loop shared by ``AutoMLStudy.optimize`` and the long-running worker.
+
+Trials are *claimed*: every trial a study should run exists first as a WAITING trial (a ticket:
+the baseline, ``n_trials`` empty ones, or the retry of a trial that went stale), and a worker
+moves one from WAITING to RUNNING with the storage's atomic state transition. Two workers can
+therefore never run the same trial, and a study asked for N trials runs exactly N, however many
+workers share it. A claimed trial samples its parameters as usual (an empty ticket fixes none).
+What one trial goes through is ``automl.search.trial``; this loop decides when to claim the next,
+when to wait for others and when to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
+
+from automl.search.hooks import TrialEndHook
+from automl.search.retries import fail_stale_trials, trial_key
+from automl.search.trial import Claimed, TrialEnv, claim_waiting_trial, run_trial
+from automl.store.heartbeats import heartbeat_interval
+from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
+
+__all__ = ["RunStats", "TrialRunner", "run_trials"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How a claimed trial is run (``automl.search.trial.run_trial``; tests inject faults here).
+TrialRunner = Callable[[TrialEnv, optuna.Study, BaseStorage, Claimed], TrialState]
+
+
+@dataclass
+class RunStats:
+    completed: int = 0
+    pruned: int = 0
+    failed: int = 0
+    stopped: int = 0
+    lost: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.completed + self.pruned + self.failed + self.stopped + self.lost
+
+
+def _publish(
+    hooks: Sequence[TrialEndHook], study: optuna.Study, env: TrialEnv, trial_id: int
+) -> None:
+    for hook in hooks:
+        try:
+            hook(study, env.space, trial_id)
+        except Exception as e:  # a view must never fail the search
+            log.warning(
+                "after trial id %d: %s failed: %s", trial_id, getattr(hook, "__name__", hook), e
+            )
+
+
+def _running(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _reader(storage: BaseStorage, trial_id: int) -> Callable[[], FrozenTrial]:
+    return lambda: storage.get_trial(trial_id)
+
+
+def _count(stats: RunStats, state: TrialState) -> None:
+    if state is TrialState.COMPLETE:
+        stats.completed += 1
+    elif state is TrialState.PRUNED:
+        stats.pruned += 1
+    elif state is TrialState.FAIL:
+        stats.failed += 1
+    elif state is TrialState.RUNNING:
+        stats.lost += 1
+    else:
+        stats.stopped += 1
+
+
+def _describe(bar: Any, prefix: str) -> Callable[[str], None]:
+    """The trial bar's description follows the trial's phase, so that a hang shows where."""
+    return lambda what: bar.set_description(f"{prefix}: {what}", refresh=True)
+
+
+def run_trials(
+    study: optuna.Study,
+    storage: BaseStorage,
+    env: TrialEnv,
+    *,
+    max_trials: int | None = None,
+    timeout: float | None = None,
+    open_ended: bool = False,
+    stop_event: threading.Event | None = None,
+    progress: bool = False,
+    expected: int | None = None,
+    db_timeout_s: float = DEFAULT_TIMEOUT_S,
+    budget_s: float | None = None,
+    run: TrialRunner = run_trial,
+    on_trial_end: Sequence[TrialEndHook] = (),
+) -> RunStats:
+    """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
+    (seconds, checked between trials) passed or ``stop_event`` was set.
+
+    ``storage`` is the storage ``study`` was opened with. With ``open_ended`` a worker that finds
+    no waiting trial enqueues one for itself (a study with no target, e.g. ``automl search
+    --timeout``). Otherwise a worker that finds no waiting trial while others still run waits
+    for them, so that the retry of a trial whose worker died is picked up. A lost database
+    connection is waited out for ``db_timeout_s`` seconds at every call.
+
+    With ``budget_s`` no trial starts once the time left is shorter than the longest trial run
+    here so far (the caller stops a running trial at the budget through ``stop_event``).
+
+    ``run`` takes each claimed trial to its end state; ``on_trial_end`` is called after every
+    trial that ended (complete, pruned, failed), never failing the loop.
+    """
+    stop = stop_event or threading.Event()
+    longest = 0.0
+    stats = RunStats()
+    waiting_logged = False
+    interval = heartbeat_interval(storage)
+    # Idle workers look again often enough to exit soon after the last trial ends elsewhere.
+    poll_s = min(interval, 5.0) if interval else 5.0
+    start = time.monotonic()
+
+    def retry(fn: Callable[[], T], what: str) -> T:
+        return db_retry(fn, what=what, timeout_s=db_timeout_s, stop_event=stop)
+
+    def abandoned(frozen: FrozenTrial) -> None:
+        env.checkpoint(study.study_name, trial_key(frozen)).discard()
+
+    # The bar's total: what this loop may run, as far as it is known when it starts.
+    total = max_trials if max_trials is not None else expected
+    bar = tqdm(total=total, disable=not progress, unit="trial", dynamic_ncols=True)
+    try:
+        while not stop.is_set():
+            if max_trials is not None and stats.total >= max_trials:
+                break
+            if timeout is not None and time.monotonic() - start >= timeout:
+                break
+            if budget_s is not None and time.monotonic() - start + longest > budget_s:
+                log.info("time budget: the next trial would not end within %.0f s", budget_s)
+                break
+            try:
+                retry(
+                    lambda: fail_stale_trials(study, storage, abandoned), "check for stale trials"
+                )
+                claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+            except TRANSIENT_DB_ERRORS:
+                if not stop.is_set():
+                    raise
+                log.warning("stopped while the database was unreachable; no trial claimed")
+                break
+            if claimed is None:
+                if open_ended:
+                    retry(lambda: study.enqueue_trial({}), "enqueue a trial")
+                    continue
+                running = retry(lambda: _running(study), "count running trials")
+                if not running:
+                    break
+                # Trials still run elsewhere: if one of their workers died, its trial goes stale
+                # and comes back as a retry that this worker should take. Wait and look again.
+                if not waiting_logged:
+                    log.info(
+                        "no trial waiting; %d running elsewhere, watching for stale ones", running
+                    )
+                    waiting_logged = True
+                stop.wait(poll_s)
+                continue
+            waiting_logged = False
+            bar.set_description(f"trial {claimed.trial.number}")
+            if progress:
+                env.on_phase = _describe(bar, f"trial {claimed.trial.number}")
+            began = time.monotonic()
+            state = run(env, study, storage, claimed)
+            env.on_phase = None
+            bar.set_description(f"trial {claimed.trial.number}")
+            longest = max(longest, time.monotonic() - began)
+            if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+                # E.g. the trial's note and the study's plots in optuna-dashboard.
+                _publish(on_trial_end, study, env, claimed.trial_id)
+            _count(stats, state)
+            if state is TrialState.COMPLETE:
+                frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
+                acc, lat = frozen.values
+                bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
+            bar.update(1)
+    finally:
+        bar.close()
+    return stats

@@ -1,0 +1,282 @@
+"""Replay a tabulated benchmark: a search in simulated time, through the real sampler and scheduler.
+
+A table (``bench/tabulate_grid.py``) holds, for a grid of configurations trained for real, the
+latency, each epoch's validation accuracy and seconds, and the test accuracy. ``simulate`` runs a
+study on it with ``n_workers`` asynchronous workers: each free worker asks the study's sampler for
+a trial (the space's own ``suggest``, so the parameters and distributions are a real study's),
+looks its configuration up in the table (the nearest grid point), and "trains" it epoch by epoch
+in simulated time; after every epoch the real ``EpochReporter`` stores the curve and asks the real
+early stopper (``[scheduler]``), exactly as a worker does. Nothing is trained, so a search of
+hours replays in seconds and search methods compare on many seeds.
+
+Time: a trial first spends the row's ``latency_seconds`` (latency is measured before training),
+then epoch e ends ``sum(epoch_seconds[:e])`` later. Compute is the sum of what the trials' epochs
+(and latency measurements) cost, partial epochs at the end of the budget left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.errors import ConfigError
+from automl.search.hypervolume import hypervolume_2d
+from automl.search.reporter import EpochReporter
+from automl.search.scheduler import EarlyStopper
+from automl.space import SearchSpace
+from automl.store.attrs import TrialAttr
+from automl.training import EpochRecord
+
+__all__ = ["Event", "Row", "Table", "hypervolume_history", "simulate"]
+
+DIRECTIONS = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+
+
+@dataclass(frozen=True)
+class Row:
+    config: dict[str, Any]
+    latency_ms: float
+    latency_seconds: float
+    val_accuracy: list[float]
+    epoch_seconds: list[float]
+    test_accuracy: float
+
+    def cost(self, epoch: int) -> float:
+        """Compute that epoch ``epoch`` (1-based) costs, the latency measurement with the first."""
+        return self.epoch_seconds[epoch - 1] + (self.latency_seconds if epoch == 1 else 0.0)
+
+    @property
+    def full_cost(self) -> float:
+        return self.latency_seconds + sum(self.epoch_seconds)
+
+
+@dataclass
+class Table:
+    rows: list[Row]
+    epochs: int
+    header: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Table:
+        lines = Path(path).read_text().splitlines()
+        if not lines:
+            raise ConfigError(f"{path}: an empty table; make it with bench/tabulate_grid.py")
+        header = json.loads(lines[0])
+        rows = []
+        for line in lines[1:]:
+            r = json.loads(line)
+            rows.append(
+                Row(
+                    config=r["config"],
+                    latency_ms=float(r["latency_ms"]),
+                    latency_seconds=float(r["latency_seconds"]),
+                    val_accuracy=[float(v) for v in r["val_accuracy"]],
+                    epoch_seconds=[float(v) for v in r["epoch_seconds"]],
+                    test_accuracy=float(r["test_accuracy"]),
+                )
+            )
+        if not rows:
+            raise ConfigError(f"{path}: no configuration in the table yet")
+        epochs = int(header.get("epochs", len(rows[0].val_accuracy)))
+        short = [r.config for r in rows if len(r.val_accuracy) < epochs]
+        if short:
+            raise ConfigError(f"{path}: {len(short)} rows have fewer than {epochs} epochs")
+        return cls(rows, epochs, header)
+
+    def with_latency_cost(self, scale: float) -> Table:
+        """The same table with each latency measurement's cost scaled by ``scale`` (0: free, as
+        when an epoch lasts minutes and the measurement seconds)."""
+        rows = [
+            dataclasses.replace(r, latency_seconds=r.latency_seconds * scale) for r in self.rows
+        ]
+        return Table(rows, self.epochs, self.header)
+
+    def lookup(self, params: dict[str, Any]) -> Row:
+        """The row nearest to a trial's parameters: K and the kind exactly, the width on a log
+        scale, the co-training weight linearly (K = 1 rows ignore the co-training keys)."""
+        k = int(params.get("split_factor", 1))
+        width = float(params.get("width_mult", 1.0))
+        candidates = [r for r in self.rows if int(r.config["split_factor"]) == k]
+        if k > 1:
+            kind = str(params.get("cot_kind", "js"))
+            candidates = [r for r in candidates if r.config.get("cot_kind") == kind]
+        if not candidates:
+            raise ConfigError(f"the table has no configuration with K = {k} for {params}")
+
+        def distance(r: Row) -> tuple[float, float]:
+            dw = abs(math.log(float(r.config["width_mult"])) - math.log(width))
+            dc = abs(float(r.config.get("cot_weight", 0.0)) - float(params.get("cot_weight", 0.0)))
+            return (round(dw, 9), dc)
+
+        return min(candidates, key=distance)
+
+    def reference_point(self, test: bool = False) -> tuple[float, float]:
+        """A fixed hypervolume reference from the whole table: the worst final validation (or
+        test) accuracy and the slowest latency (points equal to it count nothing)."""
+        return (
+            min(r.test_accuracy if test else r.val_accuracy[-1] for r in self.rows),
+            max(r.latency_ms for r in self.rows),
+        )
+
+    def row_of(self, config: dict[str, Any]) -> Row:
+        """The row of exactly ``config`` (a table config dict)."""
+        for r in self.rows:
+            if r.config == config:
+                return r
+        raise ConfigError(f"no row for {config} in the table")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One epoch reported by one trial, at a simulated time."""
+
+    trial: int
+    config: dict[str, Any]
+    epoch: int
+    time: float
+    val_accuracy: float
+    latency_ms: float
+    test_accuracy: float | None  # at the last epoch only
+    cost: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial": self.trial,
+            "config": self.config,
+            "epoch": self.epoch,
+            "time": round(self.time, 4),
+            "val_accuracy": self.val_accuracy,
+            "latency_ms": self.latency_ms,
+            "test_accuracy": self.test_accuracy,
+            "cost": round(self.cost, 4),
+        }
+
+
+@dataclass(order=True)
+class _Pending:
+    time: float
+    seq: int
+    trial_number: int = field(compare=False)
+    epoch: int = field(compare=False)  # 1-based: the epoch that ends at ``time``
+
+
+def simulate(
+    table: Table,
+    space: SearchSpace,
+    sampler: optuna.samplers.BaseSampler,
+    *,
+    stopper: EarlyStopper | None,
+    n_workers: int,
+    wallclock_s: float,
+) -> list[Event]:
+    """Run a search on ``table`` for ``wallclock_s`` simulated seconds; the epochs reported, in
+    time order. The study lives in memory; its decisions are the sampler's and ``stopper``'s."""
+    if n_workers < 1:
+        raise ConfigError(f"n_workers must be >= 1, got {n_workers}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+    never = threading.Event()
+    events: list[Event] = []
+    queue: list[_Pending] = []
+    running: dict[int, tuple[optuna.Trial, Row, EpochReporter]] = {}
+    seq = 0
+
+    def start(now: float) -> None:
+        nonlocal seq
+        trial = study.ask()
+        space.suggest(trial)
+        row = table.lookup(trial.params)
+        trial.set_user_attr(TrialAttr.LATENCY_MS, row.latency_ms)
+        reporter = EpochReporter(
+            trial,
+            latency_ms=row.latency_ms,
+            stopper=stopper,
+            epochs=table.epochs,
+            stop_event=never,
+        )
+        running[trial.number] = (trial, row, reporter)
+        ends = now + row.latency_seconds + row.epoch_seconds[0]
+        heapq.heappush(queue, _Pending(ends, seq, trial.number, 1))
+        seq += 1
+
+    for _ in range(n_workers):
+        start(0.0)
+    while queue:
+        p = heapq.heappop(queue)
+        if p.time > wallclock_s:
+            break
+        trial, row, reporter = running[p.trial_number]
+        acc = row.val_accuracy[p.epoch - 1]
+        last = p.epoch == table.epochs
+        events.append(
+            Event(
+                trial.number,
+                row.config,
+                p.epoch,
+                p.time,
+                acc,
+                row.latency_ms,
+                row.test_accuracy if last else None,
+                row.cost(p.epoch),
+            )
+        )
+        record = EpochRecord(p.epoch - 1, 0.0, 0.0, 0.0, 0.0, 0.0, acc, [acc], 0.0)
+        try:
+            reporter(record)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            del running[p.trial_number]
+            start(p.time)
+            continue
+        if last:
+            trial.set_user_attr(TrialAttr.TEST_ACCURACY, row.test_accuracy)
+            study.tell(trial, [acc, row.latency_ms])
+            del running[p.trial_number]
+            start(p.time)
+        else:
+            ends = p.time + row.epoch_seconds[p.epoch]
+            heapq.heappush(queue, _Pending(ends, seq, p.trial_number, p.epoch + 1))
+            seq += 1
+    return events
+
+
+def hypervolume_history(
+    events: Iterable[dict[str, Any]],
+    table: Table,
+    checkpoints: list[float],
+) -> tuple[list[float], list[float]]:
+    """Validation and test hypervolume (the table's fixed references) of the trials that reached
+    the last epoch, at each compute value of ``checkpoints`` (seconds spent, increasing). Costs
+    and test accuracies come from the table, so event streams of any tool compare alike."""
+    val_ref, test_ref = table.reference_point(), table.reference_point(test=True)
+    spent = 0.0
+    val_points: list[tuple[float, float]] = []
+    test_points: list[tuple[float, float]] = []
+    val_hv: list[float] = []
+    test_hv: list[float] = []
+    it = iter(sorted(events, key=lambda e: float(e["time"])))
+    pending = next(it, None)
+    for c in checkpoints:
+        while pending is not None:
+            row = table.row_of(pending["config"])
+            cost = row.cost(int(pending["epoch"]))
+            if spent + cost > c:
+                break
+            spent += cost
+            if int(pending["epoch"]) == table.epochs:
+                val_points.append((float(pending["val_accuracy"]), row.latency_ms))
+                test_points.append((row.test_accuracy, row.latency_ms))
+            pending = next(it, None)
+        val_hv.append(hypervolume_2d(val_points, val_ref))
+        test_hv.append(hypervolume_2d(test_points, test_ref))
+    return val_hv, test_hv

@@ -1,0 +1,552 @@
+"""The life of one trial, top to bottom: claim, sample, build, measure, train, store, end.
+
+A worker claims a WAITING trial (``claim_waiting_trial``: the storage's atomic state change, so no
+two workers run one trial) and ``run_trial`` takes it to one of its end states:
+
+- complete: (validation accuracy, latency ms) told to the study, its attributes, curve, weights and
+  member subsets stored; the checkpoint discarded.
+- pruned: over a budget before training, or stopped at a rung or by dominance after an epoch; its
+  reason, rung and curve kept; the checkpoint discarded.
+- failed by its own fault (a diverging loss, out of memory): the reason stored, the worker goes on;
+  the checkpoint discarded.
+- stopped (the worker was asked to stop) or lost its database: failed and re-enqueued at once, the
+  checkpoint kept, so that any worker resumes it from its last epoch.
+- failed outside its fault (the artifact folder, the data set, the database): retried from its
+  checkpoint while retries are left, and this worker stops (``HostFault``).
+- anything else (a bug): failed for good, the error raised.
+
+Test accuracy is stored, never used for selection. Everything a user sees beside the two values is a
+user attribute named in ``TrialAttr``, the weights and the learning curve are artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from automl.data import DataBundle
+from automl.device import describe_device
+from automl.errors import AutoMLError, DataError, TrainingError
+from automl.measure.host_share import HostShare
+from automl.measure.latency import LatencyRecord, Reference
+from automl.models.ensemble import DividedNet, Ensemble
+from automl.search.budgets import Complexity, complexity_of, set_budgets
+from automl.search.checkpoints import TrialCheckpoint
+from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
+from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
+from automl.search.scheduler import early_stopper
+from automl.search.subsets import store_subset_points
+from automl.search.timing import LatencyTimer, ModelInput, latency_attrs
+from automl.space import DataSection, SearchSpace, TrialParams
+from automl.store.attrs import TrialAttr
+from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
+from automl.store.liveness import process_tag
+from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
+from automl.training import FitResult, evaluate, fit
+from automl.training.profiling import profiling
+
+__all__ = [
+    "ArtifactStoreError",
+    "Claimed",
+    "HostFault",
+    "TrialEnv",
+    "TrialLife",
+    "claim_waiting_trial",
+    "run_trial",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ArtifactStoreError(AutoMLError):
+    """The artifact folder cannot take a trial's files: the host's fault, not the trial's, so the
+    trial is left to be retried."""
+
+
+class HostFault(AutoMLError):
+    """A trial failed for a reason outside it (its artifact folder, the database); the trial is
+    left to be retried and this process runs no more trials, since the next would fail alike."""
+
+
+def _is_host_fault(e: BaseException) -> bool:
+    return isinstance(e, ArtifactStoreError | DataError | OSError | SQLAlchemyError)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A trial this worker moved from WAITING to RUNNING."""
+
+    trial: optuna.Trial
+    key: int
+    trial_id: int
+
+
+def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | None:
+    """Atomically take one WAITING trial of ``study`` (held in ``storage``); ``None`` when there
+    is none."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        if isinstance(storage, BaseHeartbeat) and heartbeat_interval(storage) is not None:
+            # At once, not when the heartbeat thread first runs: Optuna only finds a trial stale
+            # once it has a heartbeat, so a worker dying in between would leave it RUNNING forever.
+            storage.record_heartbeat(trial_id)
+        storage.set_trial_user_attr(trial_id, TrialAttr.WORKER_PROCESS, process_tag())
+        inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
+        if inherited is not None:
+            # Optuna's retry copies the failed attempt's attributes; its reason belongs to that
+            # attempt, so it is kept under another name and this attempt starts without one.
+            storage.set_trial_user_attr(trial_id, TrialAttr.RETRIED_AFTER, inherited)
+            storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, None)
+        # The study's own (cached) storage must know the trial before it samples into it: a
+        # trial made by another process since this one last read (a retry, a ticket) is otherwise
+        # unknown to it, and a sampler that reads no history (random) would fail on it.
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
+    return None
+
+
+# -- what a worker brings to every trial ------------------------------------------------------
+
+
+@dataclass
+class _DataCache:
+    """Each worker loads its data set once, not once per trial."""
+
+    bundles: dict[DataSection, DataBundle] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, section: DataSection) -> DataBundle:
+        with self.lock:
+            if section not in self.bundles:
+                self.bundles[section] = section.load()
+            return self.bundles[section]
+
+
+_DATA = _DataCache()
+
+
+class TrialEnv:
+    """What a worker brings to every trial it runs: the space, its device, the artifact folder,
+    the latency timer with its reference, the host share, the stop signal and the progress hook."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        device: torch.device,
+        artifact_dir: Path,
+        stop_event: threading.Event | None = None,
+        progress: bool = False,
+        profile: bool = False,
+        db_timeout_s: float = DEFAULT_TIMEOUT_S,
+        storage_url: str | None = None,
+        host_share: HostShare | None = None,
+    ) -> None:
+        self.space = space
+        self.device = device
+        self.artifact_dir = artifact_dir
+        self.artifacts = FileSystemArtifactStore(str(artifact_dir))
+        self.stop_event = stop_event or threading.Event()
+        self.progress = progress
+        self.profile = profile
+        self.db_timeout_s = db_timeout_s
+        self.storage_url = storage_url
+        self.host_share = host_share
+        self.timer = LatencyTimer(
+            space, host_share=host_share, db_timeout_s=db_timeout_s, stop_event=self.stop_event
+        )
+        self._baseline: Complexity | None = None
+        # Told what the running trial is doing (a progress bar's description); set by the runner.
+        self.on_phase: Callable[[str], None] | None = None
+
+    def phase(self, what: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(what)
+
+    def data(self) -> DataBundle:
+        return _DATA.get(self.space.data)
+
+    def checkpoint(self, study_name: str, key: int) -> TrialCheckpoint:
+        """The checkpoint of original trial ``key`` of study ``study_name``."""
+        return TrialCheckpoint(self.artifact_dir, study_name, key)
+
+    def baseline_size(self) -> Complexity:
+        """(params, FLOPs, MACs) of the undivided network at the default width, for relative
+        budgets."""
+        if self._baseline is None:
+            data = self.data()
+            model = self.timer.baseline_model(data.num_classes, data.in_chans)
+            self._baseline = complexity_of(model, ModelInput.of(data).shape)
+        return self._baseline
+
+    def retry_db(self, fn: Callable[[], T], what: str) -> T:
+        """``fn`` with a lost database connection waited out; cut short by a stop."""
+        return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
+
+    def upload(self, trial: optuna.Trial, path: Path, mimetype: str) -> None:
+        upload_artifact(
+            artifact_store=self.artifacts,
+            file_path=str(path),
+            study_or_trial=trial,
+            mimetype=mimetype,
+        )
+
+
+# -- the life of one trial --------------------------------------------------------------------
+
+
+def run_trial(
+    env: TrialEnv, study: optuna.Study, storage: BaseStorage, claimed: Claimed
+) -> TrialState:
+    """Run a claimed trial to its end state (see the module's docstring) and return it."""
+    return TrialLife(env, study, storage, claimed).run()
+
+
+class TrialLife:
+    """One claimed trial, from its first step to its end state."""
+
+    def __init__(
+        self, env: TrialEnv, study: optuna.Study, storage: BaseStorage, claimed: Claimed
+    ) -> None:
+        self.env = env
+        self.study = study
+        self.storage = storage
+        self.claimed = claimed
+        self.trial = claimed.trial
+        self.key = claimed.key
+        self.space = env.space
+        self.checkpoint = env.checkpoint(study.study_name, claimed.key)
+        # The reference of this trial's measurement: its subset points are timed against it too.
+        self.reference: Reference | None = None
+
+    def run(self) -> TrialState:
+        with HeartbeatThread(self.storage, self.claimed.trial_id):
+            try:
+                values = self.steps()
+            except optuna.TrialPruned:
+                return self.end_pruned()
+            except (StopRequested, KeyboardInterrupt) as e:
+                return self.end_stopped(e)
+            except (TrainingError, torch.OutOfMemoryError) as e:
+                return self.end_failed(e)
+            except TRANSIENT_DB_ERRORS as e:
+                return self.end_lost_database(e)
+            except Exception as e:
+                if _is_host_fault(e):
+                    self.end_host_fault(e)
+                self.end_failed_for_good(e)
+                raise
+            except BaseException as e:
+                self.end_failed_for_good(e)
+                raise
+            return self.end_complete(values)
+
+    # -- the steps --------------------------------------------------------------------------------
+    def steps(self) -> tuple[float, float]:
+        """Sample, build, measure, train and store: the trial's (accuracy, latency ms)."""
+        if self.env.host_share is not None:
+            # Before every trial: a worker that joined or left this host changes the shares.
+            self.env.host_share.apply()
+        sampled = self.sample()
+        data = self.env.data()
+        model = self.build(sampled, data)
+        # Latency does not depend on the weights: measured first, so the schedulers can use it.
+        lat = self.measure(model, data)
+        result = self.train(sampled, model, data, lat)
+        self.store(model, data, result)
+        return result.val_accuracy, lat.median_ms
+
+    def sample(self) -> TrialParams:
+        """The trial's point of the space, and where it runs."""
+        trial, env = self.trial, self.env
+        sampled = self.space.suggest(trial)
+        data = env.data()
+        env.retry_db(lambda: ModelInput.of(data).store(trial.study), "store the model input")
+        trial.set_user_attr(TrialAttr.HOST, socket.gethostname())
+        trial.set_user_attr(TrialAttr.DEVICE, describe_device(env.device))
+        return sampled
+
+    def build(self, sampled: TrialParams, data: DataBundle) -> Ensemble:
+        """The trial's model, its size stored; pruned before training when over a budget."""
+        self.env.phase("building")
+        trial = self.trial
+        torch.manual_seed(self.key)
+        model = self.space.build_model(sampled, data.num_classes, data.in_chans)
+        size = complexity_of(model, ModelInput.of(data).shape)
+        for name, value in zip(
+            (TrialAttr.N_PARAMS, TrialAttr.FLOPS, TrialAttr.MACS), size, strict=True
+        ):
+            trial.set_user_attr(name, value)
+        c = self.space.constraints
+        relative = (c.max_params_ratio, c.max_flops_ratio, c.max_macs_ratio)
+        baseline = self.env.baseline_size() if any(r is not None for r in relative) else None
+        violated = set_budgets(trial, c, size, baseline)
+        if violated:
+            reason = "over budget: " + "; ".join(violated)
+            trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+            raise optuna.TrialPruned(reason)
+        return model
+
+    def measure(self, model: Ensemble, data: DataBundle) -> LatencyRecord:
+        """The model's latency on the latency device, stored on the trial."""
+        self.env.phase("measuring latency")
+        timer = self.env.timer
+        dev = timer.device(self.env.device)
+        model_input = ModelInput.of(data)
+        x = torch.randn(self.space.objectives.latency_batch_size, *model_input.shape)
+        lat, self.reference = timer.time(self.trial.study, model, model_input, dev, x)
+        for name, value in latency_attrs(lat, dev).items():
+            self.trial.set_user_attr(name, value)
+        return lat
+
+    def train(
+        self, sampled: TrialParams, model: Ensemble, data: DataBundle, lat: LatencyRecord
+    ) -> FitResult:
+        """Co-train, from the checkpoint of an earlier attempt of this trial if there is one."""
+        env, trial = self.env, self.trial
+        train_cfg = self.space.train_config(sampled, seed=self.key)
+        reporter = EpochReporter(
+            trial,
+            latency_ms=lat.median_ms,
+            stopper=early_stopper(self.space, train_cfg.epochs),
+            epochs=train_cfg.epochs,
+            stop_event=env.stop_event,
+            db_timeout_s=env.db_timeout_s,
+        )
+        identity = self.checkpoint.identity(
+            trial.study, self.space, trial.params, model, data, env.storage_url
+        )
+
+        def keep_trace(path: Path) -> None:
+            env.upload(trial, path, "application/json")
+
+        share = env.host_share
+        with profiling(env.profile, env.device, keep_trace) as profile_hook:
+            step_hook = profile_hook
+            if share is not None:
+                # Between steps, the training pauses for another worker's CPU measurement.
+                def step_hook(step: int) -> None:
+                    if profile_hook is not None:
+                        profile_hook(step)
+                    share.step(step)
+
+                # Busy while training: another worker's CPU measurement waits for a step
+                # boundary instead of timing while this one computes.
+                share.begin_training()
+            try:
+                return fit(
+                    model,
+                    data,
+                    train_cfg,
+                    device=env.device,
+                    callback=reporter,
+                    checkpoint_path=self.checkpoint.path,
+                    resume=True,
+                    progress=env.progress,
+                    step_hook=step_hook,
+                    run_identity=identity,
+                    # A checkpoint of another run, or a damaged one, is moved aside, not resumed.
+                    quarantine_bad_checkpoint=True,
+                    phase=env.phase,
+                )
+            finally:
+                if share is not None:
+                    share.end_training()
+
+    def store(self, model: Ensemble, data: DataBundle, result: FitResult) -> None:
+        """Attributes of the finished run, its member subsets, its test accuracy, and its curve
+        and weights as artifacts."""
+        env, trial = self.env, self.trial
+        trial.set_user_attr(TrialAttr.TRAIN_FORM, result.form)
+        if result.resumed_from_epoch:
+            trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
+            # The curve of the epochs done before the interruption comes from the checkpoint.
+            trial.set_user_attr(TrialAttr.CURVE, [r.val_accuracy for r in result.history])
+        trial.set_user_attr(
+            TrialAttr.TRAIN_SECONDS, round(sum(r.seconds for r in result.history), 3)
+        )
+        trial.set_user_attr(TrialAttr.MEMBER_ACCURACIES, result.member_val_accuracies)
+        if model.split_factor > 1 and isinstance(model, DividedNet):
+            # Operating points for free: the m best members of this ensemble.
+            env.phase("measuring member subsets")
+            dev = env.timer.device(env.device)
+            store_subset_points(
+                trial,
+                model,
+                data,
+                dev,
+                self.space.objectives,
+                result.member_val_accuracies,
+                reference=self.reference,
+                measuring=lambda: env.timer.measuring(dev),
+            )
+        env.phase("evaluating on the test split")
+        test = evaluate(model, data.test, device=env.device)
+        trial.set_user_attr(TrialAttr.TEST_ACCURACY, test.accuracy)
+        trial.set_user_attr(TrialAttr.TEST_MEMBER_ACCURACIES, test.member_accuracies)
+        self._upload_outcome(model, result)
+        record_intermediate_values(trial, result.history, env.db_timeout_s)
+
+    def _upload_outcome(self, model: Ensemble, result: FitResult) -> None:
+        history = [asdict(r) for r in result.history]
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        files: list[tuple[str, Callable[[Path], Any], str]] = [
+            (
+                "learning_curve.json",
+                lambda p: p.write_text(json.dumps(history, indent=1)),
+                "application/json",
+            ),
+            (
+                "weights.pt",
+                lambda p: torch.save({"model_config": model.model_config, "state_dict": state}, p),
+                "application/octet-stream",
+            ),
+        ]
+        try:
+            for name, write, mimetype in files:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / name
+                    write(path)
+                    self.env.upload(self.trial, path, mimetype)
+        except OSError as e:
+            raise ArtifactStoreError(
+                f"cannot write artifacts under {self.env.artifact_dir}: {e}; make the folder "
+                "writable (or pass --artifacts) and run again: the trial resumes"
+            ) from e
+
+    # -- the end states ---------------------------------------------------------------------------
+    def _record(self, fn: Callable[[], T], what: str) -> T:
+        # Not cut short by a stop: recording how the trial ended is what a stop waits for.
+        return db_retry(fn, what=what, timeout_s=self.env.db_timeout_s)
+
+    def end_complete(self, values: tuple[float, float]) -> TrialState:
+        # A finished trial is the expensive part: wait out a database restart rather than lose it.
+        self._record(lambda: self.study.tell(self.trial, list(values)), f"record {self._name}")
+        self.checkpoint.discard()
+        return TrialState.COMPLETE
+
+    def end_pruned(self) -> TrialState:
+        self._record(
+            lambda: self.study.tell(self.trial, state=TrialState.PRUNED), "record a pruned trial"
+        )
+        self.checkpoint.discard()
+        return TrialState.PRUNED
+
+    def end_stopped(self, e: BaseException) -> TrialState:
+        """A stop is nobody's failure: re-enqueued at once, not counted against max_retry."""
+        why = f"worker stopped: {e or 'interrupted'}"
+        try:
+            # Not through the stop-aware wait: the stop is already set.
+            db_retry(
+                lambda: retry_later(self.study, self.trial, why, None),
+                what="re-enqueue a stopped trial",
+                timeout_s=min(self.env.db_timeout_s, 5.0),
+            )
+        except Exception as err:
+            log.error(
+                "could not re-enqueue %s (%s); it is retried once it goes stale",
+                self._name,
+                first_line(err),
+            )
+        if isinstance(e, KeyboardInterrupt):
+            raise e
+        return TrialState.WAITING
+
+    def end_failed(self, e: BaseException) -> TrialState:
+        """The trial's own fault (divergence, a model too big for this device): its reason
+        recorded, this trial failed, the worker goes on with the next."""
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        trial = self.trial
+        self._record(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), "record a failure")
+        self._record(lambda: self.study.tell(trial, state=TrialState.FAIL), "record a failure")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.warning("%s failed: %s", self._name, reason)
+        self.checkpoint.discard()
+        return TrialState.FAIL
+
+    def end_lost_database(self, e: BaseException) -> TrialState:
+        """The database went away mid-trial (a restart, say). This process knows the trial is
+        abandoned: once the database answers again, the trial is failed and its retry enqueued at
+        once, rather than left RUNNING until it goes stale (never, without heartbeats)."""
+        why = f"lost its database connection: {first_line(e)}"
+        try:
+            db_retry(
+                lambda: retry_later(self.study, self.trial, why, max_retry_of(self.storage)),
+                what="re-enqueue a trial that lost its database connection",
+                timeout_s=min(self.env.db_timeout_s, RECONNECT_WAIT_S),
+            )
+        except Exception as err:
+            log.warning(
+                "%s lost its database connection (%s) and it is still gone (%s); the trial is "
+                "retried once it goes stale",
+                self._name,
+                first_line(e),
+                first_line(err),
+            )
+            return TrialState.RUNNING
+        log.warning("%s lost its database connection; re-enqueued", self._name)
+        return TrialState.WAITING
+
+    def end_host_fault(self, e: Exception) -> None:
+        """Not the trial's fault: retried from its checkpoint while retries are left; raises
+        ``HostFault`` so that this worker stops."""
+        why = f"not the trial's fault: {first_line(e)}"
+        try:
+            retried = self._record(
+                lambda: retry_later(self.study, self.trial, why, max_retry_of(self.storage)),
+                "re-enqueue a trial",
+            )
+        except Exception:
+            log.error("could not record the failure of %s:\n%s", self._name, traceback.format_exc())
+            retried = True  # it goes stale and is retried from its checkpoint
+        if not retried:
+            self.checkpoint.discard()
+        left = "left to be retried" if retried else "failed for good (retries used up)"
+        raise HostFault(f"{self._name} {left}: {first_line(e)}") from e
+
+    def end_failed_for_good(self, e: BaseException) -> None:
+        """An unexpected error (a bug): the trial fails with its reason and is not retried."""
+        try:
+            self.trial.set_user_attr(TrialAttr.FAIL_REASON, first_line(e))
+            self.study.tell(self.trial, state=TrialState.FAIL)
+        except Exception:
+            log.error("could not record the failure of %s:\n%s", self._name, traceback.format_exc())
+            return
+        self.checkpoint.discard()
+
+    @property
+    def _name(self) -> str:
+        return f"trial {self.trial.number}"

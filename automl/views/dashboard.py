@@ -1,0 +1,393 @@
+"""What optuna-dashboard shows of a study without a click: plots and notes pushed with its own API.
+
+Three study plots (``optuna_dashboard.save_plotly_graph_object``, each under a fixed id so that a
+push replaces the previous one): the Pareto front coloured by K with the baseline marked and
+axes that say which way is better, on which device and batch size; validation accuracy per epoch
+of every trial; and the front's hypervolume against compute. One note per ended trial
+(``optuna_dashboard.save_note``): its architecture, members' accuracies, latency per execution
+mode, and why it was pruned or failed.
+
+Pushed when ``automl dashboard`` starts and after every trial a worker ends
+(``automl.search.runner``). Pushing is a courtesy to the viewer: ``publish_trial_end`` and
+``publish_study`` log a warning on any error and never raise, so a trial never fails for it.
+
+A plot is stored as several study attributes written one at a time, so a reader may catch a
+half-written one; optuna-dashboard then leaves that card empty (it catches the parse error)
+until its next poll, and the next push writes it whole again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.search.hypervolume import non_dominated
+from automl.search.progress import hypervolume_by_compute, reference_point
+from automl.store.attrs import TrialAttr
+from automl.views.colours import k_colour
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from automl.space import SearchSpace
+
+__all__ = [
+    "CURVES_PLOT_ID",
+    "FRONT_PLOT_ID",
+    "HYPERVOLUME_PLOT_ID",
+    "curves_figure",
+    "front_figure",
+    "hypervolume_figure",
+    "is_baseline",
+    "publish_study",
+    "publish_trial_end",
+    "push_notes",
+    "push_plots",
+    "trial_note",
+]
+
+log = logging.getLogger(__name__)
+
+FRONT_PLOT_ID = "automl-pareto-front"
+CURVES_PLOT_ID = "automl-learning-curves"
+HYPERVOLUME_PLOT_ID = "automl-hypervolume-compute"
+
+_ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# The dashboard draws the figure in its own theme; plotly's default template would add ~8 kB of
+# JSON to every push for nothing.
+_LAYOUT: dict[str, Any] = {
+    "template": "none",
+    # Room above the plot for a two-line title below the dashboard's tool bar.
+    "margin": {"l": 70, "r": 20, "t": 80, "b": 60},
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def _k(t: FrozenTrial) -> int:
+    return int(t.params.get("split_factor", 1))
+
+
+def _width(t: FrozenTrial, space: SearchSpace) -> float:
+    return float(t.params.get("width_mult", space.model.default_width_mult))
+
+
+def is_baseline(t: FrozenTrial, space: SearchSpace) -> bool:
+    """The undivided network at the default width: what ``create_study`` enqueues first."""
+    return _k(t) == 1 and math.isclose(_width(t, space), space.model.default_width_mult)
+
+
+def _feasible(t: FrozenTrial) -> bool:
+    return all(v <= 0.0 for v in t.constraints.values())
+
+
+def _devices(trials: Iterable[FrozenTrial]) -> str:
+    found = sorted({str(d) for t in trials if (d := t.user_attrs.get(TrialAttr.DEVICE))})
+    return " / ".join(found) or "device unknown"
+
+
+def _hover(t: FrozenTrial, space: SearchSpace) -> str:
+    assert t.values is not None
+    return (
+        f"trial {t.number}<br>K = {_k(t)}, width {_width(t, space):.3g}<br>"
+        f"accuracy {t.values[0]:.4f}<br>latency {t.values[1]:.3f} ms"
+    )
+
+
+def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure:
+    """Completed trials, accuracy against latency, one colour per K; the front joined, the
+    baseline marked, trials over a budget greyed out."""
+    import plotly.graph_objects as go
+
+    done = [t for t in trials if t.state is TrialState.COMPLETE and t.values is not None]
+    feasible = [t for t in done if _feasible(t)]
+    ks = sorted({_k(t) for t in done}) or [1]
+    front = non_dominated(feasible, key=lambda t: (t.values[0], t.values[1]))
+    fig = go.Figure()
+    if front:
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[1] for t in front],
+                y=[t.values[0] for t in front],
+                mode="lines",
+                line={"shape": "hv", "color": "#888888", "dash": "dot"},
+                name="Pareto front",
+                hoverinfo="skip",
+            )
+        )
+    on_front = {t.number for t in front}
+    for k in ks:
+        group = [t for t in feasible if _k(t) == k]
+        if not group:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[1] for t in group],
+                y=[t.values[0] for t in group],
+                mode="markers",
+                name=f"K = {k}",
+                marker={
+                    "color": k_colour(k),
+                    "size": [12 if t.number in on_front else 7 for t in group],
+                    "line": {"width": 1, "color": "#333333"},
+                },
+                text=[_hover(t, space) for t in group],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    over = [t for t in done if not _feasible(t)]
+    if over:
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[1] for t in over],
+                y=[t.values[0] for t in over],
+                mode="markers",
+                name="over a budget",
+                marker={"color": "#bbbbbb", "symbol": "x", "size": 7},
+                text=[_hover(t, space) for t in over],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    base = [t for t in done if is_baseline(t, space)]
+    if base:
+        b = min(base, key=lambda t: t.number)
+        fig.add_trace(
+            go.Scatter(
+                x=[b.values[1]],
+                y=[b.values[0]],
+                mode="markers+text",
+                name=f"baseline (K = 1, width {space.model.default_width_mult:g})",
+                marker={"symbol": "star", "size": 18, "color": "#000000"},
+                text=["baseline"],
+                textposition="top center",
+                hovertemplate=f"{_hover(b, space)}<extra>baseline</extra>",
+            )
+        )
+    batch = space.objectives.latency_batch_size
+    fig.update_layout(
+        _LAYOUT,
+        title={
+            "text": "Accuracy vs latency by K"
+            f"<br><sub>{space.model.name}; large markers: on the front</sub>"
+        },
+        xaxis={"title": {"text": f"latency ms, {_devices(done)}, batch {batch} (lower is better)"}},
+        yaxis={"title": {"text": "validation accuracy (higher is better)"}},
+    )
+    return fig
+
+
+def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure:
+    """Validation accuracy per epoch of every trial that recorded one, coloured by K; trials
+    that stopped early or failed dashed."""
+    import plotly.graph_objects as go
+
+    with_curve = [t for t in trials if t.user_attrs.get(TrialAttr.CURVE)]
+    fig = go.Figure()
+    shown: set[int] = set()
+    for t in with_curve:
+        curve = t.user_attrs[TrialAttr.CURVE]
+        k = _k(t)
+        points = [(e + 1, v) for e, v in enumerate(curve) if v is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[e for e, _ in points],
+                y=[v for _, v in points],
+                mode="lines+markers",
+                name=f"K = {k}",
+                legendgroup=f"K{k}",
+                showlegend=k not in shown,
+                line={
+                    "color": k_colour(k),
+                    "dash": "solid" if t.state is TrialState.COMPLETE else "dot",
+                },
+                marker={"size": 4},
+                hovertemplate=(
+                    f"trial {t.number} ({t.state.name.lower()}), K = {k}, "
+                    f"width {_width(t, space):.3g}<br>epoch %{{x}}: accuracy %{{y:.4f}}"
+                    "<extra></extra>"
+                ),
+            )
+        )
+        shown.add(k)
+    fig.update_layout(
+        _LAYOUT,
+        title={
+            "text": "Validation accuracy per epoch<br><sub>dotted: stopped early or failed</sub>"
+        },
+        xaxis={"title": {"text": "epoch"}, "dtick": 1},
+        yaxis={"title": {"text": "validation accuracy (higher is better)"}},
+    )
+    return fig
+
+
+def hypervolume_figure(trials: Sequence[FrozenTrial], reference: Sequence[float]) -> go.Figure:
+    """The front's hypervolume after each ended trial, against the epochs trained so far."""
+    import plotly.graph_objects as go
+
+    points = hypervolume_by_compute(trials, reference)
+    fig = go.Figure(
+        go.Scatter(
+            x=[p.epochs for p in points],
+            y=[p.hypervolume for p in points],
+            mode="lines+markers",
+            line={"shape": "hv"},
+            name="hypervolume",
+            customdata=[[p.trials_ended, p.seconds / 60] for p in points],
+            hovertemplate=(
+                "%{x} epochs, %{customdata[1]:.1f} training minutes, %{customdata[0]} trials "
+                "ended<br>hypervolume %{y:.4g}<extra></extra>"
+            ),
+        )
+    )
+    fig.update_layout(
+        _LAYOUT,
+        title={
+            "text": "Front's hypervolume against compute<br><sub>area it dominates up to "
+            f"accuracy {reference[0]:g}, latency {reference[1]:.3g} ms<br>(1.1 x the slowest "
+            "completed trial)</sub>"
+        },
+        xaxis={"title": {"text": "epochs trained, all trials"}},
+        yaxis={"title": {"text": "hypervolume (accuracy x ms, higher is better)"}},
+    )
+    return fig
+
+
+def push_plots(study: optuna.Study, space: SearchSpace) -> None:
+    """Push the three study plots, replacing those pushed before."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    trials = study.get_trials(deepcopy=False)
+    figures = {
+        FRONT_PLOT_ID: front_figure(trials, space),
+        CURVES_PLOT_ID: curves_figure(trials, space),
+    }
+    if any(t.state is TrialState.COMPLETE for t in trials):
+        reference = reference_point(study)
+        figures[HYPERVOLUME_PLOT_ID] = hypervolume_figure(trials, reference)
+    for plot_id, fig in figures.items():
+        save_plotly_graph_object(study, fig, graph_object_id=plot_id)
+
+
+def _fmt_ms(v: object) -> str:
+    return f"{float(v):.3f} ms" if isinstance(v, int | float) else "-"
+
+
+def trial_note(t: FrozenTrial, space: SearchSpace) -> str:
+    """The trial's note (Markdown): what it was, how it did, and why it ended the way it did."""
+    u = t.user_attrs
+    k = _k(t)
+    kind = "undivided baseline" if is_baseline(t, space) else f"{k} co-trained member(s)"
+    lines = [
+        f"## Trial {t.number}: {space.model.name}, K = {k}, width {_width(t, space):.3g}",
+        "",
+        f"*{kind}; state {t.state.name.lower()}*",
+        "",
+    ]
+    if t.values is not None:
+        lines.append(
+            f"- validation accuracy **{t.values[0]:.4f}**, latency **{t.values[1]:.3f} ms** "
+            f"({u.get(TrialAttr.DEVICE, 'device unknown')}, batch "
+            f"{space.objectives.latency_batch_size})"
+        )
+    members = u.get(TrialAttr.MEMBER_ACCURACIES)
+    if members:
+        lines.append("- members' validation accuracy: " + ", ".join(f"{a:.4f}" for a in members))
+    modes = u.get(TrialAttr.LATENCY_MODES)
+    if isinstance(modes, dict) and modes:
+        chosen = u.get(TrialAttr.LATENCY_MODE)
+        parts = [
+            f"{name} {_fmt_ms(ms)}" + (" (kept)" if name == chosen else "")
+            for name, ms in sorted(modes.items(), key=lambda kv: float(kv[1]))
+        ]
+        lines.append("- latency per execution mode: " + ", ".join(parts))
+    if u.get(TrialAttr.LATENCY_IQR_MS) is not None:
+        lines.append(f"- latency spread (IQR): {_fmt_ms(u[TrialAttr.LATENCY_IQR_MS])}")
+    if u.get(TrialAttr.N_PARAMS) is not None:
+        macs = u.get(TrialAttr.MACS)
+        extra = f", {macs / 1e6:.2f} MMACs" if isinstance(macs, int | float) else ""
+        lines.append(f"- {u[TrialAttr.N_PARAMS]:,} parameters{extra}")
+    curve = u.get(TrialAttr.CURVE)
+    if isinstance(curve, list) and curve:
+        lines.append(
+            "- validation accuracy per epoch: "
+            + ", ".join("-" if v is None else f"{v:.4f}" for v in curve)
+        )
+    # By name only: the same values are also stored as a list for optuna-dashboard (their
+    # indices are names too, for Optuna).
+    budgets = {n: v for n, v in t.constraints.items() if not n.isdigit()}
+    if budgets:
+        lines.append(
+            "- budgets: "
+            + ", ".join(
+                f"{n} {abs(v):.1%} {'over' if v > 0 else 'under'} its limit"
+                for n, v in budgets.items()
+            )
+        )
+    if t.state is TrialState.PRUNED:
+        why = u.get(TrialAttr.PRUNED_REASON, "no reason stored")
+        lines += ["", f"**Stopped early**: {why}"]
+    elif t.state is TrialState.FAIL:
+        why = u.get(TrialAttr.FAIL_REASON, "no reason stored")
+        lines += ["", f"**Failed**: {why}"]
+    return "\n".join(lines) + "\n"
+
+
+def push_notes(
+    study: optuna.Study, space: SearchSpace, trials: Iterable[FrozenTrial] | None = None
+) -> int:
+    """Write the note of every ended trial (of ``trials``, default all) that has none yet; a note
+    someone wrote in the dashboard is never replaced. Returns how many were written."""
+    # save_note's own steps (optuna-dashboard 0.21, pinned): its public form takes a live
+    # optuna.Trial, whose construction runs the study's sampler hooks on a trial that has ended.
+    from optuna_dashboard._note import note_ver_key, save_note_with_version
+
+    storage, study_id = study._storage, study._study_id
+    system_attrs = storage.get_study_system_attrs(study_id)
+    chosen = study.get_trials(deepcopy=False) if trials is None else trials
+    written = 0
+    for t in chosen:
+        if t.state not in _ENDED or note_ver_key(t._trial_id) in system_attrs:
+            continue
+        save_note_with_version(storage, study_id, t._trial_id, 1, trial_note(t, space))
+        written += 1
+    return written
+
+
+def publish_trial_end(study: optuna.Study, space: SearchSpace, trial_id: int) -> None:
+    """The ended trial's note and the study's plots; a failure is a warning, never an error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            frozen = study._storage.get_trial(trial_id)
+            push_notes(study, space, [frozen])
+            push_plots(study, space)
+    except Exception as e:
+        log.warning(
+            "could not push dashboard plots or the note of trial id %s: %s: %s",
+            trial_id,
+            type(e).__name__,
+            str(e).splitlines()[0][:300] if str(e) else "",
+        )
+
+
+def publish_study(study: optuna.Study, space: SearchSpace) -> bool:
+    """The study's plots and the notes its ended trials lack; False (with a warning) on failure."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            push_notes(study, space)
+            push_plots(study, space)
+    except Exception as e:
+        log.warning(
+            "could not push dashboard plots of study %r: %s: %s",
+            study.study_name,
+            type(e).__name__,
+            str(e).splitlines()[0][:300] if str(e) else "",
+        )
+        return False
+    return True
