@@ -17,6 +17,9 @@ import pytest
 from tests.browser.chromium import PLOTLY_RENDERED, screenshot, wait_for
 from tests.helpers import REPO, free_port, write_space
 
+# One xdist process runs the browser tests: one chromium and one served study, not two.
+pytestmark = pytest.mark.xdist_group("browser")
+
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -79,6 +82,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
 def test_the_study_page_shows_the_front_by_k(
     chromium: WebDriver, dashboard: tuple[str, int]
 ) -> None:
+
     base, study_id = dashboard
     chromium.get(f"{base}/dashboard/studies/{study_id}")
     try:

@@ -10,6 +10,9 @@ import pytest
 
 from tests.browser.chromium import assert_plotly_rendered
 
+# One xdist process runs the browser tests: one chromium and one served study, not two.
+pytestmark = pytest.mark.xdist_group("browser")
+
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from automl.views.report import write_report
 from tests.browser.chromium import assert_plotly_rendered, screenshot
 from tests.study_builders import finish_trial, tiny_study
+
+# One xdist process runs the browser tests: one chromium and one served study, not two.
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

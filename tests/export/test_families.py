@@ -1,11 +1,16 @@
 """Every registered family, at a small width and untrained: export in every format, reload, equal.
 
 Fast by construction: width_mult 0.25, K=2, a 16x16 input for every family (all end in global
-average pooling, so the size only changes the cost), no training.
+average pooling, so the size only changes the cost), no training, and the deep families at their
+shallowest depth (one block per stage): every layer kind of the family is exported, in the
+family's own block structure, without the hundreds of repeats that make torch.export and ONNX
+take a minute per model.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ import torch
 import automl
 from automl.export import Format, Preprocessing, ProbabilityHead, read_bundle, write_bundle
 from automl.export.programs import load_program
+from automl.models import _registry
 from automl.models._registry import all_specs
 
 pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
@@ -32,24 +38,50 @@ def _shallowest_per_family() -> list[tuple[str, str]]:
     return sorted((family, name) for family, (_, name) in best.items())
 
 
-# torch.export and ONNX (which runs torch.export first) take 15-60 s per model for the 110-layer
-# CIFAR ResNet and ResNet-50 on a loaded 2-core machine; those cases are marked slow and run in
-# 'make test' (skip them with -m "not slow"). TorchScript of every family always runs.
-_DEEP = {"cifar_resnet", "imagenet_resnet"}
+# The depth argument (the builder's first) of each deep family at one block per stage: its rule
+# (6n + 2 basic, 9n + 2 bottleneck, 6n + 4 DenseNet-BC, a block count per ImageNet stage) at n = 1.
+SHALLOW_DEPTH: dict[str, object] = {
+    "cifar_resnet": 8,
+    "cifar_se_resnet": 11,
+    "densenet": 10,
+    "pyramidnet": 11,
+    "shake_shake": 8,
+    "imagenet_resnet": (1, 1, 1, 1),
+    "imagenet_wide_resnet": (1, 1, 1, 1),
+    "imagenet_resnext": (1, 1, 1, 1),
+    "imagenet_se_resnext": (1, 1, 1, 1),
+}
 CASES = [
-    pytest.param(
-        family,
-        name,
-        fmt,
-        id=f"{family}-{name}-{fmt.value}",
-        marks=[pytest.mark.slow] if family in _DEEP and fmt is not Format.TORCHSCRIPT else [],
-    )
+    pytest.param(family, name, fmt, id=f"{family}-{name}-{fmt.value}")
     for family, name in _shallowest_per_family()
     for fmt in Format
 ]
 
 
+@pytest.fixture
+def shallow(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Registers, for this test only, each deep family's model at its shallowest depth."""
+    for family, depth in SHALLOW_DEPTH.items():
+        for name, spec in all_specs().items():
+            if spec.family == family and isinstance(spec.builder, partial):
+                b = spec.builder
+                builder = partial(b.func, depth, *b.args[1:], **b.keywords)
+                monkeypatch.setitem(_registry._REGISTRY, name, replace(spec, builder=builder))
+    return None
+
+
+def test_every_deep_family_has_a_shallow_depth() -> None:
+    # EfficientNet-B0 (230 modules) exports in seconds as it is.
+    deep = {f for f, name in _shallowest_per_family() if sum(1 for _ in _modules(name)) > 250}
+    assert deep <= set(SHALLOW_DEPTH), deep - set(SHALLOW_DEPTH)
+
+
+def _modules(name: str) -> object:
+    return automl.create_model(name, num_classes=2, in_chans=3, width_mult=0.1).modules()
+
+
 @pytest.mark.parametrize(("family", "name", "fmt"), CASES)
+@pytest.mark.usefixtures("shallow")
 def test_family_exports_and_reloads(tmp_path: Path, family: str, name: str, fmt: Format) -> None:
     torch.manual_seed(0)
     model = automl.create_model(name, num_classes=5, in_chans=3, split_factor=2, width_mult=0.25)

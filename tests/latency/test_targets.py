@@ -21,6 +21,9 @@ from automl.search.study import ParetoRecord
 from automl.store.attrs import StudyAttr, TrialAttr
 from tests.helpers import REPO, write_space
 
+# One xdist process runs this module: its expensive fixtures are built once, not once per process.
+pytestmark = pytest.mark.xdist_group("latency-targets")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> automl.AutoMLStudy:
