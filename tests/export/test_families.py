@@ -9,6 +9,7 @@ take a minute per model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_every_deep_family_has_a_shallow_depth() -> None:
     assert deep <= set(SHALLOW_DEPTH), deep - set(SHALLOW_DEPTH)
 
 
-def _modules(name: str) -> object:
+def _modules(name: str) -> Iterator[torch.nn.Module]:
     return automl.create_model(name, num_classes=2, in_chans=3, width_mult=0.1).modules()
 
 
