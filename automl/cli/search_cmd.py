@@ -13,6 +13,7 @@ from automl.errors import ConfigError
 from automl.measure.host_share import HostShare
 from automl.search.study import create_study
 from automl.search.worker import install_stop_handlers
+from automl.space.networks import describe_counts
 from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.views.report import format_front
 
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         f"study {study.study_name!r} in {redact(study.storage_url)}: "
         f"{len(study.trials())} trials so far; artifacts in {study.artifact_dir}"
     )
+    # What the space holds, before anything trains: a width range is a handful of networks.
+    print(f"the space holds {describe_counts(study.networks())}")
     if args.enqueue_only:
         missing = max(0, (n_trials or 0) - study.waiting_trials())
         study.add_trials(missing)
@@ -129,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"ran {stats.total} trials here: {stats.completed} complete, {stats.pruned} pruned, "
         f"{stats.failed} failed"
+        + (f"; {stats.reused} reused a configuration already trained" if stats.reused else "")
     )
+    if stats.exhausted:
+        print(
+            "every configuration the sampler proposes has been tried: the search ended early "
+            "(widen the space or try another sampler for more)"
+        )
     print("Pareto front (validation accuracy vs latency):")
     print(format_front(study.pareto_front()))
     return 0

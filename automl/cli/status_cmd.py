@@ -15,6 +15,7 @@ from automl.cli.targets import add_target_args, target_words
 from automl.search.progress import TrialStage, hypervolume_by_compute, trial_stages
 from automl.search.scheduler import RungScheduler, early_stopper
 from automl.search.study import AutoMLStudy, load_study
+from automl.space.networks import describe_counts
 from automl.store.attrs import StudyAttr, TrialAttr
 from automl.store.heartbeats import Heartbeat, heartbeat_ages
 from automl.store.storage import StorageSettings, redact
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         + " | "
         + ", ".join(f"{s.name.lower()} {counts.get(s.name, 0)}" for s in TrialState)
     )
+    print(networks_line(study, trials))
     now = datetime.now()
     print(time_line(trials, target, now))
     beats = heartbeat_ages(study.storage, name)
@@ -83,6 +85,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"Pareto front{target_words(args.device, args.batch_size)}:")
     print(format_front(front))
     return 0
+
+
+def networks_line(study: AutoMLStudy, trials: list[FrozenTrial]) -> str:
+    """What the space holds and how much of it the trials have seen."""
+    nets = {t.user_attrs.get(TrialAttr.NETWORK) for t in trials} - {None}
+    configs = {t.user_attrs.get(TrialAttr.CONFIG) for t in trials} - {None}
+    reused = sum(1 for t in trials if t.user_attrs.get(TrialAttr.REUSED_FROM) is not None)
+    return (
+        f"networks: the space holds {describe_counts(study.networks())}; trials so far tried "
+        f"{len(nets)} of them in {len(configs)} configurations"
+        + (f", {reused} trials reused an outcome already stored" if reused else "")
+    )
 
 
 def running_line(t: FrozenTrial, beat: Heartbeat | None, now: datetime) -> str:

@@ -85,6 +85,12 @@ def select_trial(
 
 
 def _read_weights(study: AutoMLStudy, trial: FrozenTrial) -> dict[str, Any]:
+    source = trial.user_attrs.get(TrialAttr.REUSED_FROM)
+    if source is not None:
+        # The trial took the outcome of the same configuration trained as trial ``source``.
+        trials = study.trials()
+        if isinstance(source, int) and 0 <= source < len(trials) and source != trial.number:
+            trial = trials[source]
     metas = [
         m
         for m in get_all_artifact_meta(trial, storage=study.storage)

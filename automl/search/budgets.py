@@ -33,10 +33,13 @@ def set_budgets(
     constraints: ConstraintSection,
     size: Complexity,
     baseline: Complexity | None,
+    latency_ms: float | None = None,
 ) -> list[str]:
     """Set every budget of ``constraints`` on ``trial``; return the violated ones, in words.
 
-    ``baseline`` is the baseline network's size, needed only when a relative budget is set."""
+    ``baseline`` is the baseline network's size, needed only when a relative budget is set.
+    The latency budget is set once ``latency_ms`` is known (measured before training): the size
+    budgets are checked first, so a network over them is never timed."""
     c = constraints
     params, flops, macs = size
     limits: dict[str, tuple[float, float]] = {}
@@ -56,6 +59,8 @@ def set_budgets(
             limits["flops_ratio"] = (flops / bf, c.max_flops_ratio)
         if c.max_macs_ratio is not None:
             limits["macs_ratio"] = (macs / bm, c.max_macs_ratio)
+    if c.max_latency_ms is not None and latency_ms is not None:
+        limits["latency_ms"] = (latency_ms, c.max_latency_ms)
     violated = []
     for name, (value, limit) in limits.items():
         trial.set_constraint(name, value / limit - 1.0)

@@ -1,12 +1,13 @@
 """The epoch checkpoint of one trial: where it lives, whose it is, when it goes.
 
 Every retry of a trial resumes from the same file (keyed by the original trial's number,
-``automl.search.retries.trial_key``). The file is bound to the run that wrote it by an identity
-that covers the study itself (its stored uuid), the whole space with its data split, the model and
-the parameters, so a checkpoint of another study, space or trial is never resumed
-(``automl.training.checkpoint`` quarantines it). A trial that ends for good (complete, pruned,
-failed by its own fault, retries used up) discards its checkpoint; a stopped or interrupted one
-keeps it for its retry.
+``automl.search.retries.trial_key``), in a folder named for the study and its stored uuid: a study
+of the same name in another database never looks at, let alone quarantines, this study's files. The
+file is bound to the run that wrote it by an identity that covers the study itself (its stored
+uuid), the whole space with its data split, the model and the parameters, so a checkpoint of another
+study, space or trial is never resumed (``automl.training.checkpoint`` quarantines it). A trial that
+ends for good (complete, pruned, failed by its own fault, retries used up) discards its checkpoint;
+a stopped or interrupted one keeps it for its retry.
 """
 
 from __future__ import annotations
@@ -26,21 +27,51 @@ from automl.store.attrs import StudyAttr
 from automl.store.names import study_dir_name
 from automl.store.paths import inside
 
-__all__ = ["TrialCheckpoint"]
+__all__ = ["TrialCheckpoint", "checkpoint_folder_name"]
 
 log = logging.getLogger(__name__)
 
 
-class TrialCheckpoint:
-    """The checkpoint of original trial ``key`` of study ``study_name`` under ``artifact_dir``."""
+def checkpoint_folder_name(study_name: str, study_uuid: object) -> str:
+    """The study's checkpoint folder: its safe name, then the first 12 hex digits of its uuid
+    (a study made before studies had a uuid keeps the bare name)."""
+    base = study_dir_name(study_name)
+    if isinstance(study_uuid, str) and study_uuid.isalnum():
+        return f"{base}-{study_uuid[:12]}"
+    return base
 
-    def __init__(self, artifact_dir: Path, study_name: str, key: int) -> None:
+
+class TrialCheckpoint:
+    """The checkpoint of original trial ``key`` of study ``study_name`` (uuid ``study_uuid``)
+    under ``artifact_dir``."""
+
+    def __init__(
+        self, artifact_dir: Path, study_name: str, key: int, study_uuid: object = None
+    ) -> None:
         self.key = int(key)
         # The study name comes from the database, which whoever creates a study writes: it names
         # a folder only in its safe form, and the path is proven to stay in the artifact folder.
-        self.path = inside(
+        folder = checkpoint_folder_name(study_name, study_uuid)
+        self.path = inside(artifact_dir, "checkpoints", folder, f"trial-{self.key}.pt")
+        # Where checkpoints lived before folders carried the uuid: a run interrupted then
+        # resumes from it after the upgrade (its identity still proves whose it is).
+        self._legacy = inside(
             artifact_dir, "checkpoints", study_dir_name(study_name), f"trial-{self.key}.pt"
         )
+
+    @classmethod
+    def of(cls, artifact_dir: Path, study: optuna.Study, key: int) -> TrialCheckpoint:
+        return cls(artifact_dir, study.study_name, key, study.user_attrs.get(StudyAttr.UUID))
+
+    def adopt_legacy(self) -> None:
+        """Move a checkpoint left in the study's uuid-less folder into this one."""
+        if self._legacy == self.path or self.path.exists() or not self._legacy.is_file():
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._legacy.replace(self.path)
+        except OSError as e:
+            log.warning("could not move the checkpoint of trial %d: %s", self.key, e)
 
     def identity(
         self,

@@ -23,19 +23,27 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from automl.search.dedup import NOT_TRAINED
 from automl.search.hooks import TrialEndHook
 from automl.search.retries import fail_stale_trials, trial_key
 from automl.search.trial import Claimed, TrialEnv, claim_waiting_trial, run_trial
+from automl.store.attrs import TrialAttr
 from automl.store.heartbeats import heartbeat_interval
 from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
 
-__all__ = ["RunStats", "TrialRunner", "run_trials"]
+__all__ = ["MAX_REPEATS_IN_A_ROW", "RunStats", "TrialRunner", "run_trials"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How a claimed trial is run (``automl.search.trial.run_trial``; tests inject faults here).
 TrialRunner = Callable[[TrialEnv, optuna.Study, BaseStorage, Claimed], TrialState]
+
+
+# Trials in a row that found their configuration already trained (or training) before the loop
+# decides the space is exhausted: a sampler that keeps proposing known configurations has nothing
+# new left to try (a space of a few networks, or a sampler converged on its front).
+MAX_REPEATS_IN_A_ROW = 25
 
 
 @dataclass
@@ -45,6 +53,9 @@ class RunStats:
     failed: int = 0
     stopped: int = 0
     lost: int = 0
+    # Trials that trained nothing: their configuration's outcome was reused, or it was training.
+    reused: int = 0
+    exhausted: bool = False
 
     @property
     def total(self) -> int:
@@ -82,6 +93,13 @@ def _count(stats: RunStats, state: TrialState) -> None:
         stats.lost += 1
     else:
         stats.stopped += 1
+
+
+def _trained_nothing(frozen: FrozenTrial) -> bool:
+    reason = str(frozen.user_attrs.get(TrialAttr.FAIL_REASON) or "")
+    return frozen.user_attrs.get(TrialAttr.REUSED_FROM) is not None or reason.startswith(
+        NOT_TRAINED
+    )
 
 
 def _describe(bar: Any, prefix: str) -> Callable[[str], None]:
@@ -128,12 +146,13 @@ def run_trials(
     # Idle workers look again often enough to exit soon after the last trial ends elsewhere.
     poll_s = min(interval, 5.0) if interval else 5.0
     start = time.monotonic()
+    repeats_in_a_row = 0
 
     def retry(fn: Callable[[], T], what: str) -> T:
         return db_retry(fn, what=what, timeout_s=db_timeout_s, stop_event=stop)
 
     def abandoned(frozen: FrozenTrial) -> None:
-        env.checkpoint(study.study_name, trial_key(frozen)).discard()
+        env.checkpoint(study, trial_key(frozen)).discard()
 
     # The bar's total: what this loop may run, as far as it is known when it starts.
     total = max_trials if max_trials is not None else expected
@@ -186,11 +205,24 @@ def run_trials(
                 # E.g. the trial's note and the study's plots in optuna-dashboard.
                 _publish(on_trial_end, study, env, claimed.trial_id)
             _count(stats, state)
+            frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
+            if _trained_nothing(frozen):
+                stats.reused += 1
+                repeats_in_a_row += 1
+            else:
+                repeats_in_a_row = 0
             if state is TrialState.COMPLETE:
-                frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
                 acc, lat = frozen.values
                 bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
             bar.update(1)
+            if repeats_in_a_row >= MAX_REPEATS_IN_A_ROW:
+                stats.exhausted = True
+                log.warning(
+                    "the last %d trials all found their configuration already trained: every "
+                    "configuration the sampler proposes has been tried; stopping",
+                    repeats_in_a_row,
+                )
+                break
     finally:
         bar.close()
     return stats

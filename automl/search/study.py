@@ -8,7 +8,9 @@ enqueues the undivided baseline exactly once. ``optuna.load_study`` still opens 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import socket
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ from automl.search.runner import RunStats, run_trials
 from automl.search.subsets import front_with_subsets
 from automl.search.trial import TrialEnv
 from automl.space import SearchSpace, load_space, space_differences
+from automl.space.networks import NetworkCount, space_networks
 from automl.store.attrs import StudyAttr
 from automl.store.names import STUDY_NAME_RULE, is_valid_study_name, shown, validate_study_name
 from automl.store.retry import DEFAULT_TIMEOUT_S, db_retry
@@ -53,6 +56,7 @@ __all__ = [
     "create_study",
     "default_artifact_dir",
     "load_study",
+    "process_seed_offset",
 ]
 
 METRIC_NAMES = ["accuracy", "latency_ms"]
@@ -168,7 +172,7 @@ class AutoMLStudy:
                 lambda: fail_stale_trials(
                     self._study,
                     self.storage,
-                    lambda t: env.checkpoint(self.study_name, trial_key(t)).discard(),
+                    lambda t: env.checkpoint(self._study, trial_key(t)).discard(),
                 ),
                 what="check for stale trials",
                 timeout_s=db_timeout_s,
@@ -268,6 +272,20 @@ class AutoMLStudy:
             if (lat := measured.get(t.number)) is not None
         ]
 
+    def networks(self) -> list[NetworkCount]:
+        """The distinct networks per K that the space holds (``automl.space.networks``):
+        counted once, on the meta device, and kept in the study."""
+        raw = self._study.user_attrs.get(StudyAttr.NETWORKS)
+        if isinstance(raw, list):
+            try:
+                return [NetworkCount(int(k), tuple(map(float, w)), bool(e)) for k, w, e in raw]
+            except (TypeError, ValueError):
+                pass  # written by someone else: counted again
+        counts = space_networks(self.space)
+        stored = [[c.split_factor, list(c.widths), c.exact] for c in counts]
+        self._study.set_user_attr(StudyAttr.NETWORKS, stored)
+        return counts
+
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self._study.get_trials(deepcopy=False, states=states)
 
@@ -346,7 +364,10 @@ def create_study(
                 f"study {shown(name)} already exists in {redact(url)}; pick another --study name "
                 "or resume it"
             ) from None
-        study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
+        # A run that resumes a study draws on from a seed of its own: with the space's seed alone
+        # it would repeat the first run's parameters trial for trial (or, run beside it, in step).
+        offset = sampler_seed_offset or process_seed_offset()
+        study = optuna.load_study(study_name=name, storage=rdb, sampler=_seeded_sampler(sp, offset))
         stored = SearchSpace.from_dict(_wait_for_space(study))
         diff = space_differences(stored, sp)
         if diff:
@@ -369,6 +390,14 @@ def create_study(
     study.enqueue_trial(sp.baseline_params())
     study.set_user_attr(StudyAttr.TARGET_TRIALS, 1)
     return AutoMLStudy(study, sp, url, art, rdb)
+
+
+def process_seed_offset() -> int:
+    """A sampler seed offset of this process and moment: two processes sharing a study (workers,
+    or searches resumed one after the other) sample different parameters."""
+    text = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    digest = hashlib.sha256(text.encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % 1_000_000
 
 
 def _seeded_sampler(space: SearchSpace, offset: int) -> optuna.samplers.BaseSampler:

@@ -34,7 +34,13 @@ from automl.space import SearchSpace
 from automl.store.attrs import StudyAttr, TrialAttr
 from automl.store.retry import DEFAULT_TIMEOUT_S, db_retry
 
-__all__ = ["REFERENCE_SETTLE_FACTOR", "LatencyTimer", "ModelInput", "latency_attrs"]
+__all__ = [
+    "REFERENCE_SETTLE_FACTOR",
+    "LatencyTimer",
+    "ModelInput",
+    "latency_attrs",
+    "record_from_attrs",
+]
 
 # How much longer than a trial's measurement the reference is settled for.
 REFERENCE_SETTLE_FACTOR = 3.0
@@ -102,6 +108,25 @@ def latency_attrs(lat: LatencyRecord, dev: torch.device) -> dict[str, Any]:
         attrs[TrialAttr.LATENCY_REFERENCE_MS] = lat.reference_ms
         attrs[TrialAttr.LATENCY_RAW_MS] = lat.raw_median_ms
     return attrs
+
+
+def record_from_attrs(attrs: dict[str, Any]) -> LatencyRecord:
+    """The measurement that ``latency_attrs`` stored (repeat counts are not kept: 0)."""
+    return LatencyRecord(
+        median_ms=float(attrs[TrialAttr.LATENCY_MS]),
+        iqr_ms=float(attrs.get(TrialAttr.LATENCY_IQR_MS) or 0.0),
+        mode=str(attrs.get(TrialAttr.LATENCY_MODE)),
+        device=str(attrs.get(TrialAttr.LATENCY_DEVICE)),
+        batch_size=int(attrs.get(TrialAttr.LATENCY_BATCH_SIZE) or 1),
+        threads=int(attrs.get(TrialAttr.LATENCY_THREADS) or 1),
+        repeats=0,
+        calls_per_repeat=0,
+        modes=dict(attrs.get(TrialAttr.LATENCY_MODES) or {}),
+        channels_last=bool(attrs.get(TrialAttr.LATENCY_CHANNELS_LAST, True)),
+        ratio=attrs.get(TrialAttr.LATENCY_RATIO),
+        reference_ms=attrs.get(TrialAttr.LATENCY_REFERENCE_MS),
+        raw_median_ms=attrs.get(TrialAttr.LATENCY_RAW_MS),
+    )
 
 
 class LatencyTimer:
@@ -199,6 +224,12 @@ class LatencyTimer:
             )
         self._references[key] = ref
         return ref
+
+    def settled_reference(self, dev: torch.device, batch_size: int) -> Reference | None:
+        """A reference this timer already settled for ``dev`` and ``batch_size`` (any thread
+        count), or ``None``."""
+        prefix = f"{socket.gethostname()}|{device_label(dev)}|b{batch_size}|"
+        return next((r for k, r in self._references.items() if k.startswith(prefix)), None)
 
     def time(
         self,

@@ -38,7 +38,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from automl.data import DataBundle
@@ -46,15 +46,24 @@ from automl.device import describe_device
 from automl.errors import AutoMLError, DataError, TrainingError
 from automl.measure.host_share import HostShare
 from automl.measure.latency import LatencyRecord, Reference
+from automl.measure.targets import device_label, target_key
 from automl.models.ensemble import DividedNet, Ensemble
 from automl.search.budgets import Complexity, complexity_of, set_budgets
 from automl.search.checkpoints import TrialCheckpoint
+from automl.search.dedup import (
+    SameConfigurationRunning,
+    config_id,
+    known_latency,
+    outcome_attrs,
+    same_configuration,
+)
 from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
 from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
 from automl.search.scheduler import early_stopper
 from automl.search.subsets import store_subset_points
-from automl.search.timing import LatencyTimer, ModelInput, latency_attrs
+from automl.search.timing import LatencyTimer, ModelInput, latency_attrs, record_from_attrs
 from automl.space import DataSection, SearchSpace, TrialParams
+from automl.space.networks import Network
 from automl.store.attrs import TrialAttr
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
 from automl.store.liveness import process_tag
@@ -68,6 +77,7 @@ __all__ = [
     "HostFault",
     "TrialEnv",
     "TrialLife",
+    "claim_order",
     "claim_waiting_trial",
     "run_trial",
 ]
@@ -107,11 +117,18 @@ class Claimed:
     trial_id: int
 
 
+def claim_order(frozen: FrozenTrial) -> tuple[int, int]:
+    """Retries before fresh tickets, each in trial order: an interrupted trial resumes from its
+    checkpoint at once instead of after every new trial, its epochs so far not left idle."""
+    return (0 if "failed_trial" in frozen.system_attrs else 1, frozen.number)
+
+
 def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | None:
     """Atomically take one WAITING trial of ``study`` (held in ``storage``); ``None`` when there
     is none."""
     study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    for frozen in sorted(waiting, key=claim_order):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
@@ -198,9 +215,9 @@ class TrialEnv:
     def data(self) -> DataBundle:
         return _DATA.get(self.space.data)
 
-    def checkpoint(self, study_name: str, key: int) -> TrialCheckpoint:
-        """The checkpoint of original trial ``key`` of study ``study_name``."""
-        return TrialCheckpoint(self.artifact_dir, study_name, key)
+    def checkpoint(self, study: optuna.Study, key: int) -> TrialCheckpoint:
+        """The checkpoint of original trial ``key`` of ``study``."""
+        return TrialCheckpoint.of(self.artifact_dir, study, key)
 
     def baseline_size(self) -> Complexity:
         """(params, FLOPs, MACs) of the undivided network at the default width, for relative
@@ -247,7 +264,7 @@ class TrialLife:
         self.trial = claimed.trial
         self.key = claimed.key
         self.space = env.space
-        self.checkpoint = env.checkpoint(study.study_name, claimed.key)
+        self.checkpoint = env.checkpoint(study, claimed.key)
         # The reference of this trial's measurement: its subset points are timed against it too.
         self.reference: Reference | None = None
 
@@ -259,7 +276,7 @@ class TrialLife:
                 return self.end_pruned()
             except (StopRequested, KeyboardInterrupt) as e:
                 return self.end_stopped(e)
-            except (TrainingError, torch.OutOfMemoryError) as e:
+            except (TrainingError, torch.OutOfMemoryError, SameConfigurationRunning) as e:
                 return self.end_failed(e)
             except TRANSIENT_DB_ERRORS as e:
                 return self.end_lost_database(e)
@@ -282,8 +299,13 @@ class TrialLife:
         sampled = self.sample()
         data = self.env.data()
         model = self.build(sampled, data)
-        # Latency does not depend on the weights: measured first, so the schedulers can use it.
+        known = self.reuse_known_outcome()
+        if known is not None:
+            return known
+        # Latency does not depend on the weights: measured first, so the schedulers can use it,
+        # and a network over the latency budget is rejected untrained.
         lat = self.measure(model, data)
+        self.check_latency_budget(lat)
         result = self.train(sampled, model, data, lat)
         self.store(model, data, result)
         return result.val_accuracy, lat.median_ms
@@ -309,15 +331,57 @@ class TrialLife:
             (TrialAttr.N_PARAMS, TrialAttr.FLOPS, TrialAttr.MACS), size, strict=True
         ):
             trial.set_user_attr(name, value)
+        m = self.space.model
+        net = Network.of(model, m.name, sampled.split_factor, {"combine": m.combine, **m.options})
+        self.network = net
+        trial.set_user_attr(TrialAttr.NETWORK, net.id)
+        trial.set_user_attr(TrialAttr.MEMBER_WIDTHS, list(net.widths))
+        self.config = config_id(net, sampled, self.space)
+        trial.set_user_attr(TrialAttr.CONFIG, self.config)
+        self.size = size
+        self._check_budgets(None)
+        return model
+
+    def _check_budgets(self, latency_ms: float | None) -> None:
         c = self.space.constraints
         relative = (c.max_params_ratio, c.max_flops_ratio, c.max_macs_ratio)
         baseline = self.env.baseline_size() if any(r is not None for r in relative) else None
-        violated = set_budgets(trial, c, size, baseline)
+        violated = set_budgets(self.trial, c, self.size, baseline, latency_ms)
         if violated:
             reason = "over budget: " + "; ".join(violated)
-            trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+            self.trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)
-        return model
+
+    def check_latency_budget(self, lat: LatencyRecord) -> None:
+        """``[constraints] max_latency_ms``: rejected before training, stored as a constraint."""
+        if self.space.constraints.max_latency_ms is not None:
+            self._check_budgets(lat.median_ms)
+
+    def reuse_known_outcome(self) -> tuple[float, float] | None:
+        """The stored outcome of this configuration (``automl.search.dedup``): the values of a
+        finished trial, or a stop at the same epochs (raises ``TrialPruned``); ``None`` when the
+        configuration is new. Raises ``SameConfigurationRunning`` when it trains elsewhere."""
+        trial = self.trial
+        source = same_configuration(self.study, trial, self.config)
+        if source is None:
+            return None
+        self.env.phase(f"reusing trial {source.number}")
+        for name, value in outcome_attrs(source).items():
+            trial.set_user_attr(name, value)
+        trial.set_user_attr(TrialAttr.REUSED_FROM, source.number)
+        if source.state is TrialState.COMPLETE:
+            log.info(
+                "%s: the same configuration as trial %d; its outcome reused",
+                self._name,
+                source.number,
+            )
+            return float(source.values[0]), float(source.values[1])
+        for step, value in sorted(source.intermediate_values.items()):
+            trial.report(value, step)
+        why = source.user_attrs.get(TrialAttr.PRUNED_REASON) or "stopped early"
+        reason = f"the same configuration as trial {source.number}: {why}"
+        trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+        raise optuna.TrialPruned(reason)
 
     def measure(self, model: Ensemble, data: DataBundle) -> LatencyRecord:
         """The model's latency on the latency device, stored on the trial."""
@@ -326,6 +390,19 @@ class TrialLife:
         dev = timer.device(self.env.device)
         model_input = ModelInput.of(data)
         x = torch.randn(self.space.objectives.latency_batch_size, *model_input.shape)
+        target = target_key(device_label(dev), x.shape[0])
+        known = known_latency(self.study, self.trial, self.network.id, socket.gethostname(), target)
+        if known is not None:
+            # Measured once per network, host and target: every later trial reads it, and times
+            # its member subsets against the reference it was paired with (settled and stored).
+            record = record_from_attrs(known)
+            if self.space.objectives.latency_paired:
+                self.reference = timer.reference(
+                    self.trial.study, model_input, dev, x, record.threads
+                )
+            for name, value in known.items():
+                self.trial.set_user_attr(name, value)
+            return record
         lat, self.reference = timer.time(self.trial.study, model, model_input, dev, x)
         for name, value in latency_attrs(lat, dev).items():
             self.trial.set_user_attr(name, value)
@@ -345,6 +422,7 @@ class TrialLife:
             stop_event=env.stop_event,
             db_timeout_s=env.db_timeout_s,
         )
+        self.checkpoint.adopt_legacy()
         identity = self.checkpoint.identity(
             trial.study, self.space, trial.params, model, data, env.storage_url
         )
@@ -487,7 +565,8 @@ class TrialLife:
     def end_failed(self, e: BaseException) -> TrialState:
         """The trial's own fault (divergence, a model too big for this device): its reason
         recorded, this trial failed, the worker goes on with the next."""
-        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        reason = str(e) if isinstance(e, SameConfigurationRunning) else f"{type(e).__name__}: {e}"
+        reason = reason.splitlines()[0][:500]
         trial = self.trial
         self._record(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), "record a failure")
         self._record(lambda: self.study.tell(trial, state=TrialState.FAIL), "record a failure")

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from automl.device import describe_device, resolve_device
 from automl.errors import DatabaseUnreachableError
 from automl.measure.host_share import HostShare
 from automl.search.runner import RunStats
-from automl.search.study import AutoMLStudy, load_study
+from automl.search.study import AutoMLStudy, load_study, process_seed_offset
 from automl.store.storage import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_RETRY,
@@ -59,12 +58,6 @@ class WorkerOptions:
     connect_timeout_s: float = 600.0
     # Workers the host's cores are split among: None counts those alive, 0 does not split.
     cpu_share: int | None = None
-
-
-def _worker_seed_offset() -> int:
-    """A per-process offset so that workers sharing a study sample different parameters."""
-    digest = hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).digest()
-    return 1 + int.from_bytes(digest[:4], "big") % 1_000_000
 
 
 def _pin_device(spec: str) -> torch.device:
@@ -138,7 +131,7 @@ def _join_study(opts: WorkerOptions, url: str, stop: threading.Event) -> AutoMLS
                 url,
                 artifact_dir=opts.artifact_dir,
                 settings=settings,
-                sampler_seed_offset=_worker_seed_offset(),
+                sampler_seed_offset=process_seed_offset(),
             )
         except DatabaseUnreachableError as e:
             if time.monotonic() + delay > deadline or stop.is_set():

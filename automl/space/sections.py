@@ -203,6 +203,8 @@ class ConstraintSection:
     max_flops_ratio: float | None = setting(None, above=0.0)
     max_macs: float | None = setting(None, above=0.0)
     max_macs_ratio: float | None = setting(None, above=0.0)
+    # Measured before training: a network slower than this is rejected untrained.
+    max_latency_ms: float | None = setting(None, above=0.0)
 
     @property
     def any(self) -> bool:

@@ -63,6 +63,17 @@ class TrialAttr(StrEnum):
     # K > 1: the validation accuracy and latency of the ensemble's m best members, m = 1..K-1
     # (automl.search.subsets).
     SUBSET_POINTS = "subset_points"
+    # The canonical architecture (automl.space.networks.Network.id): widths that round to the
+    # same channels are one network. Its first member's convolution widths, for the reader.
+    NETWORK = "network"
+    MEMBER_WIDTHS = "member_widths"
+    # The network and every training setting that changes the result: trials with one config
+    # are one piece of evidence (automl.search.dedup).
+    CONFIG = "config"
+    # A trial that trained nothing: the outcome of this trial number, the same config, reused.
+    REUSED_FROM = "reused_from"
+    # The trial whose measurement of the same network on the same host and target was reused.
+    LATENCY_FROM = "latency_from"
 
 
 class StudyAttr(StrEnum):
@@ -82,3 +93,5 @@ class StudyAttr(StrEnum):
     MODEL_INPUT = "automl:model_input"
     # + "host|device|b<batch>|t<threads>": the settled time of the reference network there.
     LATENCY_REFERENCE_PREFIX = "automl:latency_reference:"
+    # The distinct networks per K the space holds (automl.space.networks), counted once.
+    NETWORKS = "automl:networks"

@@ -192,9 +192,9 @@ def test_checkpoint_paths_of_odd_names_stay_in_the_artifact_folder(
     name: str, tmp_path: Path
 ) -> None:
     art = tmp_path / "art"
-    path = TrialCheckpoint(art, name, 3).path
+    path = TrialCheckpoint(art, name, 3, "0123456789abcdef").path
     assert path.is_relative_to(art / "checkpoints") and path.name == "trial-3.pt"
-    assert path.parent.name == study_dir_name(name)
+    assert path.parent.name == f"{study_dir_name(name)}-0123456789ab"
 
 
 def test_a_study_with_an_odd_name_created_elsewhere_runs_inside_the_folder(
@@ -215,8 +215,8 @@ def test_a_study_with_an_odd_name_created_elsewhere_runs_inside_the_folder(
         seen: list[Path] = []
 
         class Recording(TrialEnv):
-            def checkpoint(self, study_name: str, key: int) -> TrialCheckpoint:
-                ckpt = super().checkpoint(study_name, key)
+            def checkpoint(self, study: optuna.Study, key: int) -> TrialCheckpoint:
+                ckpt = super().checkpoint(study, key)
                 seen.append(ckpt.path)
                 return ckpt
 

@@ -8,7 +8,6 @@ uuid, not only its name), space, data split, model and parameters. Anything else
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 import time
@@ -18,6 +17,8 @@ import optuna
 from optuna.trial import TrialState
 
 import automl
+from automl.search.checkpoints import TrialCheckpoint
+from automl.search.retries import retry_later
 from automl.store.attrs import TrialAttr
 from automl.store.storage import StorageSettings
 from automl.training.checkpoint import QUARANTINE_DIR
@@ -72,16 +73,30 @@ def test_damaged_checkpoints_are_quarantined_and_their_retries_train_from_scratc
     study = automl.create_study(
         write_space(tmp_path, epochs=EPOCHS, steps=STEPS), url, artifact_dir=art
     )
-    study.add_trials(2)
-    # Trials 0, 1 and 2 in turn, each stopped after its first epoch: three retries waiting.
+    # Trials 1 and 2: divided networks with their own co-training weights, so that none is the
+    # configuration of another (which would be reused, not retried).
+    for cot in (0.3, 0.6):
+        study.optuna_study.enqueue_trial(
+            {"split_factor": 2, "width_mult": 0.7, "cot_weight": cot, "cot_kind": "js"}
+        )
+    # Trial 0 stopped after its first epoch by a real worker: its retry waits, its checkpoint
+    # kept.
     w = spawn_worker(url, "tiny", tmp_path, *HEARTBEAT)
     _wait(lambda: _curve_len(study.storage, "tiny", 0) >= 1, "trial 0 ran an epoch")
     w.send_signal(signal.SIGTERM)
     out = w.communicate(timeout=60)[0]
     assert w.returncode == 0, out
+    # Trials 1 and 2 left as a stop leaves them: failed, retry enqueued, a checkpoint file (its
+    # content is damaged below in any case). Retries are claimed first, so they are made here
+    # rather than by running the trials, which would resume trial 0 instead.
     for number in (1, 2):
-        _stopped_after_first_epoch(study, number)
-    ckpt_dir = art / "checkpoints" / "tiny"
+        trial = study.optuna_study.ask()
+        assert trial.number == number
+        study.space.suggest(trial)
+        retry_later(study.optuna_study, trial, "worker stopped: interrupted", None)
+        path = TrialCheckpoint.of(art, study.optuna_study, number).path
+        path.write_bytes(b"checkpoint")
+    [ckpt_dir] = (art / "checkpoints").glob("tiny-*")
     ckpts = sorted(ckpt_dir.glob("trial-*.pt"))
     assert [p.name for p in ckpts] == ["trial-0.pt", "trial-1.pt", "trial-2.pt"]
     truncated, empty, garbage = ckpts
@@ -109,24 +124,23 @@ def test_damaged_checkpoints_are_quarantined_and_their_retries_train_from_scratc
     assert out.count("moved to") == 3, out
 
 
-def _run_trial_0(tmp_path: Path, db: str, art: Path, **space: float) -> optuna.trial.FrozenTrial:
+def _run_trial_0(tmp_path: Path, db: str, art: Path) -> optuna.trial.FrozenTrial:
     """Trial 0 of study ``tiny`` in database ``db`` (a new one unless it exists), artifacts in
     ``art``; returns the attempt that ran it."""
     path = write_space(tmp_path / db, epochs=EPOCHS, steps=STEPS)
-    if space:
-        path.write_text(
-            path.read_text().replace("val_fraction = 0.15", f"val_fraction = {space['vf']}")
-        )
     study = automl.create_study(path, f"sqlite:///{tmp_path / db / 's.db'}", artifact_dir=art)
     study.optimize(n_trials=1)
     return [t for t in study.trials() if t.state is TrialState.COMPLETE][-1]
 
 
-def test_a_same_named_study_in_another_database_does_not_resume_the_checkpoint(
+def _checkpoint_of(study: automl.AutoMLStudy, key: int) -> Path:
+    return TrialCheckpoint.of(study.artifact_dir, study.optuna_study, key).path
+
+
+def test_a_same_named_study_in_another_database_leaves_the_checkpoint_alone(
     tmp_path: Path,
 ) -> None:
     art = tmp_path / "art"  # one artifact folder, as when automl.db is deleted and made again
-    ckpt = art / "checkpoints" / "tiny" / "trial-0.pt"
     (tmp_path / "first").mkdir()
     first = automl.create_study(
         write_space(tmp_path / "first", epochs=EPOCHS, steps=STEPS),
@@ -134,23 +148,35 @@ def test_a_same_named_study_in_another_database_does_not_resume_the_checkpoint(
         artifact_dir=art,
     )
     _stopped_after_first_epoch(first, 0)
-    assert ckpt.is_file()
-    kept = tmp_path / "kept.pt"
-    shutil.copy(ckpt, kept)
+    ckpt = _checkpoint_of(first, 0)
+    assert ckpt.is_file() and ckpt.parent.name.startswith("tiny-")
+    kept = ckpt.read_bytes()
 
     # Another database, a study of the same name: its trial 0 has the same number, parameters
-    # and seed, and the same space, or one whose validation split differs. Neither may continue
-    # the other study's run.
-    for n, (db, vf) in enumerate((("same-space", None), ("other-split", 0.3)), start=1):
+    # and seed. It trains from scratch in its own folder and never touches the first's file.
+    (tmp_path / "same-space").mkdir()
+    foreign = _run_trial_0(tmp_path, "same-space", art)
+    assert not foreign.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH)
+    assert ckpt.read_bytes() == kept
+    assert not list(ckpt.parent.glob(f"{QUARANTINE_DIR}/*"))
+
+    # Even placed in the other study's folder (or with another split), the file is not resumed:
+    # its identity names the study that wrote it.
+    for db, vf in (("copied", None), ("other-split", 0.3)):
         (tmp_path / db).mkdir()
-        shutil.copy(kept, ckpt)
-        foreign = _run_trial_0(tmp_path, db, art, **({"vf": vf} if vf else {}))
-        assert not foreign.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH), db
-        assert len(list((ckpt.parent / QUARANTINE_DIR).glob("trial-0-*.pt"))) == n
-        assert not ckpt.exists()
+        path = write_space(tmp_path / db, epochs=EPOCHS, steps=STEPS)
+        if vf:
+            path.write_text(path.read_text().replace("val_fraction = 0.15", f"val_fraction = {vf}"))
+        other = automl.create_study(path, f"sqlite:///{tmp_path / db / 's.db'}", artifact_dir=art)
+        target = _checkpoint_of(other, 0)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(kept)
+        other.optimize(n_trials=1)
+        done = [t for t in other.trials() if t.state is TrialState.COMPLETE][-1]
+        assert not done.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH), db
+        assert len(list((target.parent / QUARANTINE_DIR).glob("trial-0-*.pt"))) == 1
 
     # The study that wrote it still resumes it.
-    shutil.copy(kept, ckpt)
     first.optimize()
     resumed = first.trials()[-1]
     assert resumed.state is TrialState.COMPLETE
@@ -170,7 +196,7 @@ def test_a_trial_failed_for_good_leaves_no_checkpoint(tmp_path: Path) -> None:
     _wait(lambda: _curve_len(study.storage, "tiny", 0) >= 1, "trial 0 ran an epoch")
     w.send_signal(signal.SIGKILL)
     w.wait(timeout=30)
-    ckpt = art / "checkpoints" / "tiny" / "trial-0.pt"
+    ckpt = _checkpoint_of(study, 0)
     assert ckpt.is_file()
     study.optimize()  # waits for the trial to go stale (3 s), fails it, runs nothing
     (only,) = study.trials()

@@ -1,0 +1,191 @@
+"""The networks a space holds: the unit of evidence is the network, not the sampled float.
+
+A width multiplier becomes channels by rounding (``automl.models.division.divide_width``: each
+member's base width times the multiplier over sqrt(K), to the nearest multiple of 4), so a
+continuous width range holds only a few distinct networks per K. ``Network.of`` resolves a built
+model to its canonical architecture: the family, K and every parameter's shape, with a stable id,
+so two widths that round to the same channels are one network. ``distinct_networks`` counts what a
+space holds per K by bisecting its width range on the meta device (no memory, no weights): the
+channel counts only grow with the width, so equal architectures at both ends of an interval mean
+one network inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.space.params import Choice, Param
+from automl.space.search_space import SearchSpace, TrialParams
+
+__all__ = [
+    "DEFAULT_MAX_BUILDS",
+    "Network",
+    "NetworkCount",
+    "describe_counts",
+    "distinct_networks",
+    "member_widths",
+    "space_networks",
+]
+
+# Bisection stops refining an interval narrower than this (relative to its width).
+_WIDTH_RESOLUTION = 1e-4
+# Meta-device builds allowed per K when counting a space's networks: a deep family with a wide
+# range is counted in a few hundred; past the bound the count is reported as a lower bound.
+DEFAULT_MAX_BUILDS = 2000
+
+
+def _shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def member_widths(model: nn.Module) -> tuple[int, ...]:
+    """The output channels of the first member's convolutions, in order, repeats folded."""
+    shapes = _shapes(model)
+    if any(k.startswith("members.0.") for k, _ in shapes):
+        shapes = [(k, s) for k, s in shapes if k.startswith("members.0.")]
+    widths: list[int] = []
+    for key, shape in shapes:
+        if key.endswith("weight") and len(shape) == 4 and (not widths or widths[-1] != shape[0]):
+            widths.append(shape[0])
+    return tuple(widths)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A canonical architecture: equal for every width that builds the same layers."""
+
+    id: str
+    family: str
+    split_factor: int
+    n_params: int
+    widths: tuple[int, ...]
+
+    @classmethod
+    def of(
+        cls, model: nn.Module, family: str, split_factor: int, options: dict[str, Any]
+    ) -> Network:
+        shapes = _shapes(model)
+        text = json.dumps([family, split_factor, sorted(options.items()), shapes], default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        n_params = sum(p.numel() for p in model.parameters())
+        return cls(
+            id=f"{family}-k{split_factor}-{digest}",
+            family=family,
+            split_factor=split_factor,
+            n_params=n_params,
+            widths=member_widths(model),
+        )
+
+    def describe(self) -> str:
+        widths = list(self.widths)
+        return f"K = {self.split_factor}, member channels {widths}, {self.n_params:,} parameters"
+
+
+def _signature(build: Callable[[int, float], nn.Module], k: int, w: float) -> str:
+    with torch.device("meta"):
+        model = build(k, w)
+    return json.dumps(_shapes(model))
+
+
+@dataclass(frozen=True)
+class NetworkCount:
+    """The distinct networks of one K: the smallest width that builds each, in order."""
+
+    split_factor: int
+    widths: tuple[float, ...]
+    exact: bool  # False when the build bound cut the count short (then it is a lower bound)
+
+
+def distinct_networks(
+    build: Callable[[int, float], nn.Module],
+    split_factors: tuple[int, ...],
+    width: Param,
+    *,
+    max_builds: int = DEFAULT_MAX_BUILDS,
+) -> list[NetworkCount]:
+    """The distinct networks per K that ``build(K, width)`` makes over ``width``'s values."""
+    out: list[NetworkCount] = []
+    for k in split_factors:
+        if isinstance(width, Choice):
+            firsts: dict[str, float] = {}
+            for w in sorted(float(c) for c in width.choices):
+                firsts.setdefault(_signature(build, k, w), w)
+            out.append(NetworkCount(k, tuple(firsts.values()), exact=True))
+            continue
+        step = float(width.step) if width.step is not None else None
+        out.append(_bisect(build, k, float(width.low), float(width.high), step, max_builds))
+    return out
+
+
+def _bisect(
+    build: Callable[[int, float], nn.Module],
+    k: int,
+    low: float,
+    high: float,
+    step: float | None,
+    max_builds: int,
+) -> NetworkCount:
+    cache: dict[float, str] = {}
+    exact = True
+
+    def sig(w: float) -> str:
+        if w not in cache:
+            cache[w] = _signature(build, k, w)
+        return cache[w]
+
+    # Widths on the grid of ``step`` (Optuna's discrete float) or, without one, a fine grid:
+    # bisection in grid indices finds where each new network starts.
+    unit = step if step else _WIDTH_RESOLUTION * max(1.0, high)
+    last = max(0, math.floor((high - low) / unit + 1e-9))
+
+    def at(i: int) -> float:
+        return high if i == last and not step else low + i * unit
+
+    starts = [low]
+    todo = [(0, last)]
+    while todo:
+        i, j = todo.pop()
+        if sig(at(i)) == sig(at(j)):
+            continue
+        if j - i <= 1 or len(cache) >= max_builds:
+            exact = exact and j - i <= 1
+            starts.append(at(j))
+            continue
+        mid = (i + j) // 2
+        todo += [(i, mid), (mid, j)]
+    starts.sort()
+    # One width per network: neighbouring starts that build the same network are merged.
+    firsts: dict[str, float] = {}
+    for w in starts:
+        firsts.setdefault(sig(w), w)
+    return NetworkCount(k, tuple(sorted(firsts.values())), exact)
+
+
+def space_networks(
+    space: SearchSpace, *, max_builds: int = DEFAULT_MAX_BUILDS
+) -> list[NetworkCount]:
+    """The distinct networks per K of ``space``'s model over its width range. The class count
+    and input channels change only the first and last layer, not which widths coincide."""
+
+    def build(k: int, w: float) -> nn.Module:
+        params = TrialParams(k, w, 0.0, "js", 0, space.train.lr, space.train.weight_decay, False)
+        return space.build_model(params, num_classes=10, in_chans=3)
+
+    ks = tuple(sorted(int(k) for k in space.search.split_factor.choices))
+    return distinct_networks(build, ks, space.search.width_mult, max_builds=max_builds)
+
+
+def describe_counts(counts: list[NetworkCount]) -> str:
+    """E.g. "17 distinct networks (K=1: 7, K=2: 6, K=4: 4)"; "at least" where a count is cut."""
+    total = sum(len(c.widths) for c in counts)
+    per_k = ", ".join(f"K={c.split_factor}: {len(c.widths)}" for c in counts)
+    bound = "" if all(c.exact for c in counts) else "at least "
+    return f"{bound}{total} distinct networks ({per_k})"
