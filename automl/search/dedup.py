@@ -8,8 +8,8 @@ kind and warm-up, learning rate, weight decay and its division, dropout). Within
   the stored outcome (its values, test accuracy, curve and latency, ``TrialAttr.REUSED_FROM``
   naming the source), so that the sampler sees the true value of the point it asked for again
   (an honest repeat observation) instead of a made-up failure it would keep re-proposing;
-- a configuration stopped at a rung (PRUNED) is stopped again at the same epochs with the same
-  curve reported: at the same fidelity the outcome is the same;
+- a configuration stopped at a rung (PRUNED) is stopped again at the same epochs, with the same
+  curve and reason: at that fidelity its outcome is known;
 - a configuration that is training elsewhere at this moment is not started a second time: the
   trial fails with "not trained: the same configuration is training as trial N" (a FAIL is left
   out of the samplers' history, so nothing false is learnt);
@@ -95,6 +95,11 @@ def _source(trials: list[FrozenTrial], t: FrozenTrial) -> FrozenTrial:
     return t
 
 
+def _curve_len(t: FrozenTrial) -> int:
+    curve = t.user_attrs.get(TrialAttr.CURVE)
+    return len(curve) if isinstance(curve, list) else 0
+
+
 def same_configuration(study: optuna.Study, trial: optuna.Trial, config: str) -> FrozenTrial | None:
     """The stored trial whose outcome ``trial`` (of configuration ``config``) takes: a finished
     one first, else the furthest-stopped one; raises ``SameConfigurationRunning`` when the
@@ -115,10 +120,10 @@ def same_configuration(study: optuna.Study, trial: optuna.Trial, config: str) ->
     stopped = [
         t
         for t in others
-        if t.state is TrialState.PRUNED and t.intermediate_values and not t.user_attrs.get("paused")
+        if t.state is TrialState.PRUNED and _curve_len(t) and not t.user_attrs.get("paused")
     ]
     if stopped:
-        return max(stopped, key=lambda t: (len(t.intermediate_values), -t.number))
+        return _source(trials, max(stopped, key=lambda t: (_curve_len(t), -t.number)))
     running = [t for t in others if t.state is TrialState.RUNNING]
     if running:
         raise SameConfigurationRunning(f"{NOT_TRAINED} {running[0].number}")

@@ -121,7 +121,8 @@ class RungScheduler:
         """(trial number, point) of every counted trial that reached ``rung`` epochs."""
         out = []
         for t in study.get_trials(deepcopy=False, states=_COUNTED):
-            if t.number == exclude:
+            if t.number == exclude or t.user_attrs.get(TrialAttr.REUSED_FROM) is not None:
+                # A reused outcome is its source's point: counted once.
                 continue
             curve = t.user_attrs.get(TrialAttr.CURVE)
             lat = t.user_attrs.get(TrialAttr.LATENCY_MS)

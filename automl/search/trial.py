@@ -376,8 +376,6 @@ class TrialLife:
                 source.number,
             )
             return float(source.values[0]), float(source.values[1])
-        for step, value in sorted(source.intermediate_values.items()):
-            trial.report(value, step)
         why = source.user_attrs.get(TrialAttr.PRUNED_REASON) or "stopped early"
         reason = f"the same configuration as trial {source.number}: {why}"
         trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
