@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 
+from automl.search.promotion import PauseTrial
 from automl.search.scheduler import RungScheduler
 from automl.search.stop import EarlyStopper
 from automl.store.attrs import TrialAttr
@@ -91,6 +92,8 @@ class EpochReporter:
                 ),
                 "read other trials' curves",
             )
+            if stop is not None and stop.pause and stop.rung is not None:
+                raise PauseTrial(stop.reason, stop.rung)
             if stop is not None:
                 self._retry(
                     lambda: trial.set_user_attr(TrialAttr.PRUNED_REASON, stop.reason),

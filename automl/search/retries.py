@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def trial_key(trial: FrozenTrial) -> int:
-    """The number of the original trial, equal for every retry of it (checkpoints, seeds)."""
-    original = trial.system_attrs.get("failed_trial")
+    """The number of the original trial, equal for every retry of it and every continuation of
+    it after a pause (checkpoints, seeds)."""
+    original = trial.system_attrs.get("continues", trial.system_attrs.get("failed_trial"))
     return int(original) if original is not None else int(trial.number)
 
 

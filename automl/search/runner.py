@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 
 from automl.search.dedup import NOT_TRAINED
 from automl.search.hooks import TrialEndHook
+from automl.search.promotion import promotable
 from automl.search.retries import fail_stale_trials, trial_key
+from automl.search.scheduler import RungScheduler, early_stopper
 from automl.search.trial import Claimed, TrialEnv, claim_waiting_trial, run_trial
 from automl.store.attrs import TrialAttr
 from automl.store.heartbeats import heartbeat_interval
@@ -56,6 +58,8 @@ class RunStats:
     # Trials that trained nothing: their configuration's outcome was reused, or it was training.
     reused: int = 0
     exhausted: bool = False
+    # The final phase's own counts (promote mode with a time budget), when it ran.
+    final: RunStats | None = None
 
     @property
     def total(self) -> int:
@@ -122,6 +126,8 @@ def run_trials(
     budget_s: float | None = None,
     run: TrialRunner = run_trial,
     on_trial_end: Sequence[TrialEndHook] = (),
+    eligible: Callable[[FrozenTrial], bool] | None = None,
+    only_eligible: bool = False,
 ) -> RunStats:
     """Claim and run WAITING trials until none is left, ``max_trials`` ran here, the ``timeout``
     (seconds, checked between trials) passed or ``stop_event`` was set.
@@ -137,6 +143,10 @@ def run_trials(
 
     ``run`` takes each claimed trial to its end state; ``on_trial_end`` is called after every
     trial that ended (complete, pruned, failed), never failing the loop.
+
+    A continuation of a paused trial (promote mode) is claimed when ``eligible`` says so; by
+    default when it is promotable at its rung (``automl.search.promotion``). With
+    ``only_eligible`` no other trial is claimed either (the final phase).
     """
     stop = stop_event or threading.Event()
     longest = 0.0
@@ -154,6 +164,14 @@ def run_trials(
     def abandoned(frozen: FrozenTrial) -> None:
         env.checkpoint(study, trial_key(frozen)).discard()
 
+    if eligible is None:
+        scheduler = early_stopper(env.space)
+        if isinstance(scheduler, RungScheduler) and scheduler.promote:
+            rule = scheduler
+
+            def eligible(t: FrozenTrial) -> bool:
+                return promotable(study, t, rule)
+
     # The bar's total: what this loop may run, as far as it is known when it starts.
     total = max_trials if max_trials is not None else expected
     bar = tqdm(total=total, disable=not progress, unit="trial", dynamic_ncols=True)
@@ -170,7 +188,10 @@ def run_trials(
                 retry(
                     lambda: fail_stale_trials(study, storage, abandoned), "check for stale trials"
                 )
-                claimed = retry(lambda: claim_waiting_trial(study, storage), "claim a trial")
+                claimed = retry(
+                    lambda: claim_waiting_trial(study, storage, eligible, only_eligible),
+                    "claim a trial",
+                )
             except TRANSIENT_DB_ERRORS:
                 if not stop.is_set():
                     raise

@@ -112,6 +112,7 @@ class RungScheduler:
     eta: int
     min_epochs: int
     epochs: int
+    promote: bool = False
 
     @property
     def rungs(self) -> list[int]:
@@ -123,6 +124,9 @@ class RungScheduler:
         for t in study.get_trials(deepcopy=False, states=_COUNTED):
             if t.number == exclude or t.user_attrs.get(TrialAttr.REUSED_FROM) is not None:
                 # A reused outcome is its source's point: counted once.
+                continue
+            if int(t.system_attrs.get("resumed_epochs", 0)) >= rung:
+                # A resumed run carries the curve of the run it continues: counted there.
                 continue
             curve = t.user_attrs.get(TrialAttr.CURVE)
             lat = t.user_attrs.get(TrialAttr.LATENCY_MS)
@@ -148,12 +152,14 @@ class RungScheduler:
             return None
         return Stop(
             reason=(
-                f"stopped at rung {level} of {len(self.rungs)} (epoch {done}): ranked "
+                f"{'paused' if self.promote else 'stopped'} at rung {level} of "
+                f"{len(self.rungs)} (epoch {done}): ranked "
                 f"{position + 1} of "
                 f"{len(points)} trials there by (accuracy, latency) (front {front + 1}); "
                 f"the best {keep} (1/{self.eta}) go on"
             ),
             rung=done,
+            pause=self.promote,
         )
 
 
@@ -163,7 +169,9 @@ def early_stopper(space: SearchSpace, epochs: int | None = None) -> EarlyStopper
     kind = space.scheduler_kind
     if kind is SchedulerKind.ASHA:
         sc = space.scheduler
-        return RungScheduler(sc.eta, sc.min_epochs, epochs or space.train.epochs)
+        return RungScheduler(
+            sc.eta, sc.min_epochs, epochs or space.train.epochs, promote=sc.mode == "promote"
+        )
     if kind is SchedulerKind.DOMINANCE:
         return ParetoPruner.of(space.pruner)
     return None

@@ -20,6 +20,7 @@ class Stop:
 
     reason: str
     rung: int | None = None  # epochs at the rung that stopped it (asha only)
+    pause: bool = False  # asha in promote mode: paused with its checkpoint kept, not stopped
 
 
 class EarlyStopper(Protocol):

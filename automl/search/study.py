@@ -29,6 +29,7 @@ from automl.measure.host_share import HostShare
 from automl.measure.targets import latencies_for, resolve_target
 from automl.search.hooks import TrialEndHook, default_trial_end_hooks
 from automl.search.hypervolume import non_dominated
+from automl.search.promotion import final_order, is_continuation
 from automl.search.records import ParetoRecord
 from automl.search.retries import fail_stale_trials, trial_key
 from automl.search.runner import RunStats, run_trials
@@ -102,7 +103,15 @@ class AutoMLStudy:
         return self._study.study_name
 
     def waiting_trials(self) -> int:
-        return len(self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        """Trials waiting to run: new ones and retries; paused trials waiting for a promotion
+        are not counted (``paused_trials``)."""
+        waiting = self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return sum(1 for t in waiting if not is_continuation(t))
+
+    def paused_trials(self) -> list[FrozenTrial]:
+        """The continuation tickets of paused trials (promote mode), waiting for a promotion."""
+        waiting = self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return [t for t in waiting if is_continuation(t)]
 
     def add_trials(self, n: int) -> int:
         """Enqueue ``n`` trials for any worker to run; returns how many were added."""
@@ -184,24 +193,73 @@ class AutoMLStudy:
         if timer is not None:
             timer.daemon = True
             timer.start()
+        hooks = default_trial_end_hooks() if on_trial_end is None else on_trial_end
+        sc = self.space.scheduler
+        final_s = (
+            budget_s * sc.final_share
+            if budget_s is not None and sc.mode == "promote" and sc.final_share > 0
+            else 0.0
+        )
+        began = time.monotonic()
         try:
-            return run_trials(
+            stats = run_trials(
                 self._study,
                 self.storage,
                 env,
                 expected=None if timeout is not None else self.waiting_trials(),
                 max_trials=max_trials_here,
-                timeout=timeout,
+                timeout=None if timeout is None else timeout - final_s,
                 open_ended=n_trials is None and timeout is not None,
                 stop_event=stop,
                 progress=progress,
                 db_timeout_s=db_timeout_s,
-                budget_s=budget_s,
-                on_trial_end=default_trial_end_hooks() if on_trial_end is None else on_trial_end,
+                budget_s=None if budget_s is None else budget_s - final_s,
+                on_trial_end=hooks,
             )
+            if final_s > 0 and not stop.is_set():
+                left = budget_s - (time.monotonic() - began) if budget_s is not None else 0.0
+                if left > 0:
+                    stats.final = self._final_phase(env, left, stop, progress, db_timeout_s, hooks)
+            return stats
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _final_phase(
+        self,
+        env: TrialEnv,
+        budget_s: float,
+        stop: threading.Event,
+        progress: bool,
+        db_timeout_s: float,
+        hooks: Sequence[TrialEndHook],
+    ) -> RunStats:
+        """The share of the budget kept for the front: paused networks resumed from their
+        checkpoints and trained to the end, most promising first (``final_order``)."""
+        order = final_order(self.paused_trials())
+        if not order:
+            return RunStats()
+
+        def first_waiting(t: FrozenTrial) -> bool:
+            waiting = {p.number for p in self.paused_trials()}
+            return t.number == next((n for n in order if n in waiting), None)
+
+        env.final_phase = True
+        try:
+            return run_trials(
+                self._study,
+                self.storage,
+                env,
+                stop_event=stop,
+                progress=progress,
+                db_timeout_s=db_timeout_s,
+                budget_s=budget_s,
+                on_trial_end=hooks,
+                eligible=first_waiting,
+                only_eligible=True,
+            )
+        finally:
+            env.final_phase = False
 
     def pareto_front(
         self,

@@ -57,6 +57,13 @@ from automl.search.dedup import (
     outcome_attrs,
     same_configuration,
 )
+from automl.search.promotion import (
+    RESUMED_EPOCHS,
+    PauseTrial,
+    enqueue_continuation,
+    evict_paused,
+    is_continuation,
+)
 from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
 from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
 from automl.search.scheduler import early_stopper
@@ -65,6 +72,7 @@ from automl.search.timing import LatencyTimer, ModelInput, latency_attrs, record
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.space.networks import Network
 from automl.store.attrs import TrialAttr
+from automl.store.claim import claim_trial
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
 from automl.store.liveness import process_tag
 from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
@@ -118,20 +126,33 @@ class Claimed:
 
 
 def claim_order(frozen: FrozenTrial) -> tuple[int, int]:
-    """Retries before fresh tickets, each in trial order: an interrupted trial resumes from its
-    checkpoint at once instead of after every new trial, its epochs so far not left idle."""
-    return (0 if "failed_trial" in frozen.system_attrs else 1, frozen.number)
+    """Retries first, then promoted continuations, then fresh tickets, each in trial order: an
+    interrupted trial resumes from its checkpoint at once instead of after every new trial, and
+    a promoted one before new work, their epochs so far not left idle."""
+    if "failed_trial" in frozen.system_attrs:
+        return (0, frozen.number)
+    return (1 if is_continuation(frozen) else 2, frozen.number)
 
 
-def claim_waiting_trial(study: optuna.Study, storage: BaseStorage) -> Claimed | None:
+def claim_waiting_trial(
+    study: optuna.Study,
+    storage: BaseStorage,
+    eligible: Callable[[FrozenTrial], bool] | None = None,
+    only_eligible: bool = False,
+) -> Claimed | None:
     """Atomically take one WAITING trial of ``study`` (held in ``storage``); ``None`` when there
-    is none."""
+    is none. A continuation of a paused trial is taken only when ``eligible`` says so (it is
+    promotable); without ``eligible`` never. With ``only_eligible`` every trial must be."""
     study_id = storage.get_study_id_from_name(study.study_name)
     waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
     for frozen in sorted(waiting, key=claim_order):
+        if (only_eligible or is_continuation(frozen)) and (
+            eligible is None or not eligible(frozen)
+        ):
+            continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
         try:
-            if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            if not claim_trial(storage, trial_id):
                 continue
         except UpdateFinishedTrialError:
             continue
@@ -205,6 +226,8 @@ class TrialEnv:
             space, host_share=host_share, db_timeout_s=db_timeout_s, stop_event=self.stop_event
         )
         self._baseline: Complexity | None = None
+        # The final phase: promoted continuations train to the end, no rung stops them.
+        self.final_phase = False
         # Told what the running trial is doing (a progress bar's description); set by the runner.
         self.on_phase: Callable[[str], None] | None = None
 
@@ -272,6 +295,8 @@ class TrialLife:
         with HeartbeatThread(self.storage, self.claimed.trial_id):
             try:
                 values = self.steps()
+            except PauseTrial as e:
+                return self.end_paused(e)
             except optuna.TrialPruned:
                 return self.end_pruned()
             except (StopRequested, KeyboardInterrupt) as e:
@@ -412,10 +437,17 @@ class TrialLife:
         """Co-train, from the checkpoint of an earlier attempt of this trial if there is one."""
         env, trial = self.env, self.trial
         train_cfg = self.space.train_config(sampled, seed=self.key)
+        system_attrs = env.retry_db(
+            lambda: self.storage.get_trial(self.claimed.trial_id).system_attrs, "read the trial"
+        )
+        resumes = system_attrs.get(RESUMED_EPOCHS)
+        if resumes is not None:
+            self._note_resume(int(resumes))
         reporter = EpochReporter(
             trial,
             latency_ms=lat.median_ms,
-            stopper=early_stopper(self.space, train_cfg.epochs),
+            # The final phase trains the front's paused networks to the end: no rung stops it.
+            stopper=None if env.final_phase else early_stopper(self.space, train_cfg.epochs),
             epochs=train_cfg.epochs,
             stop_event=env.stop_event,
             db_timeout_s=env.db_timeout_s,
@@ -460,6 +492,23 @@ class TrialLife:
             finally:
                 if share is not None:
                     share.end_training()
+
+    def _note_resume(self, rung: int) -> None:
+        """A promoted (or final-phase) continuation: what it starts from, in its attributes."""
+        trial = self.trial
+        curve = trial.user_attrs.get(TrialAttr.CURVE) or []
+        if self.env.final_phase:
+            before = curve[rung - 1] if len(curve) >= rung else None
+            trial.set_user_attr(
+                TrialAttr.FINAL_PHASE, {"epochs_before": rung, "accuracy_before": before}
+            )
+        if not self.checkpoint.path.is_file():
+            # Discarded (the disk budget) or lost: the run starts again, and says so.
+            trial.set_user_attr(
+                TrialAttr.RESTARTED,
+                f"its checkpoint at epoch {rung} was gone: trained again from epoch 0",
+            )
+            trial.set_user_attr(TrialAttr.CURVE, [])
 
     def store(self, model: Ensemble, data: DataBundle, result: FitResult) -> None:
         """Attributes of the finished run, its member subsets, its test accuracy, and its curve
@@ -538,6 +587,30 @@ class TrialLife:
             lambda: self.study.tell(self.trial, state=TrialState.PRUNED), "record a pruned trial"
         )
         self.checkpoint.discard()
+        return TrialState.PRUNED
+
+    def end_paused(self, e: PauseTrial) -> TrialState:
+        """Promote mode: PRUNED with ``paused`` set and its checkpoint kept; a continuation ticket
+        resumes it once it is promoted (``automl.search.promotion``)."""
+        trial, study = self.trial, self.study
+        self._record(lambda: trial.set_user_attr(TrialAttr.PRUNED_REASON, e.reason), "pause")
+        self._record(lambda: trial.set_user_attr(TrialAttr.RUNG, e.rung), "pause")
+        self._record(lambda: trial.set_user_attr(TrialAttr.PAUSED, True), "pause")
+        self._record(lambda: study.tell(trial, state=TrialState.PRUNED), "record a paused trial")
+        frozen = self._record(lambda: self.storage.get_trial(self.claimed.trial_id), "pause")
+        self._record(
+            lambda: enqueue_continuation(study, frozen, self.key, e.rung), "enqueue its promotion"
+        )
+        limit = self.space.scheduler.max_paused_checkpoints
+        self._record(
+            lambda: evict_paused(
+                study,
+                self.storage,
+                limit,
+                lambda t: self.env.checkpoint(study, trial_key(t)).discard(),
+            ),
+            "keep the paused checkpoints within their budget",
+        )
         return TrialState.PRUNED
 
     def end_stopped(self, e: BaseException) -> TrialState:

@@ -425,6 +425,12 @@ def _check_together(c: _Ctx, space: Mapping[str, Any]) -> None:
             f"must be below [train] epochs ({t.epochs}) for a rung to exist, got "
             f"{sc.min_epochs}; lower min_epochs or raise epochs",
         )
+    if sc.mode == "promote" and sc.kind != SchedulerKind.ASHA:
+        raise c.fail(
+            "scheduler.mode",
+            '"promote" pauses and resumes trials at the rungs of kind = "asha"; set kind = '
+            '"asha" or mode = "stop"',
+        )
     # The baseline is trained at the model's default width, enqueued as a fixed parameter: a
     # list of widths must hold it, or the baseline fails when it asks for its width.
     width = space["search"].width_mult

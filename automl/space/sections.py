@@ -233,6 +233,13 @@ class SchedulerSection:
     kind: str | None = setting(None, choices=tuple(SchedulerKind))
     eta: int = setting(3, low=2, high=100)
     min_epochs: int = setting(1, low=1, high=100_000)
+    # asha: "stop" ends a trial that does not earn the next rung; "promote" pauses it with its
+    # checkpoint kept, and resumes it when enough trials at its rung rank below it.
+    mode: str = setting("stop", choices=("stop", "promote"))
+    # Checkpoints of paused trials kept at once; past it the oldest dominated one is discarded.
+    max_paused_checkpoints: int = setting(64, low=1, high=1_000_000)
+    # With a time budget: the share of it kept to train the front's paused networks to the end.
+    final_share: float = setting(0.0, low=0.0, high=0.9)
 
 
 @dataclass(frozen=True)

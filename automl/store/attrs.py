@@ -72,6 +72,13 @@ class TrialAttr(StrEnum):
     CONFIG = "config"
     # A trial that trained nothing: the outcome of this trial number, the same config, reused.
     REUSED_FROM = "reused_from"
+    # [scheduler] mode = "promote": a PRUNED trial with this set is paused, not stopped: its
+    # checkpoint is kept and a continuation ticket resumes it once it is promoted.
+    PAUSED = "paused"
+    # A continuation run by the final phase: {"epochs_before", "accuracy_before"}.
+    FINAL_PHASE = "final_phase"
+    # A continuation whose paused checkpoint was gone: why it trained from epoch 0.
+    RESTARTED = "restarted"
     # The trial whose measurement of the same network on the same host and target was reused.
     LATENCY_FROM = "latency_from"
 
