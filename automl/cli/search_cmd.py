@@ -134,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
         f"{stats.failed} failed"
         + (f"; {stats.reused} reused a configuration already trained" if stats.reused else "")
     )
+    if stats.final is not None:
+        f = stats.final
+        print(
+            f"final phase: {f.completed} paused networks trained to the end"
+            + (f", {f.total - f.completed} stopped by the budget" if f.total > f.completed else "")
+        )
     if stats.exhausted:
         print(
             "every configuration the sampler proposes has been tried: the search ended early "

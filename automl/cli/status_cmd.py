@@ -61,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{s.name.lower()} {counts.get(s.name, 0)}" for s in TrialState)
     )
     print(networks_line(study, trials))
+    paused = study.paused_trials()
+    if paused:
+        print(
+            f"paused: {len(paused)} trials wait for a promotion with their checkpoints kept "
+            f"(tickets {', '.join(f'#{t.number}' for t in paused[:10])}"
+            + (", ..." if len(paused) > 10 else "")
+            + ")"
+        )
     now = datetime.now()
     print(time_line(trials, target, now))
     beats = heartbeat_ages(study.storage, name)
