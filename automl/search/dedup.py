@@ -40,6 +40,7 @@ __all__ = [
     "SameConfigurationRunning",
     "config_id",
     "known_latency",
+    "known_subset_latencies",
     "same_configuration",
 ]
 
@@ -133,6 +134,21 @@ def same_configuration(study: optuna.Study, trial: optuna.Trial, config: str) ->
 def outcome_attrs(source: FrozenTrial) -> dict[str, Any]:
     """What a reusing trial copies from ``source``: everything but the attempt's own records."""
     return {k: v for k, v in source.user_attrs.items() if k not in _OWN}
+
+
+def known_subset_latencies(study: optuna.Study, latency_from: object) -> dict[int, dict[str, Any]]:
+    """The subset latencies (m -> latency fields) of the trial whose measurement a trial reused,
+    once that trial stored them."""
+    trials = study.get_trials(deepcopy=False)
+    if not isinstance(latency_from, int) or not 0 <= latency_from < len(trials):
+        return {}
+    points = trials[latency_from].user_attrs.get(TrialAttr.SUBSET_POINTS) or []
+    fields = ("latency_ms", "latency_iqr_ms", "latency_mode")
+    return {
+        int(p["members"]): {f: p[f] for f in fields if f in p}
+        for p in points
+        if isinstance(p, dict) and "members" in p and "latency_ms" in p
+    }
 
 
 def known_latency(

@@ -58,9 +58,12 @@ def subset_points(
     device: torch.device,
     latency: SubsetLatency,
     member_accuracies: Sequence[float],
+    known: dict[int, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """``[{members, member_indices, accuracy, latency_ms, latency_iqr_ms, latency_mode}]`` for
-    m = 1..K-1 (empty for K = 1)."""
+    m = 1..K-1 (empty for K = 1). ``known`` maps m to the latency fields of an m-member subset
+    of the same network already timed on this host and target: members are alike in shape, so
+    any m of them time the same, and those are not timed again."""
     k = model.split_factor
     order = member_order(member_accuracies, k)
     shape = (latency.batch_size, data.in_chans, data.image_size, data.image_size)
@@ -69,6 +72,9 @@ def subset_points(
         indices = sorted(order[:m])
         subset = select_members(model, indices)
         acc = evaluate(subset, data.val, device=device).accuracy
+        if known and m in known:
+            points.append({"members": m, "member_indices": indices, "accuracy": acc, **known[m]})
+            continue
         with latency.measuring() if latency.measuring else nullcontext(None) as granted:
             lat = measure(
                 subset,
@@ -103,6 +109,7 @@ def store_subset_points(
     *,
     reference: Reference | None = None,
     measuring: Callable[[], AbstractContextManager[int | None]] | None = None,
+    known: dict[int, dict[str, Any]] | None = None,
 ) -> None:
     """The objective's hook after training: store the subset points of a K > 1 trial.
 
@@ -119,7 +126,7 @@ def store_subset_points(
         reference=reference,
         measuring=measuring,
     )
-    points = subset_points(model, data, device, settings, member_accuracies)
+    points = subset_points(model, data, device, settings, member_accuracies, known)
     trial.set_user_attr(TrialAttr.SUBSET_POINTS, points)
 
 

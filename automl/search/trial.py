@@ -54,6 +54,7 @@ from automl.search.dedup import (
     SameConfigurationRunning,
     config_id,
     known_latency,
+    known_subset_latencies,
     outcome_attrs,
     same_configuration,
 )
@@ -536,6 +537,9 @@ class TrialLife:
                 result.member_val_accuracies,
                 reference=self.reference,
                 measuring=lambda: env.timer.measuring(dev),
+                known=known_subset_latencies(
+                    self.study, trial.user_attrs.get(TrialAttr.LATENCY_FROM)
+                ),
             )
         env.phase("evaluating on the test split")
         test = evaluate(model, data.test, device=env.device)

@@ -110,8 +110,11 @@ def choose_layout(
     candidates = layout_candidates(model, form, channels_last, views.device)
     if len(candidates) == 1:
         return candidates[0]
+    # Keyed by the layers' shapes, not the width asked for: widths that round to the same
+    # channels are one network and train at one speed.
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     key = json.dumps(
-        [model.model_config, list(views.shape), str(views.device), form, channels_last],
+        [type(model).__name__, shapes, list(views.shape), str(views.device), form, channels_last],
         sort_keys=True,
         default=str,
     )

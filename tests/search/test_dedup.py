@@ -128,19 +128,26 @@ def test_a_configuration_training_elsewhere_is_not_started_twice(tmp_path: Path)
 
 
 def test_a_network_is_timed_once_per_host_and_target(tmp_path: Path) -> None:
-    # One network, two learning rates: two configurations, one latency measurement.
-    path = _space(tmp_path, "split_factor = [1]\nwidth_mult = [1.0]\nlr = [0.05, 0.1]")
+    # One divided network, two learning rates: two configurations, one latency measurement of
+    # the network and of its one-member subset.
+    path = _space(tmp_path, "split_factor = [1, 2]\nwidth_mult = [1.0]\nlr = [0.05, 0.1]")
     study = automl.create_study(path, f"sqlite:///{tmp_path / 's.db'}")
-    study.optimize()  # the baseline, at a sampled learning rate
-    other = 0.1 if study.trials()[0].params["lr"] == 0.05 else 0.05
-    study.optuna_study.enqueue_trial({"lr": other})
-    study.optimize()  # another run: the reference is read from the study, not settled again
-    first, second = study.trials()
+    study.optuna_study.enqueue_trial({"split_factor": 2, "lr": 0.05})
+    study.optimize()
+    # Another run: the reference is read from the study, not settled again.
+    study.optuna_study.enqueue_trial({"split_factor": 2, "lr": 0.1})
+    study.optimize()
+    _, first, second = study.trials()
     assert first.state is second.state is TrialState.COMPLETE
+    assert first.user_attrs[TrialAttr.NETWORK] == second.user_attrs[TrialAttr.NETWORK]
     assert first.user_attrs[TrialAttr.CONFIG] != second.user_attrs[TrialAttr.CONFIG]
-    assert second.user_attrs[TrialAttr.LATENCY_FROM] == 0
+    assert second.user_attrs[TrialAttr.LATENCY_FROM] == first.number
     assert second.values[1] == first.values[1]
     assert TrialAttr.LATENCY_FROM not in first.user_attrs
+    [sub1] = first.user_attrs[TrialAttr.SUBSET_POINTS]
+    [sub2] = second.user_attrs[TrialAttr.SUBSET_POINTS]
+    assert sub1["members"] == sub2["members"] == 1
+    assert sub2["latency_ms"] == sub1["latency_ms"]
 
 
 def test_a_network_over_the_latency_budget_is_rejected_before_training(tmp_path: Path) -> None:
