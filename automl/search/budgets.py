@@ -62,8 +62,12 @@ def set_budgets(
     if c.max_latency_ms is not None and latency_ms is not None:
         limits["latency_ms"] = (latency_ms, c.max_latency_ms)
     violated = []
+    # A retry or a continuation carries its first attempt's constraints (the same values), and
+    # the latency budget is set after the size budgets: each is set once, Optuna warns otherwise.
+    present = trial.storage.get_trial_system_attrs(trial._trial_id)
     for name, (value, limit) in limits.items():
-        trial.set_constraint(name, value / limit - 1.0)
+        if f"constraints:{name}" not in present:
+            trial.set_constraint(name, value / limit - 1.0)
         if value > limit:
             violated.append(f"{name} {value:.4g} > {limit:.4g}")
     if limits:
