@@ -218,6 +218,57 @@ RULES: dict[str, tuple[str, str, str, str]] = {
     "pruner warm-up negative": ("pruner", "warmup_epochs = -1", "pruner.warmup_epochs", ">= 0"),
     "pruner margin 2": ("pruner", "margin = 2.0", "pruner.margin", "<= 1.0"),
     "pruner dominators 0": ("pruner", "min_dominators = 0", "pruner.min_dominators", ">= 1"),
+    # a range whose step Optuna would quietly change
+    "step wider than the range": (
+        "search",
+        "cot_weight = { low = 0.0, high = 1.0, step = 5.0 }",
+        "search.cot_weight.step",
+        "wider than the range",
+    ),
+    "float high off the step grid": (
+        "search",
+        "cot_weight = { low = 0.1, high = 1.0, step = 0.2 }",
+        "search.cot_weight.step",
+        "1.0 would never be tried",
+    ),
+    "integer high off the step grid": (
+        "search",
+        "cot_warmup_epochs = { low = 0, high = 3, step = 2 }",
+        "search.cot_warmup_epochs.step",
+        "multiple of step",
+    ),
+    "width step wider than the range": (
+        "search",
+        "width_mult = { low = 0.5, high = 1.0, step = 0.75 }",
+        "search.width_mult.step",
+        "wider",
+    ),
+    # pairs of values that only mean something in one order
+    "min_lr above lr": ("train", "min_lr = 0.1", "train.min_lr", "must not exceed"),
+    "min_lr above the lowest searched lr": (
+        "search",
+        "lr = { low = 1e-5, high = 0.1, log = true }",
+        "train.min_lr",
+        "search.lr",
+    ),
+    "co-training warm-up longer than training": (
+        "search",
+        "cot_warmup_epochs = [0, 3]",
+        "search.cot_warmup_epochs",
+        "never reach its cot_weight",
+    ),
+    "baseline width outside the width range": (
+        "search",
+        "width_mult = { low = 0.25, high = 0.5 }",
+        "search.width_mult",
+        "default_width_mult",
+    ),
+    "baseline width off the width grid": (
+        "search",
+        "width_mult = { low = 0.3, high = 1.2, step = 0.3 }",
+        "search.width_mult",
+        "grid",
+    ),
 }
 
 
@@ -277,7 +328,7 @@ def test_unreadable_and_deeply_nested_files_are_space_errors(tmp_path: Path) -> 
         parse_space("a = " + "[" * 5000 + "]" * 5000)
     folder = tmp_path / "dir.toml"
     folder.mkdir()
-    with pytest.raises(SearchSpaceError, match="not found"):
+    with pytest.raises(SearchSpaceError, match="is a folder"):
         load_space(folder)
     if os.geteuid() != 0:  # root reads any file
         locked = _write(tmp_path, BASE)
