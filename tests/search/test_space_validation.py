@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -521,3 +522,43 @@ def test_data_files_present_but_damaged_pass_the_check_and_fail_the_load_clearly
     check_available("cifar10", tmp_path)  # presence only: cheap before a study is stored
     with pytest.raises(DataError, match="fails torchvision's integrity check"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_budgets_no_network_meets_are_refused_before_anything_is_stored(
+    storage_url: str, study_name: str, tmp_path: Path
+) -> None:
+    # max_params = 1 excludes every network: the study would run with an empty front.
+    none_fit = _space(tmp_path, ("constraints", "max_params = 1"))
+    with pytest.raises(ConfigError, match=r"\[constraints\] no network of the space meets") as e:
+        automl.create_study(none_fit, storage=storage_url, study_name=study_name)
+    assert "params <= 1 (smallest: " in str(e.value) and "\n" not in str(e.value)
+    # A ratio below 1 excludes the baseline, which the narrowest K = 1 network still meets.
+    macs = _space(tmp_path, ("constraints", "max_macs_ratio = 0.1"))
+    with pytest.raises(ConfigError, match=r"MACs ratio <= 0.1 \(smallest: 0\.\d+\)"):
+        automl.create_study(macs, storage=storage_url, study_name=study_name)
+    if storage_url.startswith("sqlite"):
+        assert not (tmp_path / "studies.db").exists()
+    else:
+        assert study_name not in optuna.get_all_study_names(storage_url)
+    narrower = _space(tmp_path, ("constraints", "max_params_ratio = 0.5"))
+    automl.create_study(narrower, storage=storage_url, study_name=study_name)
+    assert study_name in optuna.get_all_study_names(storage_url)
+
+
+def test_a_stepped_range_samples_only_what_the_file_says(tmp_path: Path) -> None:
+    # Every value Optuna draws from a range that passed the rules is on the file's grid, with no
+    # warning that Optuna moved a bound.
+    space = _space(
+        tmp_path,
+        ("search", "cot_weight = { low = 0.1, high = 0.9, step = 0.2 }"),
+        ("search", "split_factor = [1, 2, 4]"),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(40):
+            params = space.suggest(study.ask())
+            if params.split_factor > 1:
+                seen.add(round(params.cot_weight, 9))
+    assert seen == {0.1, 0.3, 0.5, 0.7, 0.9}
