@@ -196,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
             "login; add --allow-remote (with --read-only) to mean it, or use --host 127.0.0.1"
         )
     url = normalize_url(default_storage_url() if args.storage is None else args.storage)
-    storage = open_storage(url, must_exist=True)
+    # Read-write, the dashboard stores plots, notes and tells: the database must take writes.
+    storage = open_storage(url, must_exist=True, write=not args.read_only)
     study_id = _study_id(storage, args.study, url) if args.study else None
     if not args.read_only:
         # --read-only promises no write to the studies; the workers push the plots after every

@@ -11,7 +11,7 @@ from pathlib import Path
 from automl.cli.argtypes import add_cpu_share_arg, non_negative_int, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
-from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
+from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, check_writable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from automl.store.names import validate_study_name
 
     check_timing(args.heartbeat_interval, args.grace_period)
+    # A worker only writes: a database it cannot write would be retried as if it were down.
+    check_writable(args.storage)
 
     opts = WorkerOptions(
         storage=args.storage,

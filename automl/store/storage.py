@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_RETRY",
     "StaleTrialRetry",
     "StorageSettings",
+    "check_writable",
     "default_storage_url",
     "is_grpc",
     "is_memory_sqlite",
@@ -387,6 +388,15 @@ def _require_writable(parsed: sqlalchemy.engine.URL) -> None:
             f"the folder {shown.parent} of the study database is not writable, and SQLite writes "
             "its journal there; make it writable, or put the database in another folder"
         )
+
+
+def check_writable(url: str | None = None) -> None:
+    """Refuse, in one line, an SQLite study database this process cannot write (a read-only
+    file, or a folder where SQLite cannot write its journal): for commands that join a study and
+    write to it, before they start work (a worker would otherwise retry for ever)."""
+    url = default_storage_url() if url is None else url
+    if not is_grpc(url):
+        _require_writable(_check_url(normalize_url(url)))
 
 
 def open_storage(
