@@ -204,3 +204,17 @@ def test_predict_on_hostile_image_files_is_one_line_in_a_real_process(
         out = predict(path)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_best_of_a_study_without_a_front_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import REPO
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    automl.create_study(REPO / "search_spaces" / "smoke.toml", storage=url)  # nothing run yet
+    argv = ["export", "--storage", url, "--study", "smoke", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--trial", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "has no Pareto front yet (no completed trial)" in err and "None" not in err, err
+    assert err.count("\n") == 1
