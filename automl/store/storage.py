@@ -357,7 +357,8 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
         # A driver may quote its connection parameters back; the password is not for the log.
         if parsed.password:
             reason = reason.replace(str(parsed.password), "***")
-        if sqlite:  # a file, not a server: nothing to wait for or retry
+        # A file, not a server: nothing to wait for, unless another process holds its lock.
+        if sqlite and "locked" not in reason:
             raise StorageError(
                 f"cannot use the study database {redact(url)}: {reason}; check that the file is "
                 "an automl study database and that its folder can be read"
