@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from automl.cli.argtypes import port, positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.cli.http_server import (
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT_S,
+    READ_ONLY_MAX_BODY_BYTES,
     ServerLimits,
     make_threaded_server,
 )
@@ -235,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
         read_only=args.read_only,
     )
     limits = ServerLimits(
-        request_timeout=args.request_timeout, max_connections=args.max_connections
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
+        max_body_bytes=READ_ONLY_MAX_BODY_BYTES if args.read_only else DEFAULT_MAX_BODY_BYTES,
     )
     server = _server(args.host, args.port, app, limits)
     if not local:

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "MAX_HEADER_BYTES",
+    "READ_ONLY_MAX_BODY_BYTES",
     "ServerLimits",
     "make_threaded_server",
 ]
@@ -44,8 +45,11 @@ __all__ = [
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 DEFAULT_IDLE_TIMEOUT_S = 20.0
 DEFAULT_MAX_CONNECTIONS = 64
-# The dashboard's largest legitimate body is an artifact upload (a plot or a small file).
-DEFAULT_MAX_BODY_BYTES = 64 << 20
+# The dashboard's largest legitimate body is an artifact upload (a plot or a small file); the
+# whole body is held in memory, so connections x this is the most requests can take.
+DEFAULT_MAX_BODY_BYTES = 16 << 20
+# Without writes (read-only) no request needs a body beyond a small JSON query.
+READ_ONLY_MAX_BODY_BYTES = 64 << 10
 # A browser's request line and headers (cookies included) stay below 16 KiB.
 MAX_HEADER_BYTES = 64 << 10
 
