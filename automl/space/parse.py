@@ -386,8 +386,14 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
         )
         values[f.name] = c.searched(s, f, default)
     split = values["split_factor"]
-    if not isinstance(split, Choice):
-        values["split_factor"] = Choice(tuple(range(int(split.low), int(split.high) + 1)))
+    if isinstance(split, IntRange):
+        # K is a choice among networks (sampled as a category): a range is the list of its
+        # points, its step kept; a log scale would mean nothing there.
+        if split.log:
+            raise c.fail(
+                "search.split_factor", "is sampled as a list of K values: 'log' does not apply"
+            )
+        values["split_factor"] = Choice(tuple(range(split.low, split.high + 1, split.step)))
     if 1 not in values["split_factor"].choices:
         raise c.fail(
             "search.split_factor",

@@ -244,6 +244,12 @@ RULES: dict[str, tuple[str, str, str, str]] = {
         "search.width_mult.step",
         "wider",
     ),
+    "log range of K": (
+        "search",
+        "split_factor = { low = 1, high = 4, log = true }",
+        "search.split_factor",
+        "'log' does not apply",
+    ),
     # pairs of values that only mean something in one order
     "min_lr above lr": ("train", "min_lr = 0.1", "train.min_lr", "must not exceed"),
     "min_lr above the lowest searched lr": (
@@ -562,3 +568,8 @@ def test_a_stepped_range_samples_only_what_the_file_says(tmp_path: Path) -> None
             if params.split_factor > 1:
                 seen.add(round(params.cot_weight, 9))
     assert seen == {0.1, 0.3, 0.5, 0.7, 0.9}
+
+
+def test_a_range_of_k_keeps_its_step(tmp_path: Path) -> None:
+    space = _space(tmp_path, ("search", "split_factor = { low = 1, high = 7, step = 2 }"))
+    assert space.search.split_factor.choices == (1, 3, 5, 7)
