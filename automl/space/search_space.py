@@ -222,7 +222,10 @@ class SearchSpace:
                 return
             for n, _ in limits:
                 smallest[n] = min(smallest.get(n, math.inf), values[n])
-        over = [f"{n} <= {limit:.4g} (smallest: {smallest[n]:.4g})" for n, limit in limits]
+        # The budgets no network meets on its own; when each is met by some network but none
+        # meets all at once, all of them.
+        alone = [(n, limit) for n, limit in limits if smallest[n] > limit] or limits
+        over = [f"{n} <= {limit:.4g} (smallest: {smallest[n]:.4g})" for n, limit in alone]
         raise ConfigError(
             f"{self.source}: [constraints] no network of the space meets the budgets "
             f"({'; '.join(over)}, over K in {sorted(self.search.split_factor.choices)} at width "
