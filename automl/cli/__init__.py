@@ -68,10 +68,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutoMLError as e:
         print(f"automl: error: {e}", file=sys.stderr)
         return 2
+    except optuna.exceptions.StorageInternalError as e:
+        # Optuna words every failed commit as "invalid data"; a database that refuses writes
+        # (a read-only file, a read-only replica) is the user's to fix, so say that in one line.
+        cause = _refused_write(e)
+        if cause is None:
+            raise
+        print(
+            f"automl: error: the study database refused a write ({cause}); make it writable, "
+            "or point --storage at one that is",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("automl: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+_READ_ONLY = ("readonly database", "read-only transaction", "read only")
+
+
+def _refused_write(e: BaseException) -> str | None:
+    """The database's own words when ``e`` (or what caused it) is a refused write."""
+    seen: BaseException | None = e
+    while seen is not None:
+        text = str(getattr(seen, "orig", None) or seen).strip()
+        first = text.splitlines()[0] if text else ""
+        if any(words in first.lower() for words in _READ_ONLY):
+            return first
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -14,16 +14,24 @@ import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from automl.cli.argtypes import port
+from automl.cli.argtypes import port, positive_float, positive_int
 from automl.cli.common import add_storage_args
+from automl.cli.http_server import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    READ_ONLY_MAX_BODY_BYTES,
+    ServerLimits,
+    make_threaded_server,
+)
 from automl.errors import ConfigError, StorageError
 from automl.store.attrs import StudyAttr
 from automl.store.storage import default_storage_url, normalize_url, open_storage, redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from wsgiref.simple_server import WSGIServer
 
     import optuna
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -56,6 +64,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="a host name the dashboard may be opened by, besides localhost and IP addresses "
         "(repeatable; e.g. the machine's DNS name behind --allow-remote)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=positive_float,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        metavar="S",
+        help="seconds a client has to send a whole request before its connection is cut "
+        f"(default {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections served at once; more are answered 503 at once "
+        f"(default {DEFAULT_MAX_CONNECTIONS})",
     )
     p.set_defaults(func=run)
 
@@ -90,22 +114,12 @@ def is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    # One stderr line per request drowns the refusals, which the guard logs itself.
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def _server(host: str, port_: int, app: WSGIApplication) -> WSGIServer:
-    """Bind (the same wsgiref server optuna_dashboard.run_server uses), with binding errors as
-    one line each."""
+def _server(host: str, port_: int, app: WSGIApplication, limits: ServerLimits) -> WSGIServer:
+    """Bind a threaded server with time and size limits (``automl.cli.http_server``: one slow
+    client cannot stall the others), with binding errors as one line each."""
     name = _bind_name(host)
-
-    class Server(WSGIServer):
-        address_family = socket.AF_INET6 if ":" in name else socket.AF_INET
-
     try:
-        return make_server(name, port_, app, server_class=Server, handler_class=_QuietHandler)
+        return make_threaded_server(name, port_, app, limits)
     except socket.gaierror:
         raise ConfigError(
             f"--host {host!r} does not resolve; use 127.0.0.1 or an address of this machine"
@@ -196,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
             "login; add --allow-remote (with --read-only) to mean it, or use --host 127.0.0.1"
         )
     url = normalize_url(default_storage_url() if args.storage is None else args.storage)
-    storage = open_storage(url, must_exist=True)
+    # Read-write, the dashboard stores plots, notes and tells: the database must take writes.
+    storage = open_storage(url, must_exist=True, write=not args.read_only)
     study_id = _study_id(storage, args.study, url) if args.study else None
     if not args.read_only:
         # --read-only promises no write to the studies; the workers push the plots after every
@@ -221,7 +236,12 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=allowed,
         read_only=args.read_only,
     )
-    server = _server(args.host, args.port, app)
+    limits = ServerLimits(
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
+        max_body_bytes=READ_ONLY_MAX_BODY_BYTES if args.read_only else DEFAULT_MAX_BODY_BYTES,
+    )
+    server = _server(args.host, args.port, app, limits)
     if not local:
         print(
             f"automl: warning: the dashboard listens on {args.host}:{args.port}: anyone who can "

@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from automl.measure.host_share import HostShare
     from automl.search.remeasure import remeasure
     from automl.search.study import load_study
+    from automl.store.storage import check_writable
 
     name = resolve_study_name(args.storage, args.study)
+    check_writable(args.storage)  # the new latencies are stored
     study = load_study(name, args.storage, artifact_dir=args.artifacts)
     with HostShare(args.cpu_share) as share:
         result = remeasure(

@@ -11,7 +11,7 @@ from pathlib import Path
 from automl.cli.argtypes import add_cpu_share_arg, non_negative_int, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
-from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
+from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, check_writable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,11 +63,31 @@ def check_timing(heartbeat_interval: int | None, grace_period: int | None) -> No
         )
 
 
+def check_stats_path(path: str | None) -> None:
+    """``--stats-json`` is written when the worker ends, perhaps hours later: a path that can
+    never take it (a folder, a FIFO no one reads, a missing folder) is refused before any work."""
+    if path is None:
+        return
+    from automl.files import describe
+
+    p = Path(path)
+    kind = describe(p)
+    if kind is not None and kind != "a regular file":
+        raise ConfigError(f"--stats-json {path!r} is {kind}; pass the path of a file to write")
+    if kind is None and describe(p.parent) != "a folder":
+        raise ConfigError(
+            f"--stats-json {path!r}: folder {str(p.parent)!r} does not exist; create it first"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from automl.search.worker import WorkerOptions, run_worker
     from automl.store.names import validate_study_name
 
     check_timing(args.heartbeat_interval, args.grace_period)
+    check_stats_path(args.stats_json)
+    # A worker only writes: a database it cannot write would be retried as if it were down.
+    check_writable(args.storage)
 
     opts = WorkerOptions(
         storage=args.storage,

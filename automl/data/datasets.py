@@ -300,6 +300,32 @@ def check_available(name: str, root: str | Path | None = None) -> None:
         raise DataError(f"unknown data set {name!r}; available: {', '.join(list_datasets())}")
 
 
+# (classes, channels, side) of the in-memory data sets, known without loading them.
+_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (10, 1, 8),
+    "fashion_mnist": (10, 1, 28),
+    "cifar10": (10, 3, 32),
+    "cifar100": (100, 3, 32),
+    "svhn": (10, 3, 32),
+}
+
+
+def input_of(
+    name: str, root: str | Path | None = None, image_size: int = 224
+) -> tuple[int, int, int] | None:
+    """(classes, channels, side) of data set ``name`` without reading an image: what a network
+    is built for before the study exists. None for an image folder whose class folders are not
+    on this machine (the workers may see another root)."""
+    if name in _SHAPES:
+        return _SHAPES[name]
+    try:
+        train_dir, _ = _imagefolder_dirs(_root_path(root))
+        classes = sum(1 for e in os.scandir(train_dir) if e.is_dir())
+    except (DataError, OSError):
+        return None
+    return classes, 3, image_size
+
+
 def _imagefolder(
     root: Path | None,
     val_fraction: float,

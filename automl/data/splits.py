@@ -10,6 +10,7 @@ from typing import Protocol
 import torch
 
 from automl.data.augment import AugmentConfig, augment_batch
+from automl.data.images import open_image
 
 __all__ = ["FolderSplit", "Split", "TensorSplit"]
 
@@ -105,10 +106,9 @@ class _MultiViewFiles(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from torchvision.datasets.folder import default_loader
-
         path, label = self.samples[i]
-        img = default_loader(path)
+        # torchvision's loader would block on a FIFO and decode any declared size.
+        img = open_image(path).convert("RGB")
         return torch.stack([self.transform(img) for _ in range(self.views)]), label
 
 

@@ -16,7 +16,10 @@ import numpy as np
 import torch
 
 from automl.data.datasets import _MEAN_STD  # the one table of per-data-set statistics
+from automl.data.images import open_image
+from automl.errors import DataError
 from automl.export.errors import BundleError, ImageError
+from automl.files import describe
 from automl.space import DataSection
 
 __all__ = [
@@ -135,33 +138,36 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
     """Image files named directly, and those inside named folders (sorted)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        kind = describe(p)
+        if kind == "a folder":
+            # Regular files only: a FIFO or a device named x.png would block the reader, and a
+            # folder named x.png is not an image either.
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix.lower() in IMAGE_SUFFIXES and describe(f) == "a regular file"
+            )
             if not found:
                 raise ImageError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in folder")
             out.extend(found)
-        elif p.is_file():
+        elif kind == "a regular file":
             out.append(p)
-        else:
+        elif kind is None:
             raise ImageError(f"{p}: no such file or folder; pass image files or a folder of them")
+        else:
+            raise ImageError(f"{p} is {kind}, not an image file; pass image files or folders")
     if not out:
         raise ImageError("no images given; pass image files or a folder of them")
     return out
 
 
 def _read(path: Path, pre: Preprocessing, resize: bool) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    img: Image.Image
+    from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            img = im
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(
-            f"{path}: not a readable image ({e.__class__.__name__}); pass a PNG or JPEG"
-        ) from e
+        img = open_image(path)
+    except DataError as e:
+        raise ImageError(str(e)) from e
     if pre.in_chans not in (1, 3):
         raise ImageError(
             f"the model takes {pre.in_chans} channels; only 1 (grey) or 3 (RGB) come from images"

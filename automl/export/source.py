@@ -48,16 +48,16 @@ def select_trial(
     if str(trial) == "best":
         front = study.best_trials
         fits = [t for t in front if max_latency_ms is None or float(t.values[1]) <= max_latency_ms]
+        if not front:
+            raise TrialSelectionError(
+                f"study {study.study_name!r} has no Pareto front yet (no completed trial); run "
+                "trials first, or pass --trial with a trial number"
+            )
         if not fits:
-            fastest = min((float(t.values[1]) for t in front), default=None)
+            fastest = min(float(t.values[1]) for t in front)
             raise TrialSelectionError(
                 f"no trial of the Pareto front of study {study.study_name!r} fits "
-                f"--max-latency-ms {max_latency_ms}"
-                + (
-                    f"; the fastest takes {fastest:.3g} ms"
-                    if fastest is not None
-                    else "; the study has no completed trials yet"
-                )
+                f"--max-latency-ms {max_latency_ms}; the fastest takes {fastest:.3g} ms"
             )
         return max(fits, key=lambda t: (float(t.values[0]), -float(t.values[1])))
     try:

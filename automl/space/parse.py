@@ -12,6 +12,7 @@ import math
 import types
 from collections.abc import Mapping
 from dataclasses import Field, fields, is_dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args, get_type_hints
 
@@ -280,9 +281,38 @@ class _Ctx:
             raise self.fail(f"{name}.step", f"must be an integer for this parameter, got {step}")
         if log and step is not None:
             raise self.fail(name, "'log' and 'step' cannot be combined")
+        if step is not None:
+            self._check_grid(name, lo, hi, step)
         if b.integer:
             return IntRange(int(lo), int(hi), log, int(step or 1))
         return FloatRange(float(lo), float(hi), log, float(step) if step is not None else None)
+
+    def _check_grid(self, name: str, lo: float, hi: float, step: float) -> None:
+        """``high`` must be on the grid ``low + n * step``: Optuna otherwise lowers ``high`` to the
+        last point below it with only a warning, and a step wider than the range leaves ``low``
+        alone (cot_weight 0..1 with step 5 trained every K > 1 trial without co-training)."""
+        # Decimal arithmetic on the numbers as written, as Optuna does: 0.1 + 3 * 0.3 is 1.0.
+        span = Decimal(str(hi)) - Decimal(str(lo))
+        d_step = Decimal(str(step))
+        if span > 0 and d_step > span:
+            raise self.fail(
+                f"{name}.step",
+                f"{step} is wider than the range {lo}..{hi}: only {lo} would ever be tried; use a "
+                f"step of at most {hi - lo}, or a fixed value",
+            )
+        try:
+            off_grid = span % d_step != 0
+        except InvalidOperation:  # more steps than 28 significant digits can count
+            raise self.fail(
+                f"{name}.step", f"{step} is too small for the range {lo}..{hi}; use a larger step"
+            ) from None
+        if off_grid:
+            last = lo + float((span // d_step) * d_step)
+            raise self.fail(
+                f"{name}.step",
+                f"the range {lo}..{hi} is not a whole number of steps of {step}: {hi} would never "
+                f"be tried (the last value would be {last:g}); make high - low a multiple of step",
+            )
 
 
 # Bounds and allowed values of fields declared in another package (AugmentConfig belongs to the
@@ -356,8 +386,14 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
         )
         values[f.name] = c.searched(s, f, default)
     split = values["split_factor"]
-    if not isinstance(split, Choice):
-        values["split_factor"] = Choice(tuple(range(int(split.low), int(split.high) + 1)))
+    if isinstance(split, IntRange):
+        # K is a choice among networks (sampled as a category): a range is the list of its
+        # points, its step kept; a log scale would mean nothing there.
+        if split.log:
+            raise c.fail(
+                "search.split_factor", "is sampled as a list of K values: 'log' does not apply"
+            )
+        values["split_factor"] = Choice(tuple(range(split.low, split.high + 1, split.step)))
     if 1 not in values["split_factor"].choices:
         raise c.fail(
             "search.split_factor",
@@ -431,8 +467,10 @@ def _check_together(c: _Ctx, space: Mapping[str, Any]) -> None:
             '"promote" pauses and resumes trials at the rungs of kind = "asha"; set kind = '
             '"asha" or mode = "stop"',
         )
+    _check_ordered(c, space)
     # The baseline is trained at the model's default width, enqueued as a fixed parameter: a
-    # list of widths must hold it, or the baseline fails when it asks for its width.
+    # list of widths must hold it, or the baseline fails when it asks for its width; a range must
+    # hold it too, or Optuna trains the baseline outside the range with only a warning.
     width = space["search"].width_mult
     default = space["model"].default_width_mult
     if isinstance(width, Choice) and len(width.choices) > 1 and default not in width.choices:
@@ -440,6 +478,58 @@ def _check_together(c: _Ctx, space: Mapping[str, Any]) -> None:
             "search.width_mult",
             f"the choices {list(width.choices)} must include [model] default_width_mult "
             f"({default}), the width of the undivided baseline; add it or change the default",
+        )
+    if isinstance(width, FloatRange) and not _on_range(width, default):
+        grid = "" if width.step is None else f" on its grid of step {width.step}"
+        raise c.fail(
+            "search.width_mult",
+            f"the range {width.low}..{width.high}{grid} must hold [model] default_width_mult "
+            f"({default}), the width of the undivided baseline; widen the range or change the "
+            "default",
+        )
+
+
+def _lowest(p: Param) -> float:
+    return min(p.choices) if isinstance(p, Choice) else p.low
+
+
+def _highest(p: Param) -> float:
+    return max(p.choices) if isinstance(p, Choice) else p.high
+
+
+def _on_range(r: FloatRange | IntRange, v: float) -> bool:
+    if not r.low <= v <= r.high:
+        return False
+    if r.step is None:
+        return True
+    try:
+        return (Decimal(str(v)) - Decimal(str(r.low))) % Decimal(str(r.step)) == 0
+    except InvalidOperation:  # a step too fine to count: the range holds v for every purpose
+        return True
+
+
+def _check_ordered(c: _Ctx, space: Mapping[str, Any]) -> None:
+    """Pairs of values that only mean something in one order, across sections: a trial would
+    otherwise quietly run with another value than the file says."""
+    t: TrainSection = space["train"]
+    s: SearchSection = space["search"]
+    # The schedule decays from lr to min_lr; below min_lr the decay would have to go up, and the
+    # trial used to be clamped to a constant learning rate instead.
+    lowest_lr, where = (t.lr, "[train] lr") if s.lr is None else (_lowest(s.lr), "search.lr")
+    if t.min_lr > lowest_lr:
+        raise c.fail(
+            "train.min_lr",
+            f"must not exceed the learning rate it decays from ({where}: {lowest_lr:g}), got "
+            f"{t.min_lr:g}; lower min_lr (0 decays to zero)",
+        )
+    # The co-training weight ramps up over cot_warmup_epochs: with more warm-up epochs than
+    # training epochs no trial ever trains at the cot_weight the file asks for.
+    warm = _highest(s.cot_warmup_epochs)
+    if len(s.split_factor.choices) > 1 and warm > t.epochs:
+        raise c.fail(
+            "search.cot_warmup_epochs",
+            f"must not exceed [train] epochs ({t.epochs}), got {warm:g}: co-training would "
+            "never reach its cot_weight; lower cot_warmup_epochs or raise epochs",
         )
 
 

@@ -8,6 +8,7 @@ worker needs only the storage URL and the study name.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,11 +19,13 @@ from typing import Any
 import optuna
 import torch
 
-from automl.data.datasets import check_available
+from automl.data.datasets import check_available, input_of
 from automl.device import resolve_device
 from automl.errors import ConfigError, DataError, SearchSpaceError
+from automl.files import FileKindError, TooLargeError, describe, read_capped
 from automl.measure.latency import ExecutionMode
 from automl.models import create_model
+from automl.models.complexity import count_flops_and_macs, count_parameters
 from automl.models.ensemble import Ensemble
 from automl.space.params import Choice
 from automl.space.parse import parse_sections, show, stored_to_raw
@@ -174,6 +177,61 @@ class SearchSpace:
                 raise DataError(f"{self.source}: [data] {e}") from e
         if device is not None:
             self._check_device(resolve_device(device))
+        self.check_budgets()
+
+    def check_budgets(self) -> None:
+        """A study whose ``[constraints]`` no network of the space meets could never have a
+        front: every trial would be infeasible. Sizes only grow with the width, so the narrowest
+        network of each K decides; nothing is trained or timed."""
+        c = self.constraints
+        absolute = (c.max_params, c.max_flops, c.max_macs)
+        ratios = (c.max_params_ratio, c.max_flops_ratio, c.max_macs_ratio)
+        # The baseline is a network of the space and its ratios are 1: ratios of 1 or more
+        # admit it without building anything (every shipped space).
+        if all(v is None for v in absolute) and all(r is None or r >= 1 for r in ratios):
+            return
+        d = self.data
+        shape = input_of(d.dataset, d.root, d.image_size)
+        if shape is None:  # an image folder not on this machine: its class count is unknown
+            return
+        classes, chans, side = shape
+        width = self.search.width_mult
+        narrowest = min(width.choices) if isinstance(width, Choice) else width.low
+        base_width = (
+            width.choices[0]
+            if isinstance(width, Choice) and len(width.choices) == 1
+            else self.model.default_width_mult
+        )
+
+        def size(k: int, w: float) -> tuple[float, float, float]:
+            params = TrialParams(k, w, 0.0, str(CotKind.JS), 0, self.train.lr, 0.0, True)
+            model = self.build_model(params, classes, chans)
+            flops, macs = count_flops_and_macs(model, (chans, side, side))
+            return float(count_parameters(model)), float(flops), float(macs)
+
+        base = size(1, base_width)
+        names = ("params", "FLOPs", "MACs")
+        limits = [(n, v) for n, v in zip(names, absolute, strict=True) if v is not None]
+        limits += [(f"{n} ratio", r) for n, r in zip(names, ratios, strict=True) if r is not None]
+        smallest: dict[str, float] = {}
+        for k in sorted(self.search.split_factor.choices):
+            got = size(k, narrowest)
+            values = {n: v for n, v in zip(names, got, strict=True)}
+            values |= {f"{n} ratio": v / b for n, v, b in zip(names, got, base, strict=True)}
+            if all(values[n] <= limit for n, limit in limits):
+                return
+            for n, _ in limits:
+                smallest[n] = min(smallest.get(n, math.inf), values[n])
+        # The budgets no network meets on its own; when each is met by some network but none
+        # meets all at once, all of them.
+        alone = [(n, limit) for n, limit in limits if smallest[n] > limit] or limits
+        over = [f"{n} <= {limit:.4g} (smallest: {smallest[n]:.4g})" for n, limit in alone]
+        raise ConfigError(
+            f"{self.source}: [constraints] no network of the space meets the budgets "
+            f"({'; '.join(over)}, over K in {sorted(self.search.split_factor.choices)} at width "
+            f"{narrowest:g}): every trial would be infeasible and the study would have no front; "
+            "raise or remove the budget"
+        )
 
     def _check_device(self, dev: torch.device) -> None:
         obj = self.objectives
@@ -262,22 +320,47 @@ def space_from_stored(raw: Mapping[str, Any]) -> SearchSpace:
         ) from e
 
 
+# A space is a page of TOML (the largest shipped one is 3 KiB); a bigger file is a mistake, and
+# tomllib would spend seconds and gigabytes on a file of one huge array before it could be refused.
+MAX_SPACE_BYTES = 1 << 20
+
+
 def load_space(path: str | Path) -> SearchSpace:
-    """Load and validate a TOML search space."""
+    """Load and validate a TOML search space: a regular file of at most ``MAX_SPACE_BYTES``, or a
+    pipe the shell passes by descriptor (``--space <(generate-space)``, ``--space /dev/stdin``)."""
     p = Path(path)
-    if not p.is_file():
-        raise SearchSpaceError(f"search space file {p} not found; see search_spaces/ for examples")
+    examples = "see search_spaces/ for examples"
     try:
-        text = p.read_text(encoding="utf-8")
+        data = read_capped(p, MAX_SPACE_BYTES, allow_pipe_descriptor=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SearchSpaceError(f"search space file {p} not found; {examples}") from None
+    except FileKindError:
+        kind = describe(p) or "not a regular file"
+        raise SearchSpaceError(
+            f"search space {p} is {kind}, not a TOML file; pass the path of a .toml file "
+            f"(a pipe works only as <(command) or /dev/stdin); {examples}"
+        ) from None
+    except TooLargeError:
+        raise SearchSpaceError(
+            f"search space file {p} is larger than {MAX_SPACE_BYTES // 1024} KiB; a space is a "
+            f"page of TOML, so this is not one; {examples}"
+        ) from None
+    except OSError as e:
+        raise SearchSpaceError(f"cannot read search space file {p}: {e.strerror or e}") from e
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SearchSpaceError(f"{p}: not a UTF-8 text file") from e
-    except OSError as e:
-        raise SearchSpaceError(f"cannot read search space file {p}: {e.strerror}") from e
     return parse_space(text, str(p))
 
 
 def parse_space(text: str, source: str = "<string>") -> SearchSpace:
     """Load and validate a search space from TOML text; ``source`` names it in errors."""
+    if len(text) > MAX_SPACE_BYTES:
+        raise SearchSpaceError(
+            f"{source}: {len(text)} characters, more than a search space's "
+            f"{MAX_SPACE_BYTES // 1024} KiB; a space is a page of TOML"
+        )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from automl.errors import DatabaseUnreachableError, StorageError
+from automl.files import describe, open_regular
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_RETRY",
     "StaleTrialRetry",
     "StorageSettings",
+    "check_writable",
     "default_storage_url",
     "is_grpc",
     "is_memory_sqlite",
@@ -197,6 +199,11 @@ def _check_url(url: str) -> sqlalchemy.engine.URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
+        if "://" not in url and describe(url) is not None:
+            raise StorageError(
+                f"--storage {url!r} is a path, not a database URL; for an SQLite file write "
+                f"sqlite:///{url}"
+            ) from e
         raise StorageError(
             f"storage URL {redact(url)!r} is not a database URL; use {_SUPPORTED_FORMS}"
         ) from e
@@ -232,7 +239,92 @@ def _check_url(url: str) -> sqlalchemy.engine.URL:
                     f"storage URL {redact(url)!r}: folder {folder} does not exist; "
                     "create it or use another path"
                 )
+            _check_sqlite_file(path)
     return parsed
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# What a file that is not a database most often is, to say so (first bytes -> words).
+_LOOKS_LIKE = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+)
+
+
+def _looks_like(head: bytes) -> str:
+    for magic, words in _LOOKS_LIKE:
+        if head.startswith(magic):
+            return words
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data"
+    return "a text file" if text.isprintable() or text.strip() else "binary data"
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An existing SQLite path must be a regular file that is a whole SQLite database: SQLite
+    itself opens anything and only fails at the first query, deep inside Optuna, with "file is
+    not a database" or a malformed-image error."""
+    shown = path.resolve()
+    kind = describe(path)
+    if kind is None:
+        return  # a new database
+    if kind != "a regular file":
+        raise StorageError(
+            f"--storage names {shown}, which is {kind}, not an SQLite database file; "
+            "point sqlite:/// at a database file (or at a new file name to create one)"
+        )
+    try:
+        head = _head(path)
+    except OSError as e:
+        raise StorageError(f"cannot read the study database {shown}: {e.strerror or e}") from e
+    if not head:
+        return  # SQLite makes an empty file a new database
+    if not head.startswith(_SQLITE_MAGIC):
+        raise StorageError(
+            f"--storage names {shown}, which is {_looks_like(head)}, not an SQLite database; "
+            "point sqlite:/// at a study database (or at a new file name to create one)"
+        )
+    if len(head) < 100:
+        raise StorageError(
+            f"the study database {shown} is truncated: {len(head)} bytes, less than an SQLite "
+            "header; restore it from a copy"
+        )
+    expected = _sqlite_size(head)
+    if expected is None or path.with_name(path.name + "-journal").exists():
+        return  # the size is not recorded, or a crashed write's journal will repair the file
+    for attempt in range(3):
+        actual = path.stat().st_size
+        if actual >= expected:
+            return
+        time.sleep(0.2 * (attempt + 1))  # a commit growing the file right now
+    raise StorageError(
+        f"the study database {shown} is truncated: {actual} bytes where its header records "
+        f"{expected}; restore it from a copy (sqlite3 .recover can save what is left)"
+    )
+
+
+def _head(path: Path) -> bytes:
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(100)
+
+
+def _sqlite_size(head: bytes) -> int | None:
+    """The database size in bytes that the 100-byte SQLite header records, when it is valid
+    (the "version-valid-for" number equals the change counter; see sqlite.org/fileformat.html)."""
+    if len(head) < 100:
+        return None
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    if pages == 0 or head[24:28] != head[92:96]:
+        return None
+    return page * pages
 
 
 def _require_database(parsed: sqlalchemy.engine.URL) -> None:
@@ -247,19 +339,30 @@ def _require_database(parsed: sqlalchemy.engine.URL) -> None:
 
 def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
     """Reach the database once, with a short timeout, so a wrong host fails fast and clearly."""
-    connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+    sqlite = parsed.get_backend_name() == "sqlite"
+    connect_args = {} if sqlite else {"connect_timeout": 5}
     engine = sqlalchemy.create_engine(
         url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool
     )
     try:
         with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
+            # SQLite opens any file and reads it only at the first query on a table: reading the
+            # schema is what finds a file that is not, or no longer, a database.
+            conn.execute(
+                sqlalchemy.text("SELECT count(*) FROM sqlite_master" if sqlite else "SELECT 1")
+            )
     except SQLAlchemyError as e:
         text = str(getattr(e, "orig", e)).strip()
         reason = text.splitlines()[0] if text else type(e).__name__
         # A driver may quote its connection parameters back; the password is not for the log.
         if parsed.password:
             reason = reason.replace(str(parsed.password), "***")
+        # A file, not a server: nothing to wait for, unless another process holds its lock.
+        if sqlite and "locked" not in reason:
+            raise StorageError(
+                f"cannot use the study database {redact(url)}: {reason}; check that the file is "
+                "an automl study database and that its folder can be read"
+            ) from e
         raise DatabaseUnreachableError(
             f"cannot connect to the study database {redact(url)}: {reason}; check that the server "
             "is running and the URL (host, port, user, database name) is right"
@@ -268,11 +371,41 @@ def _probe(url: str, parsed: sqlalchemy.engine.URL) -> None:
         engine.dispose()
 
 
+def _require_writable(parsed: sqlalchemy.engine.URL) -> None:
+    """A command that writes must not start on an SQLite file it cannot write: the first write
+    fails deep in Optuna as "invalid data in the commit", far from its cause."""
+    path = _sqlite_file(parsed)
+    if path is None:
+        return
+    shown = path.resolve()
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(
+            f"the study database {shown} is read-only (attempt to write a readonly database); "
+            "make it writable (chmod u+w), or work on a writable copy"
+        )
+    # SQLite writes its journal beside the database, and creates a new one there.
+    if not os.access(shown.parent, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"the folder {shown.parent} of the study database is not writable, and SQLite writes "
+            "its journal there; make it writable, or put the database in another folder"
+        )
+
+
+def check_writable(url: str | None = None) -> None:
+    """Refuse, in one line, an SQLite study database this process cannot write (a read-only
+    file, or a folder where SQLite cannot write its journal): for commands that join a study and
+    write to it, before they start work (a worker would otherwise retry for ever)."""
+    url = default_storage_url() if url is None else url
+    if not is_grpc(url):
+        _require_writable(_check_url(normalize_url(url)))
+
+
 def open_storage(
     url: str | None = None,
     settings: StorageSettings | None = None,
     *,
     must_exist: bool = False,
+    write: bool | None = None,
 ) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
     or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it).
@@ -280,6 +413,8 @@ def open_storage(
     ``url`` None means the default (``$AUTOML_STORAGE`` or automl.db); an empty string is an
     error, not the default. With ``must_exist`` an SQLite file that is not there is an error
     instead of a new, empty database: what commands that only read (or join a study) ask for.
+    ``write`` (default: not ``must_exist``, the commands that create) checks first that an SQLite
+    database can be written.
     """
     url = default_storage_url() if url is None else url
     if is_grpc(url):
@@ -289,6 +424,8 @@ def open_storage(
     parsed = _check_url(url)
     if must_exist:
         _require_database(parsed)
+    if (not must_exist) if write is None else write:
+        _require_writable(parsed)
     _probe(url, parsed)
     engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "postgresql":
@@ -315,4 +452,6 @@ def open_storage(
         except (SQLAlchemyError, RuntimeError) as e:
             last = e
             time.sleep(0.2 * (attempt + 1))
-    raise StorageError(f"cannot open the study database {redact(url)}: {last}") from last
+    text = str(getattr(last, "orig", None) or last).strip()
+    reason = text.splitlines()[0] if text else type(last).__name__
+    raise StorageError(f"cannot open the study database {redact(url)}: {reason}") from last

@@ -42,6 +42,19 @@ def _db(d: Path) -> str:
     return url
 
 
+def _fifo(d: Path, name: str = "x.toml") -> str:
+    """A FIFO with no writer: opening it for reading blocks, the way a careless path hangs."""
+    path = d / name
+    if not path.exists():
+        os.mkfifo(path)
+    return str(path)
+
+
+def _folder(d: Path, name: str = "dir.toml") -> str:
+    (d / name).mkdir(exist_ok=True)
+    return str(d / name)
+
+
 def _unwritable(d: Path) -> str:
     """A folder path nobody can create, root included (sysfs and procfs refuse new entries)."""
     return "/sys/automl-report" if Path("/sys/kernel").is_dir() else "/proc/automl-report"
@@ -72,6 +85,12 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--space", _space(d), "--heartbeat-interval", "-1"], "--heartbeat-interval"),
         (lambda d: ["--space", _space(d), "--heartbeat-interval", "0"], "--heartbeat-interval"),
         (lambda d: ["--space", _space(d), "--bogus"], "--bogus"),
+        # files that are not what the argument says: named, not waited on
+        (lambda d: ["--space", _folder(d)], "is a folder"),
+        (lambda d: ["--space", _fifo(d)], "is a FIFO"),
+        (lambda d: ["--space", "/dev/null"], "is a character device"),
+        (lambda d: ["--space", _space(d), "--storage", f"sqlite:///{_fifo(d, 'x.db')}"], "FIFO"),
+        (lambda d: ["--space", _space(d), "--storage", f"sqlite:///{_space(d)}"], "a text file"),
     ],
     "worker": [
         (lambda d: [], "--study"),
@@ -81,6 +100,9 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--study", "s", "--grace-period", "-10"], "--grace-period"),
         (lambda d: ["--study", "s", "--max-retry", "-1"], "--max-retry"),
         (lambda d: ["--study", "s", "--grace-period", "30"], "--grace-period 30"),
+        (lambda d: ["--study", "s", "--stats-json", _folder(d, "stats")], "is a folder"),
+        (lambda d: ["--study", "s", "--stats-json", _fifo(d, "stats")], "is a FIFO"),
+        (lambda d: ["--study", "s", "--storage", f"sqlite:///{_folder(d, 'db')}"], "a folder"),
         (
             lambda d: ["--study", "s", "--heartbeat-interval", "5", "--grace-period", "5"],
             "--grace-period 5",
@@ -110,6 +132,7 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--cpu-share", "0"], "--cpu-share"),
         (lambda d: ["--storage", _db(d), "--study", "nope"], "nope"),
         (lambda d: ["--storage", str(d / "missing.db"), "--study", "s"], "missing.db"),
+        (lambda d: ["--storage", f"sqlite:///{_folder(d, 'db')}", "--study", "s"], "a folder"),
     ],
     "dashboard": [
         (lambda d: ["--port", "99999"], "--port"),
@@ -117,6 +140,7 @@ BAD_ARGS: dict[str, list[Case]] = {
         (lambda d: ["--port", "http"], "--port"),
         (lambda d: ["--host", "0.0.0.0"], "--allow-remote"),
         (lambda d: ["--storage", _db(d), "--study", "nope"], "nope"),
+        (lambda d: ["--storage", f"sqlite:///{_fifo(d, 'x.db')}"], "is a FIFO"),
     ],
     "grpc-proxy": [
         (lambda d: ["--port", "99999"], "--port"),

@@ -157,3 +157,64 @@ def test_bad_images(bundle: Path, tmp_path: Path) -> None:
     torch.testing.assert_close(p1, p2)
     with pytest.raises(ImageError, match="no such file"):
         predict_files(bundle, [tmp_path / "nope.png"])
+
+
+def test_predict_on_hostile_image_files_is_one_line_in_a_real_process(
+    bundle: Path, digit_pngs: tuple[Path, torch.Tensor], tmp_path: Path
+) -> None:
+    """A folder holding a FIFO named x.png is predicted without it (before: a hang until killed);
+    a FIFO named directly, and a PNG declaring 60000x60000 pixels, are one line each."""
+    import os
+    import struct
+    import subprocess
+    import sys
+    import zlib
+
+    from tests.helpers import REPO
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    pngs, _ = digit_pngs
+    (folder / "a.png").write_bytes((pngs / "d00.png").read_bytes())
+    os.mkfifo(folder / "x.png")
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def predict(*images: Path) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "automl", "predict", "--model", str(bundle)]
+        argv += ["--format", "csv", *map(str, images)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+
+    ok = predict(folder)
+    assert ok.returncode == 0, ok.stderr
+    assert "a.png" in ok.stdout and "x.png" not in ok.stdout
+    for path, words in ((folder / "x.png", "is a FIFO (named pipe), not an image file"),
+                        (bomb, "bomb.png: declares more than")):  # fmt: skip
+        out = predict(path)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_best_of_a_study_without_a_front_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import REPO
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    automl.create_study(REPO / "search_spaces" / "smoke.toml", storage=url)  # nothing run yet
+    argv = ["export", "--storage", url, "--study", "smoke", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--trial", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "has no Pareto front yet (no completed trial)" in err and "None" not in err, err
+    assert err.count("\n") == 1

@@ -11,9 +11,11 @@ import dataclasses
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import optuna
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +194,83 @@ def test_a_damaged_stored_space_is_a_space_error(doc: dict[str, Any]) -> None:
         else:
             target[section] = values
     _check(lambda: SearchSpace.from_dict(target))
+
+
+_BOUND = st.one_of(
+    st.integers(min_value=-2, max_value=12),
+    st.floats(min_value=-1.0, max_value=12.0, allow_nan=False),
+)
+_RANGE = st.fixed_dictionaries(
+    {"low": _BOUND, "high": _BOUND},
+    optional={
+        "step": st.one_of(_BOUND, st.sampled_from([5, 0.3, 0.25, 1e-9])),
+        "log": st.booleans(),
+    },
+)
+_SEARCHED = st.one_of(_BOUND, st.lists(_BOUND, min_size=1, max_size=3), _RANGE)
+
+
+@st.composite
+def co_training_docs(draw: st.DrawFn) -> dict[str, Any]:
+    """The tiny space with its co-training settings, epochs and learning rates drawn."""
+    doc = copy.deepcopy(DOCS[-1])
+    search = doc["search"]
+    search["split_factor"] = draw(st.sampled_from([[1, 2], [1, 3, 4], {"low": 1, "high": 3}]))
+    search["cot_weight"] = draw(_SEARCHED)
+    search["cot_warmup_epochs"] = draw(_SEARCHED)
+    search["cot_kind"] = draw(st.sampled_from(["js", ["js", "kl"], ["kl"]]))
+    if draw(st.booleans()):
+        search["lr"] = draw(_SEARCHED)
+    doc["train"]["epochs"] = draw(st.integers(min_value=1, max_value=6))
+    if draw(st.booleans()):
+        doc["train"]["min_lr"] = draw(st.sampled_from([0.0, 1e-4, 0.05, 0.5, 2.0]))
+    return doc
+
+
+def _inside(value: Any, written: Any) -> bool:
+    """Whether ``value`` is one the file's entry allows: the value, one of the list, or a point
+    of the range (on its step grid when it has one)."""
+    if isinstance(written, list):
+        return value in written
+    if not isinstance(written, dict):
+        return bool(value == written)
+    if not written["low"] - 1e-12 <= value <= written["high"] + 1e-12:
+        return False
+    step = written.get("step")
+    if step is None:
+        return True
+    n = (value - written["low"]) / step
+    return abs(n - round(n)) < 1e-6
+
+
+@FUZZ
+@given(co_training_docs(), st.integers(min_value=0, max_value=2**16))
+def test_every_divided_trial_trains_with_the_co_training_the_file_says(
+    doc: dict[str, Any], seed: int
+) -> None:
+    """Either one project error, or every K > 1 trial's co-training settings (and learning-rate
+    floor) are inside what the file says: nothing quietly narrowed, clamped or switched off."""
+    try:
+        space = parse_space(to_toml(doc), "fuzz.toml")
+    except AutoMLError as e:
+        assert isinstance(e, SearchSpaceError) and "\n" not in str(e), repr(e)
+        return
+    search, train = doc["search"], doc["train"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for k in space.search.split_factor.choices:
+        if k > 1:
+            study.enqueue_trial({"split_factor": k})
+    with warnings.catch_warnings():
+        # An Optuna warning (a bound moved, a value outside its range) is the quiet change the
+        # rules must prevent.
+        warnings.simplefilter("error")
+        for _ in range(len(space.search.split_factor.choices) + 2):
+            params = space.suggest(study.ask())
+            if params.split_factor == 1:
+                continue
+            assert _inside(params.cot_weight, search["cot_weight"]), (params, search)
+            assert _inside(params.cot_warmup_epochs, search["cot_warmup_epochs"]), params
+            assert _inside(params.cot_kind, search["cot_kind"]), params
+            assert params.cot_warmup_epochs <= train["epochs"], params
+            config = space.train_config(params)
+            assert config.min_lr == train.get("min_lr", config.min_lr) <= params.lr, config

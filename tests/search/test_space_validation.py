@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
@@ -218,6 +219,63 @@ RULES: dict[str, tuple[str, str, str, str]] = {
     "pruner warm-up negative": ("pruner", "warmup_epochs = -1", "pruner.warmup_epochs", ">= 0"),
     "pruner margin 2": ("pruner", "margin = 2.0", "pruner.margin", "<= 1.0"),
     "pruner dominators 0": ("pruner", "min_dominators = 0", "pruner.min_dominators", ">= 1"),
+    # a range whose step Optuna would quietly change
+    "step wider than the range": (
+        "search",
+        "cot_weight = { low = 0.0, high = 1.0, step = 5.0 }",
+        "search.cot_weight.step",
+        "wider than the range",
+    ),
+    "float high off the step grid": (
+        "search",
+        "cot_weight = { low = 0.1, high = 1.0, step = 0.2 }",
+        "search.cot_weight.step",
+        "1.0 would never be tried",
+    ),
+    "integer high off the step grid": (
+        "search",
+        "cot_warmup_epochs = { low = 0, high = 3, step = 2 }",
+        "search.cot_warmup_epochs.step",
+        "multiple of step",
+    ),
+    "width step wider than the range": (
+        "search",
+        "width_mult = { low = 0.5, high = 1.0, step = 0.75 }",
+        "search.width_mult.step",
+        "wider",
+    ),
+    "log range of K": (
+        "search",
+        "split_factor = { low = 1, high = 4, log = true }",
+        "search.split_factor",
+        "'log' does not apply",
+    ),
+    # pairs of values that only mean something in one order
+    "min_lr above lr": ("train", "min_lr = 0.1", "train.min_lr", "must not exceed"),
+    "min_lr above the lowest searched lr": (
+        "search",
+        "lr = { low = 1e-5, high = 0.1, log = true }",
+        "train.min_lr",
+        "search.lr",
+    ),
+    "co-training warm-up longer than training": (
+        "search",
+        "cot_warmup_epochs = [0, 3]",
+        "search.cot_warmup_epochs",
+        "never reach its cot_weight",
+    ),
+    "baseline width outside the width range": (
+        "search",
+        "width_mult = { low = 0.25, high = 0.5 }",
+        "search.width_mult",
+        "default_width_mult",
+    ),
+    "baseline width off the width grid": (
+        "search",
+        "width_mult = { low = 0.3, high = 1.2, step = 0.3 }",
+        "search.width_mult",
+        "grid",
+    ),
 }
 
 
@@ -277,7 +335,7 @@ def test_unreadable_and_deeply_nested_files_are_space_errors(tmp_path: Path) -> 
         parse_space("a = " + "[" * 5000 + "]" * 5000)
     folder = tmp_path / "dir.toml"
     folder.mkdir()
-    with pytest.raises(SearchSpaceError, match="not found"):
+    with pytest.raises(SearchSpaceError, match="is a folder"):
         load_space(folder)
     if os.geteuid() != 0:  # root reads any file
         locked = _write(tmp_path, BASE)
@@ -470,3 +528,48 @@ def test_data_files_present_but_damaged_pass_the_check_and_fail_the_load_clearly
     check_available("cifar10", tmp_path)  # presence only: cheap before a study is stored
     with pytest.raises(DataError, match="fails torchvision's integrity check"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_budgets_no_network_meets_are_refused_before_anything_is_stored(
+    storage_url: str, study_name: str, tmp_path: Path
+) -> None:
+    # max_params = 1 excludes every network: the study would run with an empty front.
+    none_fit = _space(tmp_path, ("constraints", "max_params = 1"))
+    with pytest.raises(ConfigError, match=r"\[constraints\] no network of the space meets") as e:
+        automl.create_study(none_fit, storage=storage_url, study_name=study_name)
+    assert "params <= 1 (smallest: " in str(e.value) and "\n" not in str(e.value)
+    # A ratio below 1 excludes the baseline, which the narrowest K = 1 network still meets.
+    macs = _space(tmp_path, ("constraints", "max_macs_ratio = 0.1"))
+    with pytest.raises(ConfigError, match=r"MACs ratio <= 0.1 \(smallest: 0\.\d+\)"):
+        automl.create_study(macs, storage=storage_url, study_name=study_name)
+    if storage_url.startswith("sqlite"):
+        assert not (tmp_path / "studies.db").exists()
+    else:
+        assert study_name not in optuna.get_all_study_names(storage_url)
+    narrower = _space(tmp_path, ("constraints", "max_params_ratio = 0.5"))
+    automl.create_study(narrower, storage=storage_url, study_name=study_name)
+    assert study_name in optuna.get_all_study_names(storage_url)
+
+
+def test_a_stepped_range_samples_only_what_the_file_says(tmp_path: Path) -> None:
+    # Every value Optuna draws from a range that passed the rules is on the file's grid, with no
+    # warning that Optuna moved a bound.
+    space = _space(
+        tmp_path,
+        ("search", "cot_weight = { low = 0.1, high = 0.9, step = 0.2 }"),
+        ("search", "split_factor = [1, 2, 4]"),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(40):
+            params = space.suggest(study.ask())
+            if params.split_factor > 1:
+                seen.add(round(params.cot_weight, 9))
+    assert seen == {0.1, 0.3, 0.5, 0.7, 0.9}
+
+
+def test_a_range_of_k_keeps_its_step(tmp_path: Path) -> None:
+    space = _space(tmp_path, ("search", "split_factor = { low = 1, high = 7, step = 2 }"))
+    assert space.search.split_factor.choices == (1, 3, 5, 7)
