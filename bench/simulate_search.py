@@ -39,13 +39,15 @@ SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "fashion_mnis
 FULL_TRIALS = 20  # the budget: this many full-budget trials of the table's mean cost
 POINTS = 40  # compute checkpoints per curve
 
-# name -> (sampler, scheduled)
-METHODS: dict[str, tuple[str, bool]] = {
-    "random": (SamplerName.RANDOM, False),
-    "tpe": (SamplerName.TPE, False),
-    "nsgaii": (SamplerName.NSGAII, False),
-    "random+asha": (SamplerName.RANDOM, True),
-    "tpe+asha": (SamplerName.TPE, True),
+# name -> (sampler, scheduled, promote mode, final phase share)
+METHODS: dict[str, tuple[str, bool, bool, float]] = {
+    "random": (SamplerName.RANDOM, False, False, 0.0),
+    "tpe": (SamplerName.TPE, False, False, 0.0),
+    "nsgaii": (SamplerName.NSGAII, False, False, 0.0),
+    "random+asha": (SamplerName.RANDOM, True, False, 0.0),
+    "tpe+asha": (SamplerName.TPE, True, False, 0.0),
+    "tpe+asha-promote": (SamplerName.TPE, True, True, 0.0),
+    "tpe+asha-promote+final": (SamplerName.TPE, True, True, 0.2),
 }
 
 
@@ -69,8 +71,12 @@ def run_one(args: tuple[str, str, int, int, float, float]) -> dict[str, Any]:
     table_path, method, seed, n_workers, full_trials, latency_cost = args
     table = Table.load(table_path).with_latency_cost(latency_cost)
     space = make_space(table)
-    sampler_name, scheduled = METHODS[method]
-    stopper = RungScheduler(eta=3, min_epochs=1, epochs=table.epochs) if scheduled else None
+    sampler_name, scheduled, promote, final_share = METHODS[method]
+    stopper = (
+        RungScheduler(eta=3, min_epochs=1, epochs=table.epochs, promote=promote)
+        if scheduled
+        else None
+    )
     t0 = time.perf_counter()
     events = simulate(
         table,
@@ -79,6 +85,7 @@ def run_one(args: tuple[str, str, int, int, float, float]) -> dict[str, Any]:
         stopper=stopper,
         n_workers=n_workers,
         wallclock_s=budget_s(table, n_workers, full_trials),
+        final_share=final_share,
     )
     return {
         "method": method,
@@ -163,7 +170,7 @@ def main() -> None:
         target = statistics.median(v[-1] for v in tpe["val"])
         lines.append(f"\n{n} worker(s): budget {budget_s(table, n, ft):.0f} s simulated wall clock")
         lines.append(
-            f"{'method':<14}{'val HV 25%':>24}{'val HV 50%':>24}{'val HV 100%':>24}"
+            f"{'method':<24}{'val HV 25%':>24}{'val HV 50%':>24}{'val HV 100%':>24}"
             f"{'test HV 100%':>24}{'to TPE final':>14}"
         )
         for (nw, method), c in sorted(curves.items()):
@@ -177,7 +184,7 @@ def main() -> None:
             med_curve = [statistics.median(v[i] for v in c["val"]) for i in range(POINTS)]
             reach = compute_to_reach(med_curve, c["grid"], target)
             frac_s = "never" if reach is None else f"{reach / c['grid'][-1]:.0%}"
-            lines.append(f"{method:<14}" + "".join(f"{x:>24}" for x in cells) + f"{frac_s:>14}")
+            lines.append(f"{method:<24}" + "".join(f"{x:>24}" for x in cells) + f"{frac_s:>14}")
             summary[f"{n}w/{method}"] = {
                 "median_val_curve": med_curve,
                 "compute_to_tpe_final": reach,

@@ -9,6 +9,12 @@ in simulated time; after every epoch the real ``EpochReporter`` stores the curve
 early stopper (``[scheduler]``), exactly as a worker does. Nothing is trained, so a search of
 hours replays in seconds and search methods compare on many seeds.
 
+Promote mode (``RungScheduler.promote``) is replayed with the real rules: a trial that does not
+earn its rung is paused (PRUNED, ``paused``), a free worker first resumes a paused trial that has
+become promotable (``automl.search.promotion.promotable``, through a real continuation ticket),
+and with ``final_share`` the last share of the wall clock starts no new trial and resumes the
+paused ones in the final phase's order (``final_order``), trained to the end without rungs.
+
 Time: a trial first spends the row's ``latency_seconds`` (latency is measured before training),
 then epoch e ends ``sum(epoch_seconds[:e])`` later. Compute is the sum of what the trials' epochs
 (and latency measurements) cost, partial epochs at the end of the budget left out.
@@ -31,8 +37,16 @@ from optuna.trial import TrialState
 
 from automl.errors import ConfigError
 from automl.search.hypervolume import hypervolume_2d
+from automl.search.promotion import (
+    CONTINUES,
+    RESUMED_EPOCHS,
+    PauseTrial,
+    enqueue_continuation,
+    final_order,
+    promotable,
+)
 from automl.search.reporter import EpochReporter
-from automl.search.scheduler import EarlyStopper
+from automl.search.scheduler import EarlyStopper, RungScheduler
 from automl.space import SearchSpace
 from automl.store.attrs import TrialAttr
 from automl.training import EpochRecord
@@ -178,6 +192,7 @@ def simulate(
     stopper: EarlyStopper | None,
     n_workers: int,
     wallclock_s: float,
+    final_share: float = 0.0,
 ) -> list[Event]:
     """Run a search on ``table`` for ``wallclock_s`` simulated seconds; the epochs reported, in
     time order. The study lives in memory; its decisions are the sampler's and ``stopper``'s."""
@@ -189,10 +204,52 @@ def simulate(
     events: list[Event] = []
     queue: list[_Pending] = []
     running: dict[int, tuple[optuna.Trial, Row, EpochReporter]] = {}
+    # Paused trials (promote mode): trial number -> (its row, the epochs it trained).
+    paused: dict[int, tuple[Row, int]] = {}
+    final_from = wallclock_s * (1.0 - final_share)
     seq = 0
+
+    def resume(now: float, final: bool) -> bool:
+        """Resume the paused trial a free worker takes now, if any."""
+        nonlocal seq
+        frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+        if final:
+            order = final_order([_as_ticket(frozen[n], e) for n, (_, e) in paused.items()])
+            chosen = order[0] if order else None
+        else:
+            rule = stopper if isinstance(stopper, RungScheduler) else None
+            chosen = next(
+                (
+                    n
+                    for n, (_, e) in sorted(paused.items())
+                    if rule is not None and promotable(study, _as_ticket(frozen[n], e), rule)
+                ),
+                None,
+            )
+        if chosen is None:
+            return False
+        row, epochs = paused.pop(chosen)
+        enqueue_continuation(study, frozen[chosen], chosen, epochs)
+        trial = study.ask()  # the continuation: the only waiting trial
+        reporter = EpochReporter(
+            trial,
+            latency_ms=row.latency_ms,
+            stopper=None if final else stopper,
+            epochs=table.epochs,
+            stop_event=never,
+        )
+        running[trial.number] = (trial, row, reporter)
+        heapq.heappush(
+            queue, _Pending(now + row.epoch_seconds[epochs], seq, trial.number, epochs + 1)
+        )
+        seq += 1
+        return True
 
     def start(now: float) -> None:
         nonlocal seq
+        final = now >= final_from
+        if resume(now, final) or final:
+            return  # the final phase starts no new trial
         trial = study.ask()
         space.suggest(trial)
         row = table.lookup(trial.params)
@@ -233,6 +290,13 @@ def simulate(
         record = EpochRecord(p.epoch - 1, 0.0, 0.0, 0.0, 0.0, 0.0, acc, [acc], 0.0)
         try:
             reporter(record)
+        except PauseTrial:
+            trial.set_user_attr(TrialAttr.PAUSED, True)
+            study.tell(trial, state=TrialState.PRUNED)
+            paused[trial.number] = (row, p.epoch)
+            del running[p.trial_number]
+            start(p.time)
+            continue
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             del running[p.trial_number]
@@ -248,6 +312,17 @@ def simulate(
             heapq.heappush(queue, _Pending(ends, seq, p.trial_number, p.epoch + 1))
             seq += 1
     return events
+
+
+def _as_ticket(t: optuna.trial.FrozenTrial, epochs: int) -> optuna.trial.FrozenTrial:
+    """A paused trial seen as its continuation ticket would be (for the promotion rules)."""
+    ticket = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        user_attrs=t.user_attrs,
+        system_attrs={CONTINUES: t.number, RESUMED_EPOCHS: epochs},
+    )
+    ticket.number = t.number
+    return ticket
 
 
 def hypervolume_history(

@@ -160,3 +160,37 @@ def test_the_scheduler_works_with_model_based_samplers(tmp_path: Path, sampler: 
         last[e.trial] = e.epoch
     assert any(epoch == EPOCHS for epoch in last.values()), "some trials train to the end"
     assert any(epoch in sched.rungs for epoch in last.values()), "and some stop at a rung"
+
+
+def test_promote_mode_and_the_final_phase_replay_with_the_real_rules(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    space = _space(tmp_path)
+    budget = 600.0
+    sched = RungScheduler(eta=3, min_epochs=1, epochs=EPOCHS, promote=True)
+    events = simulate(
+        table,
+        space,
+        optuna.samplers.RandomSampler(seed=3),
+        stopper=sched,
+        n_workers=1,
+        wallclock_s=budget,
+        final_share=0.25,
+    )
+    first: dict[int, tuple[int, float]] = {}
+    for e in events:
+        first.setdefault(e.trial, (e.epoch, e.time))
+    # Continuations resume after a rung: their first epoch is the one after it.
+    resumed = {t: ep for t, (ep, _) in first.items() if ep > 1}
+    assert resumed and set(resumed.values()) <= {r + 1 for r in sched.rungs}
+    # The final phase (the last quarter of the clock) starts no new trial, only resumes.
+    assert all(ep > 1 for ep, time in first.values() if time > 0.75 * budget + 2 * 2.0 + 1.0)
+    # A trial resumed in the final phase is not stopped at a rung again.
+    finals = [t for t, (ep, time) in first.items() if ep > 1 and time > 0.75 * budget]
+    assert finals
+    for t in finals:
+        mine = [e for e in events if e.trial == t]
+        row = table.row_of(mine[0].config)
+        last = mine[-1]
+        assert last.epoch == EPOCHS or last.time + row.epoch_seconds[last.epoch] > budget
+    spent = sum(e.cost for e in events)
+    assert budget - max(r.full_cost for r in table.rows) <= spent <= budget
