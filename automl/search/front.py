@@ -246,9 +246,7 @@ def network_front(
     trials: Sequence[FrozenTrial], records: Iterable[ParetoRecord] | None = None
 ) -> list[ConfigPoint]:
     """The denoised front of the configurations of ``trials``, fastest first."""
-    points = configurations(trials, records)
-    front = non_dominated(points, key=lambda p: (p.accuracy, p.latency_ms))
-    return denoise(front)
+    return _front(configurations(trials, records))
 
 
 @dataclass(frozen=True)
@@ -283,41 +281,52 @@ def knee(front: Sequence[ConfigPoint]) -> ConfigPoint | None:
     return max(pts, key=distance)
 
 
+def _front(points: Iterable[ConfigPoint]) -> list[ConfigPoint]:
+    return denoise(non_dominated(points, key=lambda p: (p.accuracy, p.latency_ms)))
+
+
 def pick(
-    front: Sequence[ConfigPoint], max_latency_ms: float | None, *, allow_noisy: bool = False
+    points: Sequence[ConfigPoint], max_latency_ms: float | None, *, allow_noisy: bool = False
 ) -> Pick:
-    """The model to ship: the most accurate front point within ``max_latency_ms`` (ties: the
-    faster), or the knee of the front without a budget. A point whose latency is noisy is left
-    out unless ``allow_noisy``; either way the warnings say so."""
-    fits = [p for p in front if max_latency_ms is None or p.latency_ms <= max_latency_ms]
+    """The model to ship among the configurations ``points``: the most accurate point of the
+    front within ``max_latency_ms`` (ties: the faster), or the knee of the front without a
+    budget. Unless ``allow_noisy``, the front is drawn without the points whose latency is noisy
+    (one of them would hide the quiet points it seems to dominate); the warnings say what was
+    left out, or that the pick's own latency is noisy."""
+    fits = [p for p in points if max_latency_ms is None or p.latency_ms <= max_latency_ms]
     if not fits:
-        fastest = min((p.latency_ms for p in front), default=None)
+        fastest = min((p.latency_ms for p in points), default=None)
         reason = (
             "the study has no completed trial yet"
             if fastest is None
-            else f"no front point fits {max_latency_ms:g} ms; the fastest takes {fastest:.3g} ms"
+            else f"nothing fits {max_latency_ms:g} ms; the fastest takes {fastest:.3g} ms"
         )
         return Pick(None, max_latency_ms, (), (), reason)
-    quiet = [p for p in fits if not p.noisy]
-    pool = fits if allow_noisy else quiet
 
-    def best(points: Sequence[ConfigPoint]) -> ConfigPoint | None:
-        if not points:
+    def best(front: Sequence[ConfigPoint]) -> ConfigPoint | None:
+        if not front:
             return None
         if max_latency_ms is None:
-            return knee(points)
-        return max(points, key=lambda p: (p.accuracy, -p.latency_ms))
+            return knee(front)
+        return max(front, key=lambda p: (p.accuracy, -p.latency_ms))
 
-    chosen = best(pool)
-    unfiltered = best(fits)
+    everything = _front(fits)
+    chosen = best(everything if allow_noisy else _front(p for p in fits if not p.noisy))
     warnings = []
     skipped: tuple[ConfigPoint, ...] = ()
+    unfiltered = best(everything)
     if not allow_noisy and unfiltered is not None and unfiltered.noisy:
-        skipped = tuple(p for p in fits if p.noisy)
+        # The noisy points that would have been picked or beat the pick's accuracy.
+        skipped = tuple(
+            p
+            for p in everything
+            if p.noisy and (p is unfiltered or chosen is None or p.accuracy > chosen.accuracy)
+        )
+    if skipped:
         listed = ", ".join(f"#{p.number} (IQR {100 * (p.spread_ratio or 0):.0f}%)" for p in skipped)
         warnings.append(
             f"left out for a latency spread over {NOISY_SPREAD_RATIO:.0%} of the median: {listed}; "
-            "re-measure them on a quiet machine (automl remeasure) or pass --allow-noisy"
+            "re-measure on a quiet machine (automl remeasure) or pass --allow-noisy"
         )
     if chosen is not None and chosen.noisy:
         warnings.append(
@@ -325,11 +334,6 @@ def pick(
             f"of its median (over {NOISY_SPREAD_RATIO:.0%}): its latency cannot be trusted"
         )
     if chosen is None:
-        return Pick(
-            None,
-            max_latency_ms,
-            skipped,
-            tuple(warnings),
-            "every front point that fits has a noisy latency",
-        )
+        reason = "every configuration that fits has a noisy latency"
+        return Pick(None, max_latency_ms, skipped, tuple(warnings), reason)
     return Pick(chosen, max_latency_ms, skipped, tuple(warnings), "")
