@@ -23,6 +23,7 @@ from automl.export.errors import BundleError, TrialSelectionError
 from automl.export.forms import Form, LoadedModel, build_form, parse_form, resolve_members
 from automl.export.preprocess import class_names, preprocessing_for
 from automl.models import DividedNet, model_from_config
+from automl.search.front import configurations, pick
 from automl.search.study import AutoMLStudy, load_study
 from automl.store.attrs import TrialAttr
 
@@ -43,23 +44,23 @@ class TrialModel:
 def select_trial(
     study: optuna.Study, trial: int | str, max_latency_ms: float | None = None
 ) -> FrozenTrial:
-    """Trial number ``trial``, or with ``"best"`` the most accurate trial of the Pareto front whose
-    latency fits ``max_latency_ms`` (ties: the faster)."""
+    """Trial number ``trial``, or with ``"best"`` the most accurate configuration of the Pareto
+    front whose latency fits ``max_latency_ms`` (ties: the faster), those with a noisy latency
+    left out (``automl.search.front.pick``)."""
     if str(trial) == "best":
-        front = study.best_trials
-        fits = [t for t in front if max_latency_ms is None or float(t.values[1]) <= max_latency_ms]
-        if not fits:
-            fastest = min((float(t.values[1]) for t in front), default=None)
+        # Over configurations, noisy latencies left out (automl.search.front): the same pick as
+        # `automl export --trial best`, which also prints its warnings.
+        chosen = pick(
+            configurations(study.get_trials(deepcopy=False)), max_latency_ms, at_knee=False
+        )
+        if chosen.point is None:
             raise TrialSelectionError(
-                f"no trial of the Pareto front of study {study.study_name!r} fits "
-                f"--max-latency-ms {max_latency_ms}"
-                + (
-                    f"; the fastest takes {fastest:.3g} ms"
-                    if fastest is not None
-                    else "; the study has no completed trials yet"
-                )
+                f"no trial of study {study.study_name!r} "
+                + (f"fits --max-latency-ms {max_latency_ms:g}" if max_latency_ms else "to export")
+                + f": {chosen.reason}"
+                + ("; pass --allow-noisy to consider them" if chosen.skipped_noisy else "")
             )
-        return max(fits, key=lambda t: (float(t.values[0]), -float(t.values[1])))
+        return study.get_trials(deepcopy=False)[chosen.point.number]
     try:
         number = int(trial)
     except ValueError:

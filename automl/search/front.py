@@ -43,6 +43,7 @@ __all__ = [
     "configuration_key",
     "configurations",
     "denoise",
+    "is_noisy",
     "knee",
     "network_front",
     "pick",
@@ -286,13 +287,18 @@ def _front(points: Iterable[ConfigPoint]) -> list[ConfigPoint]:
 
 
 def pick(
-    points: Sequence[ConfigPoint], max_latency_ms: float | None, *, allow_noisy: bool = False
+    points: Sequence[ConfigPoint],
+    max_latency_ms: float | None,
+    *,
+    allow_noisy: bool = False,
+    at_knee: bool = True,
 ) -> Pick:
     """The model to ship among the configurations ``points``: the most accurate point of the
     front within ``max_latency_ms`` (ties: the faster), or the knee of the front without a
-    budget. Unless ``allow_noisy``, the front is drawn without the points whose latency is noisy
-    (one of them would hide the quiet points it seems to dominate); the warnings say what was
-    left out, or that the pick's own latency is noisy."""
+    budget (with ``at_knee=False``: the most accurate). Unless ``allow_noisy``, the front is
+    drawn without the points whose latency is noisy (one of them would hide the quiet points it
+    seems to dominate); the warnings say what was left out, or that the pick's own latency is
+    noisy."""
     fits = [p for p in points if max_latency_ms is None or p.latency_ms <= max_latency_ms]
     if not fits:
         fastest = min((p.latency_ms for p in points), default=None)
@@ -306,7 +312,7 @@ def pick(
     def best(front: Sequence[ConfigPoint]) -> ConfigPoint | None:
         if not front:
             return None
-        if max_latency_ms is None:
+        if max_latency_ms is None and at_knee:
             return knee(front)
         return max(front, key=lambda p: (p.accuracy, -p.latency_ms))
 
