@@ -43,6 +43,7 @@ __all__ = [
     "configuration_key",
     "configurations",
     "denoise",
+    "front_of",
     "is_noisy",
     "knee",
     "network_front",
@@ -247,7 +248,7 @@ def network_front(
     trials: Sequence[FrozenTrial], records: Iterable[ParetoRecord] | None = None
 ) -> list[ConfigPoint]:
     """The denoised front of the configurations of ``trials``, fastest first."""
-    return _front(configurations(trials, records))
+    return front_of(configurations(trials, records))
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,8 @@ def knee(front: Sequence[ConfigPoint]) -> ConfigPoint | None:
     return max(pts, key=distance)
 
 
-def _front(points: Iterable[ConfigPoint]) -> list[ConfigPoint]:
+def front_of(points: Iterable[ConfigPoint]) -> list[ConfigPoint]:
+    """The denoised front of ``points``, fastest first."""
     return denoise(non_dominated(points, key=lambda p: (p.accuracy, p.latency_ms)))
 
 
@@ -316,8 +318,8 @@ def pick(
             return knee(front)
         return max(front, key=lambda p: (p.accuracy, -p.latency_ms))
 
-    everything = _front(fits)
-    chosen = best(everything if allow_noisy else _front(p for p in fits if not p.noisy))
+    everything = front_of(fits)
+    chosen = best(everything if allow_noisy else front_of(p for p in fits if not p.noisy))
     warnings = []
     skipped: tuple[ConfigPoint, ...] = ()
     unfiltered = best(everything)

@@ -69,6 +69,7 @@ class TrialRow:
     reused_from: int | None
     final_phase: str  # the final phase of a paused-then-promoted trial, in words
     configuration: str
+    over_budget: bool = False  # a size or latency budget of [constraints] is exceeded
 
     @property
     def noisy(self) -> bool:
@@ -261,6 +262,7 @@ def trial_rows(trials: Sequence[FrozenTrial], space: SearchSpace) -> list[TrialR
                 reused_from=reused if isinstance(reused, int) else None,
                 final_phase=_final_phase(u),
                 configuration=configuration_key(t),
+                over_budget=any(v > 0.0 for v in t.constraints.values()),
             )
         )
     return rows
