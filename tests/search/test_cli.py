@@ -55,7 +55,7 @@ def test_search_smoke_space_end_to_end(tmp_path: Path) -> None:
         "pareto_front.html",
         "pareto_front.png",
         "hypervolume.html",
-        "hypervolume.png",
+        "hypervolume_compute.png",
     ):
         assert (tmp_path / "rep" / name).stat().st_size > 0, name
     assert (tmp_path / "rep" / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

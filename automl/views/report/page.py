@@ -170,9 +170,9 @@ def _all_trials_table(data: ReportData) -> str:
         # Sort keys where the text is not the value: the trial number, accuracy with a range.
         keys = {
             "trial": str(r.number),
-            "val accuracy": "-" if r.accuracy is None else repr(r.accuracy),
+            "val accuracy": "-" if r.accuracy is None else f"{r.accuracy:.5g}",
             "rung": "-" if r.rung is None else str(r.rung),
-            "IQR ms": "-" if r.latency_iqr_ms is None else repr(r.latency_iqr_ms),
+            "IQR ms": "-" if r.latency_iqr_ms is None else f"{r.latency_iqr_ms:.5g}",
         }
         tds = []
         for c in COLUMNS:
