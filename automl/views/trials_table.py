@@ -278,5 +278,6 @@ def format_rows(rows: Sequence[TrialRow]) -> str:
     aligned = [c for c in COLUMNS if c != "why"]
     lines = ["  ".join(c.rjust(widths[c]) for c in aligned) + "  why"]
     for row in cells:
-        lines.append("  ".join(row[c].rjust(widths[c]) for c in aligned) + "  " + row["why"])
+        line = "  ".join(row[c].rjust(widths[c]) for c in aligned) + "  " + row["why"]
+        lines.append(line.rstrip())
     return "\n".join(lines)
