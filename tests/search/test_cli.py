@@ -39,6 +39,9 @@ def test_search_smoke_space_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "ran 3 trials here: 3 complete" in out.stdout
     assert "Pareto front" in out.stdout and "latency_ms" in out.stdout
+    # Without bars, one line per trial; the closing verdict and the model to ship.
+    assert out.stdout.count(" after 3 epoch(s): accuracy ") == 3
+    assert "Does dividing pay here? " in out.stdout and "Ship it with: automl export" in out.stdout
     assert (tmp_path / "automl.db").is_file() and (tmp_path / "artifacts").is_dir()
     print(f"smoke search, 3 trials: {elapsed:.1f}s")
 
