@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LOOPBACK_NAMES",
     "READ_ONLY_MARK",
+    "READ_ONLY_SCRIPT_PATH",
+    "REFUSED_ICONS",
     "SAFE_METHODS",
     "DashboardGuard",
     "host_name",
@@ -74,33 +76,51 @@ _REFUSED_TEXT = (
     "Undo",
 )
 _REFUSED_LABELS = ("delete study", "rename study", "delete artifact", "skip trial")
+# Icon buttons without a label (the note's pencil, uploads), by their MUI icon's test id.
+REFUSED_ICONS = (
+    "EditIcon",
+    "ModeEditIcon",
+    "DeleteIcon",
+    "UploadFileIcon",
+    "DriveFileRenameOutlineIcon",
+    "SaveIcon",
+    "AddBoxIcon",
+)
 _READ_ONLY_HEAD = (
     "<style>"
     + ", ".join(f"[aria-label='{a}']" for a in _REFUSED_LABELS)
+    + ", "
+    + ", ".join(f"button:has(svg[data-testid='{i}'])" for i in REFUSED_ICONS)
     + ", input[type=file] { display: none !important; }"
     f"#{READ_ONLY_MARK} {{ position: sticky; top: 0; z-index: 2000; background: #fff3cd; "
     "color: #664d03; padding: 6px 12px; font: 14px system-ui, sans-serif; "
     "border-bottom: 1px solid #e0c36a; }"
     "</style>"
 )
+# Served by the guard itself: the dashboard's Content-Security-Policy allows scripts from its own
+# origin only, not inline ones.
+READ_ONLY_SCRIPT_PATH = "/automl/read-only.js"
 _READ_ONLY_BODY = (
     f"<div id='{READ_ONLY_MARK}'>This dashboard is read-only: it shows the studies and refuses "
     "every change (notes, uploads, deletions, trial states). Change studies with the automl "
-    "command line.</div>"
-    "<script>(function () {"
+    f"command line.</div><script src='{READ_ONLY_SCRIPT_PATH}'></script>"
+)
+_READ_ONLY_SCRIPT = (
+    "(function () {"
     f"var refused = {json.dumps(list(_REFUSED_TEXT))};"
     "function hide() {"
     "  document.querySelectorAll('button, [role=button], label').forEach(function (b) {"
-    "    if (b.closest('#" + READ_ONLY_MARK + "')) { return; }"
     "    var text = (b.textContent || '').trim();"
-    "    if (refused.indexOf(text) >= 0) { b.style.display = 'none'; }"
+    "    if (refused.indexOf(text) >= 0 && b.style.display !== 'none') {"
+    "      b.style.display = 'none';"
+    "    }"
     "  });"
     "}"
     "new MutationObserver(hide).observe(document.documentElement,"
     " {childList: true, subtree: true});"
-    "document.addEventListener('DOMContentLoaded', hide);"
-    "})();</script>"
-)
+    "hide();"
+    "})();"
+).encode()
 
 
 def order_plots(detail: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +204,15 @@ class DashboardGuard:
         if reason is None:
             method = str(environ.get("REQUEST_METHOD", "GET")).upper()
             path = str(environ.get("PATH_INFO", ""))
+            if self.read_only and method == "GET" and path == READ_ONLY_SCRIPT_PATH:
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "application/javascript; charset=utf-8"),
+                        ("Content-Length", str(len(_READ_ONLY_SCRIPT))),
+                    ],
+                )
+                return [_READ_ONLY_SCRIPT]
             if method == "GET" and (_STUDY_DETAIL.match(path) or self.read_only):
                 return self._rewritten(environ, start_response, path)
             return self.app(environ, start_response)

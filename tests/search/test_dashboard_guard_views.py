@@ -8,7 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from automl.views.dashboard import CURVES_PLOT_ID, FRONT_PLOT_ID, HYPERVOLUME_PLOT_ID
-from automl.views.dashboard_guard import READ_ONLY_MARK, DashboardGuard, order_plots
+from automl.views.dashboard_guard import (
+    READ_ONLY_MARK,
+    READ_ONLY_SCRIPT_PATH,
+    DashboardGuard,
+    order_plots,
+)
 
 PAGE = b"<!DOCTYPE html><html><head><title>Optuna Dashboard</title></head><body><div id='dashboard'></div></body></html>"
 
@@ -57,7 +62,12 @@ def test_a_read_only_page_says_so_and_hides_what_it_would_refuse() -> None:
     page = body.decode()
     assert f"<body><div id='{READ_ONLY_MARK}'>This dashboard is read-only" in page
     assert "[aria-label='delete study']" in page and "input[type=file]" in page
-    assert '"Upload"' in page and '"Edit"' in page  # the labels the script hides
+    # The script that hides the refused buttons, served by the guard (no inline script: the
+    # dashboard's Content-Security-Policy would block it).
+    assert f"<script src='{READ_ONLY_SCRIPT_PATH}'></script>" in page
+    _, js_headers, script = _get(guard, READ_ONLY_SCRIPT_PATH)
+    assert js_headers["Content-Type"].startswith("application/javascript")
+    assert b'"Upload"' in script and b'"Edit"' in script and b"MutationObserver" in script
     assert page.index("</style></head>") < page.index(f"<div id='{READ_ONLY_MARK}'>")
     assert headers["Content-Length"] == str(len(body))
     # A writable dashboard's page is left as it is.
