@@ -153,6 +153,13 @@ def accuracy_latency_figure(
                         "size": 9,
                         "line": {"width": 2},
                     },
+                    error_x={
+                        "type": "data",
+                        "array": [(r.latency_iqr_ms or 0.0) / 2 for r in halted],
+                        "color": k_colour(k),
+                        "thickness": 1,
+                        "width": 3,
+                    },
                     text=[row_hover(r) for r in halted],
                     hovertemplate="%{text}<extra></extra>",
                 )

@@ -4,6 +4,7 @@ a click, the pick box, and a read-only dashboard that offers no control it would
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -142,6 +143,10 @@ def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
         server.wait(timeout=10)
 
 
+def _shows(text: str, driver: WebDriver) -> bool:
+    return text in driver.find_element("tag name", "body").text
+
+
 def _visible_buttons(driver: WebDriver) -> set[str]:
     from selenium.webdriver.common.by import By
 
@@ -167,9 +172,7 @@ def test_a_read_only_dashboard_offers_no_write_control(
         try:
             bar = wait_for(chromium, f"#{READ_ONLY_MARK}")[0]
             assert "This dashboard is read-only" in bar.text and bar.is_displayed()
-            WebDriverWait(chromium, 30).until(
-                lambda d, ready=ready: ready in d.find_element("tag name", "body").text
-            )
+            WebDriverWait(chromium, 30).until(functools.partial(_shows, ready))
             time.sleep(0.5)  # the page's last renders, seen by the hiding script
             shown = _visible_buttons(chromium)
             # Selenium reads the text as shown: MUI buttons are upper-cased by their style.
