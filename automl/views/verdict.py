@@ -75,9 +75,11 @@ def k_verdicts(
         if on:
             lo, hi = min(p.latency_ms for p in on), max(p.latency_ms for p in on)
             where = f"at {lo:.3g} ms" if lo == hi else f"from {lo:.3g} to {hi:.3g} ms"
+            noisy = sum(1 for p in on if p.noisy)
             text = (
-                f"K = {k}: on the front {where} ({len(on)} of {len(front)} front points); "
-                f"{best_words}"
+                f"K = {k}: on the front {where} ({len(on)} of {len(front)} front points"
+                + (f", {noisy} with a NOISY latency" if noisy else "")
+                + f"); {best_words}"
             )
         else:
             by = {q.split_factor for p in mine for q in _dominators(p, front)}
@@ -99,6 +101,12 @@ def headline(
         hi = max(p.latency_ms for p in divided_on)
         span = f"at {lo:.3g} ms" if lo == hi else f"between {lo:.3g} and {hi:.3g} ms"
         ks = _ks({p.split_factor for p in divided_on})
+        if all(p.noisy for p in divided_on):
+            # Only a latency the machine's noise may have placed says so: not an answer yet.
+            return (
+                f"Dividing seems to pay {span} ({ks} on the front there), but every such "
+                "latency is NOISY: re-measure on a quiet machine before believing it."
+            )
         return f"Dividing pays here {span}: {ks} is on the front there."
     finished = [p for p in points if p.split_factor > 1]
     if not finished:

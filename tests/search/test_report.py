@@ -165,6 +165,8 @@ def test_noisy_latency_is_marked_and_not_picked(tmp_path: Path) -> None:
     finish_trial(study, 0.80, 0.25)
     noisy = finish_trial(study, 0.86, 0.039, params=K2, iqr_ms=0.3475)
     data = collect(study, max_latency_ms=0.3)
+    assert data.headline.startswith("Dividing seems to pay at 0.039 ms (K = 2 on the front there)")
+    assert "(1 of 1 front points, 1 with a NOISY latency)" in data.verdicts[1]
     assert data.pick.point is not None and data.pick.point.number == 0
     assert any(f"#{noisy} (IQR 891%)" in w for w in data.pick.warnings)
     write_report(study, tmp_path / "rep", max_latency_ms=0.3)
