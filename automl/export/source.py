@@ -42,16 +42,23 @@ class TrialModel:
 
 
 def select_trial(
-    study: optuna.Study, trial: int | str, max_latency_ms: float | None = None
+    study: optuna.Study,
+    trial: int | str,
+    max_latency_ms: float | None = None,
+    *,
+    allow_noisy: bool = False,
 ) -> FrozenTrial:
     """Trial number ``trial``, or with ``"best"`` the most accurate configuration of the Pareto
     front whose latency fits ``max_latency_ms`` (ties: the faster), those with a noisy latency
-    left out (``automl.search.front.pick``)."""
+    left out unless ``allow_noisy`` (``automl.search.front.pick``)."""
     if str(trial) == "best":
         # Over configurations, noisy latencies left out (automl.search.front): the same pick as
         # `automl export --trial best`, which also prints its warnings.
         chosen = pick(
-            configurations(study.get_trials(deepcopy=False)), max_latency_ms, at_knee=False
+            configurations(study.get_trials(deepcopy=False)),
+            max_latency_ms,
+            allow_noisy=allow_noisy,
+            at_knee=False,
         )
         if chosen.point is None:
             raise TrialSelectionError(
@@ -132,11 +139,12 @@ def load_trial(
     trial: int | str,
     *,
     max_latency_ms: float | None = None,
+    allow_noisy: bool = False,
     artifact_dir: str | Path | None = None,
 ) -> TrialModel:
     """The trained ensemble of ``trial`` (a number or ``"best"``), on the CPU, in eval mode."""
     study = load_study(study_name, storage, artifact_dir=artifact_dir)
-    frozen = select_trial(study.optuna_study, trial, max_latency_ms)
+    frozen = select_trial(study.optuna_study, trial, max_latency_ms, allow_noisy=allow_noisy)
     payload = _read_weights(study, frozen)
     try:
         model = model_from_config(dict(payload["model_config"]), combine=study.space.model.combine)
