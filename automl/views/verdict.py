@@ -18,16 +18,19 @@ __all__ = ["headline", "k_verdicts"]
 
 
 def _dominators(p: ConfigPoint, front: Sequence[ConfigPoint]) -> list[ConfigPoint]:
-    """The front points that dominate ``p`` or stand for it under the denoise rule."""
-    out = [
+    """The front points that dominate ``p``."""
+    return [
         q
         for q in front
         if q.accuracy >= p.accuracy
         and q.latency_ms <= p.latency_ms
         and (q.accuracy > p.accuracy or q.latency_ms < p.latency_ms)
     ]
-    out += [q for q in front if p.number in q.absorbed and q not in out]
-    return out
+
+
+def _absorbers(p: ConfigPoint, front: Sequence[ConfigPoint]) -> list[ConfigPoint]:
+    """The front points that stand for ``p`` under the denoise rule."""
+    return [q for q in front if p.number in q.absorbed]
 
 
 def _ks(ks: set[int]) -> str:
@@ -83,7 +86,23 @@ def k_verdicts(
             )
         else:
             by = {q.split_factor for p in mine for q in _dominators(p, front)}
-            text = f"K = {k}: {best_words}, dominated by {_ks(by)} at every latency it reached"
+            # Points not beaten outright but inside a front point's spread: said as such.
+            near = {
+                q.split_factor
+                for p in mine
+                if not _dominators(p, front)
+                for q in _absorbers(p, front)
+            }
+            if not near:
+                how = f"dominated by {_ks(by)} at every latency it reached"
+            elif not by:
+                how = f"inside the measured spread of {_ks(near)}: not a separate trade-off"
+            else:
+                how = (
+                    f"dominated by {_ks(by)}, or inside the measured spread of {_ks(near)}, at "
+                    "every latency it reached"
+                )
+            text = f"K = {k}: {best_words}, {how}"
         lines.append(text + (f"; {others}" if others else ""))
     return lines
 

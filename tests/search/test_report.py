@@ -203,3 +203,22 @@ def test_a_baseline_over_budget_is_said_so(tmp_path: Path) -> None:
         "parameters &gt; 100,000." in index
     )
     assert "has not completed yet" not in index
+
+
+def test_when_only_noisy_latencies_fit_the_pick_says_so_and_what_it_would_be(
+    tmp_path: Path,
+) -> None:
+    study = tiny_study(tmp_path)
+    finish_trial(study, 0.90, 0.55, iqr_ms=0.55)
+    k2 = finish_trial(study, 0.88, 0.36, params=K2, iqr_ms=2.5)  # inside the baseline's spread
+    data = collect(study)
+    assert data.verdicts[1] == (
+        f"K = 2: best 0.8800 at 0.36 ms (#{k2}), inside the measured spread of K = 1: not a "
+        "separate trade-off"
+    )
+    assert data.pick.point is None and data.noisy_pick is not None
+    write_report(study, tmp_path / "rep")
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert "No model to recommend: every configuration that fits has a noisy latency." in index
+    assert "With noisy latencies allowed it would be trial #0" in index
+    assert "Ship it anyway with:<br><code>automl export" in index

@@ -74,7 +74,10 @@ class ReportData:
     verdicts: list[str]  # one line per K
     headline: str  # does dividing pay here?
     pick: Pick  # the model to ship
-    ship_command: str  # the `automl export` command that ships it ("" when nothing is picked)
+    # When only noisy latencies fit: the pick with them (said, never shipped silently).
+    noisy_pick: Pick | None
+    # The `automl export` command that ships the pick (or the noisy one); "" when there is none.
+    ship_command: str
     stopped_shown: bool  # stopped trials are on the plot (their latency is the workers')
     baseline_row: TrialRow | None  # the baseline's trial, whatever its state (first one)
 
@@ -138,6 +141,8 @@ def collect(
     front = [p.record for p in front_points]
     rows = trial_rows(trials, study.space)
     chosen = pick(points, max_latency_ms)
+    noisy = pick(points, max_latency_ms, allow_noisy=True) if chosen.point is None else None
+    shipped = chosen.point or (noisy.point if noisy is not None else None)
     devices = sorted({r.device for r in (front or completed) if r.device})
     ref = reference_point(ost)
     curves = []
@@ -169,7 +174,8 @@ def collect(
         verdicts=k_verdicts(rows, points, front_points),
         headline=headline(rows, points, front_points),
         pick=chosen,
-        ship_command="" if chosen.point is None else ship_command(study, chosen.point.number),
+        noisy_pick=noisy if noisy is not None and noisy.point is not None else None,
+        ship_command="" if shipped is None else ship_command(study, shipped.number),
         stopped_shown=device is None,
         baseline_row=next(
             (

@@ -227,7 +227,18 @@ def pick_words(data: ReportData) -> list[str]:
     chosen = data.pick
     p = chosen.point
     if p is None:
-        return [f"No model to recommend: {chosen.reason}.", *chosen.warnings]
+        lines = [f"No model to recommend: {chosen.reason}."]
+        lines += [f"warning: {w}" for w in chosen.warnings]
+        noisy = data.noisy_pick.point if data.noisy_pick is not None else None
+        if noisy is not None:
+            lines += [
+                f"With noisy latencies allowed it would be trial #{noisy.number}: K = "
+                f"{noisy.split_factor}, validation accuracy {noisy.accuracy:.4f}, latency "
+                f"{noisy.latency_ms:.3g} ms (IQR {noisy.latency_iqr_ms:.3g} ms); re-measure "
+                "it on a quiet machine (automl remeasure) before trusting its latency.",
+                f"Ship it anyway with: {data.ship_command}",
+            ]
+        return lines
     row = next((r for r in data.rows if r.number == p.number), None)
     width = "" if row is None or row.width is None else f", width {row.width:.3g}"
     why = (
@@ -249,9 +260,9 @@ def _pick_box(data: ReportData) -> str:
     lines = pick_words(data)
     parts = []
     for line in lines:
-        if line.startswith("Ship it with: "):
-            cmd = line.removeprefix("Ship it with: ")
-            parts.append(f"<p>Ship it with:<br><code>{html.escape(cmd)}</code></p>")
+        if line.startswith(("Ship it with: ", "Ship it anyway with: ")):
+            head, cmd = line.split(": ", 1)
+            parts.append(f"<p>{html.escape(head)}:<br><code>{html.escape(cmd)}</code></p>")
         elif line.startswith("warning: "):
             parts.append(f"<p class='warning'>{html.escape(line)}</p>")
         else:
