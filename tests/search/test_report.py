@@ -175,6 +175,11 @@ def test_noisy_latency_is_marked_and_not_picked(tmp_path: Path) -> None:
     assert f"<tr class='complete noisy'><td data-sort='{noisy}'>#{noisy}</td>" in index
     md = (tmp_path / "rep" / "pareto.md").read_text()
     assert "NOISY latency" in md and "warning: left out for a latency spread" in md
+    with (tmp_path / "rep" / "pareto.csv").open() as f:
+        front = list(csv.DictReader(f))
+    assert [(r["number"], r["latency_noisy"], r["trials"]) for r in front] == [
+        (str(noisy), "True", str(noisy))
+    ]
 
 
 def test_trials_csv_has_every_column_and_the_rung_of_rungs(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from automl.search.front import NOISY_SPREAD_RATIO, is_noisy
+from automl.search.front import NOISY_SPREAD_RATIO, ConfigPoint, is_noisy
 from automl.search.progress import ComputePoint, reference_point
 from automl.search.records import ParetoRecord
 from automl.search.study import AutoMLStudy
@@ -112,13 +112,19 @@ def format_front(front: Sequence[ParetoRecord]) -> str:
     return "\n".join(lines)
 
 
-def _table_rows(front: list[ParetoRecord]) -> list[dict[str, object]]:
+def _table_rows(front: list[ConfigPoint]) -> list[dict[str, object]]:
     rows = []
-    for r in front:
+    for p in front:
+        r = p.record
         d = asdict(r)
         params = d.pop("params")
         d.update({f"param_{k}": v for k, v in params.items()})
         d["member_accuracies"] = " ".join(f"{a:.4f}" for a in r.member_accuracies)
+        # How sure: the runs merged into the point, their accuracy range, the noise flag.
+        d["trials"] = " ".join(str(n) for n in p.trials)
+        d["stands_for"] = " ".join(str(n) for n in p.absorbed)
+        d["accuracy_min"], d["accuracy_max"] = min(p.accuracies), max(p.accuracies)
+        d["latency_noisy"] = p.noisy
         rows.append(d)
     return rows
 
@@ -158,7 +164,7 @@ def write_report(
     front = data.front
     written: list[Path] = []
 
-    rows = _table_rows(front)
+    rows = _table_rows(data.front_points)
     keys = sorted({k for row in rows for k in row}, key=lambda k: (k.startswith("param_"), k))
     first = ["number", "accuracy", "test_accuracy", "latency_ms", "latency_iqr_ms", "latency_mode"]
     keys = first + [k for k in keys if k not in first]
