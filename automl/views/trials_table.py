@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.search.front import (
+    NETWORK_ATTR,
     REPEAT_ACCURACIES_ATTR,
     REUSED_FROM_ATTR,
     configuration_key,
@@ -39,7 +40,6 @@ __all__ = [
 PAUSED_ATTR = "paused"
 # Attributes of a paused trial's final phase, shown when stored (epochs and accuracy before/after).
 FINAL_PHASE_PREFIX = "final_phase"
-NETWORK_ATTR = "network"
 
 # Parameters shown in their own columns; the other parameters are the co-training settings.
 _OWN_COLUMNS = ("split_factor", "width_mult")
