@@ -139,13 +139,15 @@ def collect(
     points = configurations(trials, None if device is None else completed)
     front_points = front_of(points)
     front = [p.record for p in front_points]
-    rows = trial_rows(trials, study.space)
     chosen = pick(points, max_latency_ms)
     noisy = pick(points, max_latency_ms, allow_noisy=True) if chosen.point is None else None
     shipped = chosen.point or (noisy.point if noisy is not None else None)
     devices = sorted({r.device for r in (front or completed) if r.device})
     ref = reference_point(ost)
+    rows = trial_rows(trials, study.space)
     curves = []
+    # The state in the rows' words (stopped, paused), not Optuna's (pruned).
+    said = {r.number: r.state for r in rows}
     for t in trials:
         raw = t.user_attrs.get(TrialAttr.CURVE)
         if isinstance(raw, list) and any(v is not None for v in raw):
@@ -153,7 +155,7 @@ def collect(
                 Curve(
                     t.number,
                     int(t.params.get("split_factor", 1)),
-                    t.state.name.lower(),
+                    said.get(t.number, t.state.name.lower()),
                     [None if v is None else float(v) for v in raw],
                 )
             )
