@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from automl.cli.argtypes import non_negative_float, positive_float, positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
@@ -20,8 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trial",
         required=True,
-        help="trial number, or 'best': the most accurate trial of the Pareto front whose "
-        "latency fits --max-latency-ms",
+        help="trial number, or 'best': the most accurate configuration of the Pareto front "
+        "whose latency fits --max-latency-ms; trials whose latency spread is over a quarter of "
+        "its median are left out (with a warning) unless --allow-noisy",
     )
     p.add_argument("--out", required=True, help="bundle folder (new, empty or an earlier bundle)")
     p.add_argument(
@@ -50,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="latency budget for --trial best",
     )
     p.add_argument(
+        "--allow-noisy",
+        action="store_true",
+        help="let --trial best pick a trial whose latency spread is over a quarter of its median "
+        "(warned about either way)",
+    )
+    p.add_argument(
         "--latency-s",
         type=non_negative_float,
         default=1.0,
@@ -70,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from automl.export import LatencySettings, export_trial
 
     name = resolve_study_name(args.storage, args.study)
+    trial = args.trial
+    if str(trial) == "best":
+        trial = _best(args, name)
     latency = LatencySettings(
         batch_size=args.latency_batch,
         min_run_s=max(args.latency_s, 0.01),
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = export_trial(
         args.storage,
         name,
-        args.trial,
+        trial,
         args.out,
         fmt=args.format,
         form=args.form,
@@ -107,3 +118,37 @@ def run(args: argparse.Namespace) -> int:
             f"(ratio {lat['program_over_eager']:.2f})"
         )
     return 0
+
+
+def _best(args: argparse.Namespace, name: str) -> int:
+    """The trial ``--trial best`` names, its warnings printed first: a noisy latency is never
+    picked (or left out) without the user being told."""
+    from automl.export.errors import TrialSelectionError
+    from automl.search.front import configurations, pick
+    from automl.search.study import load_study
+
+    study = load_study(name, args.storage, artifact_dir=args.artifacts)
+    chosen = pick(
+        configurations(study.trials()),
+        args.max_latency_ms,
+        allow_noisy=args.allow_noisy,
+        at_knee=False,
+    )
+    for warning in chosen.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if chosen.point is None:
+        budget = args.max_latency_ms
+        raise TrialSelectionError(
+            f"no trial of study {name!r} "
+            + (f"fits --max-latency-ms {budget:g}" if budget else "to export")
+            + f": {chosen.reason}"
+            + ("; pass --allow-noisy to consider them" if chosen.skipped_noisy else "")
+        )
+    p = chosen.point
+    print(
+        f"--trial best: trial {p.number} (K = {p.split_factor}, accuracy {p.accuracy:.4f}, "
+        f"latency {p.latency_ms:.3g} ms"
+        + (f", within {args.max_latency_ms:g} ms" if args.max_latency_ms else "")
+        + ")"
+    )
+    return p.number

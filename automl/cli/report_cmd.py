@@ -7,6 +7,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+from automl.cli.argtypes import positive_float
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.cli.targets import add_target_args
 from automl.errors import AutoMLError, ConfigError
@@ -16,11 +17,18 @@ from automl.search.study import load_study
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="write DIR/index.html (Pareto table and plots, opens offline), PNGs and tables",
+        help="write DIR/index.html (verdict per K, the model to ship, Pareto table, every trial "
+        "plotted and tabled; opens offline), PNGs and tables",
     )
     add_storage_args(p)
     p.add_argument("--out", required=True, help="output folder")
     add_target_args(p)
+    p.add_argument(
+        "--max-latency-ms",
+        type=positive_float,
+        default=None,
+        help="latency budget of the recommended model (default: the knee of the front)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
                 folder.rmdir()
         raise
     try:
-        written = write_report(study, out, device=args.device, batch_size=args.batch_size)
+        written = write_report(
+            study,
+            out,
+            device=args.device,
+            batch_size=args.batch_size,
+            max_latency_ms=args.max_latency_ms,
+        )
     except OSError as e:
         raise ConfigError(
             f"writing the report to --out {args.out!r} failed: "

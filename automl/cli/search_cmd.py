@@ -6,16 +6,28 @@ import argparse
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
 
 from automl.cli.argtypes import add_cpu_share_arg, positive_float, positive_int
 from automl.cli.common import add_storage_args
 from automl.errors import ConfigError
 from automl.measure.host_share import HostShare
+from automl.search.hooks import default_trial_end_hooks
 from automl.search.study import create_study
 from automl.search.worker import install_stop_handlers
 from automl.space.networks import describe_counts
+from automl.store.attrs import TrialAttr
 from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.views.report import format_front
+from automl.views.report.data import collect
+from automl.views.report.page import pick_words
+from automl.views.trial_text import readable_params
+
+if TYPE_CHECKING:
+    from automl.space import SearchSpace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: 300, or twice the heartbeat interval)",
     )
     add_cpu_share_arg(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars: one line per trial as it ends instead",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -110,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread()
         else lambda: None
     )
+    hooks = None
+    if args.no_progress:
+        # Without bars a search would print nothing for minutes: one line per ended trial.
+        hooks = (*default_trial_end_hooks(), print_trial_end)
+        print("progress bars off: one line per trial as it ends")
     with HostShare(args.cpu_share) as share:
         stats = study.optimize(
             n_trials=n_trials,
@@ -120,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             stop_event=stop,
             host_share=share,
+            on_trial_end=hooks,
         )
     signum = signalled()
     if signum is not None:
@@ -145,6 +167,31 @@ def run(args: argparse.Namespace) -> int:
             "every configuration the sampler proposes has been tried: the search ended early "
             "(widen the space or try another sampler for more)"
         )
+    data = collect(study)
     print("Pareto front (validation accuracy vs latency):")
-    print(format_front(study.pareto_front()))
+    print(format_front(data.front))
+    print(f"Does dividing pay here? {data.headline}")
+    for line in data.verdicts:
+        print(f"  {line}")
+    print("Which model to ship:")
+    for line in pick_words(data):
+        print(f"  {line}")
     return 0
+
+
+def print_trial_end(study: optuna.Study, space: SearchSpace, trial_id: int) -> None:
+    """One line for a trial that ended: state, outcome, epochs, parameters."""
+    t = study._storage.get_trial(trial_id)
+    curve = t.user_attrs.get(TrialAttr.CURVE) or []
+    epochs = sum(1 for v in curve if v is not None)
+    if t.state is TrialState.COMPLETE and t.values is not None:
+        outcome = f"accuracy {t.values[0]:.4f}, latency {t.values[1]:.3g} ms"
+    else:
+        why = t.user_attrs.get(TrialAttr.PRUNED_REASON) or t.user_attrs.get(TrialAttr.FAIL_REASON)
+        outcome = str(why or "no reason stored")[:160]
+    state = "stopped" if t.state is TrialState.PRUNED else t.state.name.lower()
+    print(
+        f"trial #{t.number} {state} after {epochs} epoch(s): {outcome}; "
+        f"{readable_params(t.params)}",
+        flush=True,
+    )

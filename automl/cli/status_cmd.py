@@ -1,5 +1,7 @@
 """``automl status``: trials by state, what runs where (stale ones flagged with their heartbeat's
-age), the time spent and left, latencies too noisy to rank on, and the front so far."""
+age), the time spent and left, latencies too noisy to rank on, the front so far (the baseline
+beside it when dominated), whether dividing pays (one line per K) and the model to ship with the
+command that ships it. ``--all`` lists every trial with the columns of the report's table."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from datetime import datetime
 
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.cli.argtypes import positive_int
+from automl.cli.argtypes import positive_float, positive_int
 from automl.cli.common import add_storage_args, resolve_study_name
 from automl.cli.targets import add_target_args, target_words
-from automl.search.progress import TrialStage, hypervolume_by_compute, trial_stages
+from automl.search.front import NOISY_SPREAD_RATIO
+from automl.search.progress import hypervolume_by_compute
 from automl.search.scheduler import RungScheduler, early_stopper
 from automl.search.study import AutoMLStudy, load_study
 from automl.space.networks import describe_counts
@@ -20,14 +23,18 @@ from automl.store.attrs import StudyAttr, TrialAttr
 from automl.store.heartbeats import Heartbeat, heartbeat_ages
 from automl.store.storage import StorageSettings, redact
 from automl.views.report import format_front, reference_point
+from automl.views.report.data import collect
+from automl.views.report.page import baseline_words, pick_words
 from automl.views.trial_text import duration, readable_params
+from automl.views.trials_table import TrialRow, format_rows
 
 _ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 # A latency whose inter-quartile range is over a quarter of its median cannot rank trials that
-# differ by less than that: the machine was too noisy while it was measured.
-WIDE_SPREAD_RATIO = 0.25
+# differ by less than that: the machine was too noisy while it was measured. One threshold for
+# every view and for `automl export --trial best`.
+WIDE_SPREAD_RATIO = NOISY_SPREAD_RATIO
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +50,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: the workers' default, max(300, 2 x heartbeat interval))",
     )
     add_target_args(p)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list every trial (K, width, co-training, state, epochs, rung, accuracies, latency "
+        "and its IQR, size, why it stopped), not only the latest",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=positive_float,
+        default=None,
+        help="latency budget of the recommended model (default: the knee of the front)",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     trials = study.trials()
     counts = Counter(t.state.name for t in trials)
     target = study.optuna_study.user_attrs.get(StudyAttr.TARGET_TRIALS)
+    if target and len(trials) > int(target):
+        # More trials than were ever asked for: an open-ended search (--timeout, workers) ran
+        # here, and "30 of 1" would be nonsense; no target, no time left.
+        target = None
     print(f"study {name!r} in {redact(study.storage_url)} (space {study.space.source})")
     print(
         f"trials: {len(trials)}"
@@ -88,10 +111,24 @@ def run(args: argparse.Namespace) -> int:
             f"the inter-quartile range is over {WIDE_SPREAD_RATIO:.0%} of the median: measure on "
             "a quieter machine or raise [objectives] latency_min_run_s"
         )
-    _early_stopping(study, trials)
-    front = study.pareto_front(device=args.device, batch_size=args.batch_size)
+    data = collect(
+        study, device=args.device, batch_size=args.batch_size, max_latency_ms=args.max_latency_ms
+    )
+    _early_stopping(study, trials, data.rows, show_all=args.all)
     print(f"Pareto front{target_words(args.device, args.batch_size)}:")
-    print(format_front(front))
+    print(format_front(data.front))
+    if data.baseline is not None and not data.on_front(data.baseline):
+        # The baseline stays in view when the front dominates it: it is what K > 1 must beat.
+        print("baseline (K = 1 at the default width), dominated:")
+        print(format_front([data.baseline]))
+    elif data.baseline is None:
+        print(baseline_words(data))
+    print(f"Does dividing pay here? {data.headline}")
+    for line in data.verdicts:
+        print(f"  {line}")
+    print("Which model to ship:")
+    for line in pick_words(data):
+        print(f"  {line}")
     return 0
 
 
@@ -178,9 +215,11 @@ SHOWN_TRIALS = 15
 HISTORY_POINTS = 6
 
 
-def _early_stopping(study: AutoMLStudy, trials: list[FrozenTrial]) -> None:
-    """The early-stopping rule, each recent trial's epochs, rung and reason, and the front's
-    hypervolume against the compute spent."""
+def _early_stopping(
+    study: AutoMLStudy, trials: list[FrozenTrial], rows: list[TrialRow], *, show_all: bool
+) -> None:
+    """The early-stopping rule, the trials (the latest, or all) with their epochs, rung and
+    reason, and the front's hypervolume against the compute spent."""
     stopper = early_stopper(study.space)
     kind = study.space.scheduler_kind
     if isinstance(stopper, RungScheduler):
@@ -188,13 +227,17 @@ def _early_stopping(study: AutoMLStudy, trials: list[FrozenTrial]) -> None:
     else:
         rule = str(kind)
     print(f"early stopping: {rule}")
-    ended = [t for t in trials if t.state is not TrialState.WAITING]
+    ended = [r for r in rows if r.state != "waiting"]
     if ended:
-        shown = ended[-SHOWN_TRIALS:]
-        more = f" (the last {len(shown)} of {len(ended)})" if len(shown) < len(ended) else ""
-        print(f"trials{more}:\n  {TrialStage.HEADER}")
-        for st in trial_stages(shown):
-            print("  " + st.line())
+        shown = ended if show_all else ended[-SHOWN_TRIALS:]
+        more = (
+            f" (the last {len(shown)} of {len(ended)}; --all for every one)"
+            if len(shown) < len(ended)
+            else ""
+        )
+        print(f"trials{more}:")
+        for line in format_rows(shown).splitlines():
+            print("  " + line)
     history = hypervolume_by_compute(trials, reference_point(study.optuna_study))
     if history:
         step = max(1, len(history) // HISTORY_POINTS)

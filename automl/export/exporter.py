@@ -145,13 +145,22 @@ def export_trial(
     form: Form | str = Form.FUSED,
     members: int | None = None,
     max_latency_ms: float | None = None,
+    allow_noisy: bool = False,
     artifact_dir: str | Path | None = None,
     atol: float = DEFAULT_ATOL,
     latency: LatencySettings | None = None,
 ) -> dict[str, Any]:
-    """Export trial ``trial`` (a number or ``"best"``) of ``study`` as a bundle at ``out``."""
+    """Export trial ``trial`` (a number or ``"best"``: noisy latencies left out unless
+    ``allow_noisy``) of ``study`` as a bundle at ``out``."""
     fmt, form = parse_format(fmt), parse_form(form)
-    tm = load_trial(storage, study, trial, max_latency_ms=max_latency_ms, artifact_dir=artifact_dir)
+    tm = load_trial(
+        storage,
+        study,
+        trial,
+        max_latency_ms=max_latency_ms,
+        allow_noisy=allow_noisy,
+        artifact_dir=artifact_dir,
+    )
     k = tm.model.split_factor
     accs = list(tm.trial.user_attrs.get(TrialAttr.MEMBER_ACCURACIES, []))
     indices = resolve_members(members, k, accs)

@@ -23,6 +23,7 @@ from automl.export.errors import BundleError, TrialSelectionError
 from automl.export.forms import Form, LoadedModel, build_form, parse_form, resolve_members
 from automl.export.preprocess import class_names, preprocessing_for
 from automl.models import DividedNet, model_from_config
+from automl.search.front import configurations, pick
 from automl.search.study import AutoMLStudy, load_study
 from automl.store.attrs import TrialAttr
 
@@ -41,25 +42,32 @@ class TrialModel:
 
 
 def select_trial(
-    study: optuna.Study, trial: int | str, max_latency_ms: float | None = None
+    study: optuna.Study,
+    trial: int | str,
+    max_latency_ms: float | None = None,
+    *,
+    allow_noisy: bool = False,
 ) -> FrozenTrial:
-    """Trial number ``trial``, or with ``"best"`` the most accurate trial of the Pareto front whose
-    latency fits ``max_latency_ms`` (ties: the faster)."""
+    """Trial number ``trial``, or with ``"best"`` the most accurate configuration of the Pareto
+    front whose latency fits ``max_latency_ms`` (ties: the faster), those with a noisy latency
+    left out unless ``allow_noisy`` (``automl.search.front.pick``)."""
     if str(trial) == "best":
-        front = study.best_trials
-        fits = [t for t in front if max_latency_ms is None or float(t.values[1]) <= max_latency_ms]
-        if not front:
+        # Over configurations, noisy latencies left out (automl.search.front): the same pick as
+        # `automl export --trial best`, which also prints its warnings.
+        chosen = pick(
+            configurations(study.get_trials(deepcopy=False)),
+            max_latency_ms,
+            allow_noisy=allow_noisy,
+            at_knee=False,
+        )
+        if chosen.point is None:
             raise TrialSelectionError(
-                f"study {study.study_name!r} has no Pareto front yet (no completed trial); run "
-                "trials first, or pass --trial with a trial number"
+                f"no trial of study {study.study_name!r} "
+                + (f"fits --max-latency-ms {max_latency_ms:g}" if max_latency_ms else "to export")
+                + f": {chosen.reason}"
+                + ("; pass --allow-noisy to consider them" if chosen.skipped_noisy else "")
             )
-        if not fits:
-            fastest = min(float(t.values[1]) for t in front)
-            raise TrialSelectionError(
-                f"no trial of the Pareto front of study {study.study_name!r} fits "
-                f"--max-latency-ms {max_latency_ms}; the fastest takes {fastest:.3g} ms"
-            )
-        return max(fits, key=lambda t: (float(t.values[0]), -float(t.values[1])))
+        return study.get_trials(deepcopy=False)[chosen.point.number]
     try:
         number = int(trial)
     except ValueError:
@@ -137,11 +145,12 @@ def load_trial(
     trial: int | str,
     *,
     max_latency_ms: float | None = None,
+    allow_noisy: bool = False,
     artifact_dir: str | Path | None = None,
 ) -> TrialModel:
     """The trained ensemble of ``trial`` (a number or ``"best"``), on the CPU, in eval mode."""
     study = load_study(study_name, storage, artifact_dir=artifact_dir)
-    frozen = select_trial(study.optuna_study, trial, max_latency_ms)
+    frozen = select_trial(study.optuna_study, trial, max_latency_ms, allow_noisy=allow_noisy)
     payload = _read_weights(study, frozen)
     try:
         model = model_from_config(dict(payload["model_config"]), combine=study.space.model.combine)

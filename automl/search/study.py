@@ -27,8 +27,8 @@ from automl.device import resolve_device
 from automl.errors import ConfigError, StorageError
 from automl.measure.host_share import HostShare
 from automl.measure.targets import latencies_for, resolve_target
+from automl.search.front import network_front
 from automl.search.hooks import TrialEndHook, default_trial_end_hooks
-from automl.search.hypervolume import non_dominated
 from automl.search.promotion import final_order, is_continuation
 from automl.search.records import ParetoRecord
 from automl.search.retries import fail_stale_trials, trial_key
@@ -268,7 +268,10 @@ class AutoMLStudy:
         device: str | None = None,
         batch_size: int | None = None,
     ) -> list[ParetoRecord]:
-        """The non-dominated feasible trials, sorted by latency.
+        """The non-dominated feasible configurations, sorted by latency: repeats of one
+        configuration are one record (the first trial's, with their mean accuracy), and a point
+        inside its neighbour's measured spread is left to that neighbour
+        (``automl.search.front``).
 
         With ``include_subsets`` the trials' subset points (``subset_points``: K > 1 ensembles
         answering with their m best members) compete too, marked by ``subset_members``.
@@ -287,19 +290,11 @@ class AutoMLStudy:
             return self._front_on(device, batch_size)
         if include_subsets:
             return front_with_subsets(self._study)
-        best = self._study.best_trials
-        return sorted((ParetoRecord.from_trial(t) for t in best), key=lambda r: r.latency_ms)
+        return [p.record for p in network_front(self.trials())]
 
     def _front_on(self, device: str, batch_size: int | None) -> list[ParetoRecord]:
-        feasible = {
-            t.number
-            for t in self.trials(states=(TrialState.COMPLETE,))
-            if all(c <= 0 for c in t.constraints.values())
-        }
         records = self.completed_records(device=device, batch_size=batch_size)
-        return non_dominated(
-            (r for r in records if r.number in feasible), key=lambda r: (r.accuracy, r.latency_ms)
-        )
+        return [p.record for p in network_front(self.trials(), records)]
 
     def completed_records(
         self, *, device: str | None = None, batch_size: int | None = None

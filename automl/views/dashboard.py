@@ -1,11 +1,14 @@
 """What optuna-dashboard shows of a study without a click: plots and notes pushed with its own API.
 
 Three study plots (``optuna_dashboard.save_plotly_graph_object``, each under a fixed id so that a
-push replaces the previous one): the Pareto front coloured by K with the baseline marked and
-axes that say which way is better, on which device and batch size; validation accuracy per epoch
-of every trial; and the front's hypervolume against compute. One note per ended trial
-(``optuna_dashboard.save_note``): its architecture, members' accuracies, latency per execution
-mode, and why it was pruned or failed.
+push replaces the previous one): every trial against latency coloured by K (stopped ones hollow,
+noisy latencies crossed out, the denoised front joined, the baseline marked; ``automl.views.plots``,
+the report's figure) with axes that say which way is better, on which device and batch size;
+validation accuracy per epoch of every trial; and the front's hypervolume against compute. The
+dashboard lists them in ``PLOT_ORDER`` (``automl.views.dashboard_guard`` fixes the order). One
+note per ended trial (``optuna_dashboard.save_note``): its architecture, members' accuracies,
+latency per execution mode (noisy said), where a reused outcome came from, and why it was
+stopped, paused or failed.
 
 Pushed when ``automl dashboard`` starts and after every trial a worker ends
 (``automl.search.runner``). Pushing is a courtesy to the viewer: ``publish_trial_end`` and
@@ -21,16 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.search.hypervolume import non_dominated
+from automl.search.front import REUSED_FROM_ATTR, configurations, front_of, is_noisy
 from automl.search.progress import hypervolume_by_compute, reference_point
 from automl.store.attrs import TrialAttr
-from automl.views.colours import k_colour
+from automl.views.colours import k_shade
+from automl.views.plots import Labels, accuracy_latency_figure
+from automl.views.trials_table import PAUSED_ATTR, final_phase_words, trial_rows
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -41,6 +47,7 @@ __all__ = [
     "CURVES_PLOT_ID",
     "FRONT_PLOT_ID",
     "HYPERVOLUME_PLOT_ID",
+    "PLOT_ORDER",
     "curves_figure",
     "front_figure",
     "hypervolume_figure",
@@ -57,6 +64,8 @@ log = logging.getLogger(__name__)
 FRONT_PLOT_ID = "automl-pareto-front"
 CURVES_PLOT_ID = "automl-learning-curves"
 HYPERVOLUME_PLOT_ID = "automl-hypervolume-compute"
+# The order the dashboard shows them in, whatever order the storage returns their attributes.
+PLOT_ORDER = (FRONT_PLOT_ID, CURVES_PLOT_ID, HYPERVOLUME_PLOT_ID)
 
 _ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # The dashboard draws the figure in its own theme; plotly's default template would add ~8 kB of
@@ -82,102 +91,35 @@ def is_baseline(t: FrozenTrial, space: SearchSpace) -> bool:
     return _k(t) == 1 and math.isclose(_width(t, space), space.model.default_width_mult)
 
 
-def _feasible(t: FrozenTrial) -> bool:
-    return all(v <= 0.0 for v in t.constraints.values())
-
-
 def _devices(trials: Iterable[FrozenTrial]) -> str:
     found = sorted({str(d) for t in trials if (d := t.user_attrs.get(TrialAttr.DEVICE))})
     return " / ".join(found) or "device unknown"
 
 
-def _hover(t: FrozenTrial, space: SearchSpace) -> str:
-    assert t.values is not None
-    return (
-        f"trial {t.number}<br>K = {_k(t)}, width {_width(t, space):.3g}<br>"
-        f"accuracy {t.values[0]:.4f}<br>latency {t.values[1]:.3f} ms"
-    )
-
-
 def front_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figure:
-    """Completed trials, accuracy against latency, one colour per K; the front joined, the
-    baseline marked, trials over a budget greyed out."""
-    import plotly.graph_objects as go
-
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.values is not None]
-    feasible = [t for t in done if _feasible(t)]
-    ks = sorted({_k(t) for t in done}) or [1]
-    front = non_dominated(feasible, key=lambda t: (t.values[0], t.values[1]))
-    fig = go.Figure()
-    if front:
-        fig.add_trace(
-            go.Scatter(
-                x=[t.values[1] for t in front],
-                y=[t.values[0] for t in front],
-                mode="lines",
-                line={"shape": "hv", "color": "#888888", "dash": "dot"},
-                name="Pareto front",
-                hoverinfo="skip",
-            )
-        )
-    on_front = {t.number for t in front}
-    for k in ks:
-        group = [t for t in feasible if _k(t) == k]
-        if not group:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=[t.values[1] for t in group],
-                y=[t.values[0] for t in group],
-                mode="markers",
-                name=f"K = {k}",
-                marker={
-                    "color": k_colour(k),
-                    "size": [12 if t.number in on_front else 7 for t in group],
-                    "line": {"width": 1, "color": "#333333"},
-                },
-                text=[_hover(t, space) for t in group],
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
-    over = [t for t in done if not _feasible(t)]
-    if over:
-        fig.add_trace(
-            go.Scatter(
-                x=[t.values[1] for t in over],
-                y=[t.values[0] for t in over],
-                mode="markers",
-                name="over a budget",
-                marker={"color": "#bbbbbb", "symbol": "x", "size": 7},
-                text=[_hover(t, space) for t in over],
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
-    base = [t for t in done if is_baseline(t, space)]
-    if base:
-        b = min(base, key=lambda t: t.number)
-        fig.add_trace(
-            go.Scatter(
-                x=[b.values[1]],
-                y=[b.values[0]],
-                mode="markers+text",
-                name=f"baseline (K = 1, width {space.model.default_width_mult:g})",
-                marker={"symbol": "star", "size": 18, "color": "#000000"},
-                text=["baseline"],
-                textposition="top center",
-                hovertemplate=f"{_hover(b, space)}<extra>baseline</extra>",
-            )
-        )
+    """Every trial, accuracy against latency, one colour per K (``automl.views.plots``): finished
+    configurations filled with their spread, stopped trials hollow at their last accuracy, noisy
+    latencies crossed out, the denoised front joined, the baseline marked, trials over a budget
+    greyed out."""
+    rows = trial_rows(trials, space)
+    points = configurations(trials)
+    base = next((t.number for t in trials if t.values is not None and is_baseline(t, space)), None)
     batch = space.objectives.latency_batch_size
-    fig.update_layout(
-        _LAYOUT,
-        title={
-            "text": "Accuracy vs latency by K"
-            f"<br><sub>{space.model.name}; large markers: on the front</sub>"
-        },
-        xaxis={"title": {"text": f"latency ms, {_devices(done)}, batch {batch} (lower is better)"}},
-        yaxis={"title": {"text": "validation accuracy (higher is better)"}},
+    done = [t for t in trials if t.state is TrialState.COMPLETE]
+    fig = accuracy_latency_figure(
+        rows,
+        points,
+        front_of(points),
+        base,
+        Labels(
+            "Accuracy vs latency by K, every trial"
+            f"<br><sub>{space.model.name}; hollow: stopped early (last accuracy); "
+            "bars: latency IQR</sub>",
+            f"latency ms, {_devices(done)}, batch {batch} (lower is better)",
+            "validation accuracy (higher is better)",
+        ),
     )
+    fig.update_layout(_LAYOUT)
     return fig
 
 
@@ -189,9 +131,14 @@ def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figur
     with_curve = [t for t in trials if t.user_attrs.get(TrialAttr.CURVE)]
     fig = go.Figure()
     shown: set[int] = set()
+    per_k = Counter(_k(t) for t in with_curve)
+    index: Counter[int] = Counter()
     for t in with_curve:
         curve = t.user_attrs[TrialAttr.CURVE]
         k = _k(t)
+        # A shade of K's colour per trial: twenty curves of one K stay apart.
+        colour = k_shade(k, index[k], per_k[k])
+        index[k] += 1
         points = [(e + 1, v) for e, v in enumerate(curve) if v is not None]
         fig.add_trace(
             go.Scatter(
@@ -202,7 +149,7 @@ def curves_figure(trials: Sequence[FrozenTrial], space: SearchSpace) -> go.Figur
                 legendgroup=f"K{k}",
                 showlegend=k not in shown,
                 line={
-                    "color": k_colour(k),
+                    "color": colour,
                     "dash": "solid" if t.state is TrialState.COMPLETE else "dot",
                 },
                 marker={"size": 4},
@@ -307,6 +254,16 @@ def trial_note(t: FrozenTrial, space: SearchSpace) -> str:
         lines.append("- latency per execution mode: " + ", ".join(parts))
     if u.get(TrialAttr.LATENCY_IQR_MS) is not None:
         lines.append(f"- latency spread (IQR): {_fmt_ms(u[TrialAttr.LATENCY_IQR_MS])}")
+        if is_noisy(u.get(TrialAttr.LATENCY_MS), u.get(TrialAttr.LATENCY_IQR_MS)):
+            lines.append(
+                "- **NOISY latency**: its IQR is over a quarter of its median; not picked by "
+                "`automl export --trial best` unless --allow-noisy"
+            )
+    if isinstance(u.get(REUSED_FROM_ATTR), int):
+        lines.append(f"- outcome reused from trial {u[REUSED_FROM_ATTR]} (same configuration)")
+    phase = final_phase_words(u)
+    if phase:
+        lines.append(f"- {phase}")
     if u.get(TrialAttr.N_PARAMS) is not None:
         macs = u.get(TrialAttr.MACS)
         extra = f", {macs / 1e6:.2f} MMACs" if isinstance(macs, int | float) else ""
@@ -330,7 +287,8 @@ def trial_note(t: FrozenTrial, space: SearchSpace) -> str:
         )
     if t.state is TrialState.PRUNED:
         why = u.get(TrialAttr.PRUNED_REASON, "no reason stored")
-        lines += ["", f"**Stopped early**: {why}"]
+        said = "Paused" if u.get(PAUSED_ATTR) else "Stopped early"
+        lines += ["", f"**{said}**: {why}"]
     elif t.state is TrialState.FAIL:
         why = u.get(TrialAttr.FAIL_REASON, "no reason stored")
         lines += ["", f"**Failed**: {why}"]

@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
+from optuna.trial import TrialState
 
 from automl.cli import main
-from automl.cli.status_cmd import WIDE_SPREAD_RATIO
-from automl.store.attrs import StudyAttr
+from automl.cli.status_cmd import SHOWN_TRIALS, WIDE_SPREAD_RATIO
+from automl.store.attrs import StudyAttr, TrialAttr
 from automl.views.trial_text import duration, readable_params
 from tests.study_builders import finish_trial, start_trial, tiny_study
 
@@ -92,3 +93,53 @@ def test_durations_and_params_read_as_words() -> None:
     ]
     params = {"lr": 0.012345, "cot_weight": 0.5, "width_mult": 1.5, "split_factor": 2}
     assert readable_params(params) == "K=2 width=1.5 cot_weight=0.5 lr=0.0123"
+
+
+def test_status_lists_every_trial_the_verdict_and_the_pick(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tiny_study(tmp_path)
+    finish_trial(study, 0.80, 1.0)
+    finish_trial(study, 0.85, 2.0, params={"split_factor": 1, "width_mult": 1.5})
+    k2 = finish_trial(study, 0.70, 1.5, params=K2)  # dominated by the baseline
+    for _ in range(SHOWN_TRIALS):
+        start = start_trial(study, {**K2, "width_mult": 0.9})
+        start.set_user_attr(TrialAttr.CURVE, [0.4])
+        start.set_user_attr(TrialAttr.LATENCY_MS, 1.2)
+        study.optuna_study.tell(start, state=TrialState.PRUNED)
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    assert main(["status", "--storage", url, "--max-latency-ms", "1.2"]) == 0
+    out = capsys.readouterr().out
+    total = 3 + SHOWN_TRIALS
+    # An open-ended run made more trials than the one (the baseline) ever asked for.
+    assert f"trials: {total} | " in out and "of 1 asked for" not in out
+    assert not re.search(r"of \d+ trials ended", out)
+    assert f"(the last {SHOWN_TRIALS} of {total}; --all for every one)" in out
+    assert f"K = 2: best 0.7000 at 1.5 ms (#{k2}), dominated by K = 1 at every latency" in out
+    assert "Does dividing pay here? Not in this study" in out
+    assert "Ship trial #0: K = 1, width 1, validation accuracy 0.8000" in out
+    assert f"Ship it with: automl export --storage {url} --study tiny --trial 0" in out
+
+    assert main(["status", "--storage", url, "--all"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("trials:\n", 1)[1].split("hypervolume against compute")[0]
+    header, *rows = table.strip().splitlines()
+    assert header.split()[:7] == ["trial", "K", "width", "co-training", "state", "epochs", "rung"]
+    assert len(rows) == total
+    assert re.match(
+        r"#3\s+2\s+0\.9\s+cot_kind=js cot_weight=0.5\s+stopped\s+1\s+-\s+0\.4000", rows[3].strip()
+    )
+    # Without a budget the pick is the knee of the front, and says so.
+    assert "the knee of the front" in out
+
+
+def test_status_shows_the_dominated_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tiny_study(tmp_path)
+    finish_trial(study, 0.80, 3.0)
+    finish_trial(study, 0.85, 1.0, params=K2)
+    assert main(["status", "--storage", f"sqlite:///{tmp_path / 'tiny.db'}"]) == 0
+    out = capsys.readouterr().out
+    after = out.split("baseline (K = 1 at the default width), dominated:\n", 1)[1]
+    assert re.search(r"^0\s+1\s+1\.000\s+-\s+0\.8000", after.splitlines()[2])

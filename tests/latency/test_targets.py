@@ -15,7 +15,7 @@ import automl
 from automl.errors import ConfigError
 from automl.measure.host_share import HostShare
 from automl.measure.targets import latencies_for
-from automl.search.hypervolume import non_dominated
+from automl.search.front import network_front
 from automl.search.remeasure import remeasure
 from automl.search.study import ParetoRecord
 from automl.store.attrs import StudyAttr, TrialAttr
@@ -78,13 +78,28 @@ def test_the_front_on_another_target_comes_from_its_numbers(trained: automl.Auto
         # A batch of 16 is not the trial's batch of 1: the numbers are the re-measured ones.
         own = trained.optuna_study.trials[r.number].values[1]
         assert r.latency_ms != own
-    # The front is exactly the non-dominated set under the new numbers.
+    # The front is exactly the configuration front under the new numbers (their spread too).
     every = [ParetoRecord.from_trial(t) for t in trained.trials() if t.values]
-    expected = non_dominated(
-        [dataclasses.replace(r, latency_ms=measured[r.number].median_ms) for r in every],
-        key=lambda r: (r.accuracy, r.latency_ms),
-    )
-    assert [r.number for r in front] == [r.number for r in expected]
+    remeasured = [
+        dataclasses.replace(
+            r, latency_ms=measured[r.number].median_ms, latency_iqr_ms=measured[r.number].iqr_ms
+        )
+        for r in every
+    ]
+    expected = network_front(trained.trials(), remeasured)
+    assert [r.number for r in front] == [p.number for p in expected]
+    # Each point left out is dominated under the new numbers or inside a neighbour's spread.
+    on = {r.number for r in front}
+    for r in remeasured:
+        if r.number not in on:
+            absorbed = any(r.number in p.absorbed for p in expected)
+            dominated = any(
+                o.accuracy >= r.accuracy
+                and o.latency_ms <= r.latency_ms
+                and (o.accuracy, o.latency_ms) != (r.accuracy, r.latency_ms)
+                for o in remeasured
+            )
+            assert absorbed or dominated, r.number
     # The worker's own target still gives the trained front.
     own_front = trained.pareto_front(device="cpu")
     assert [r.number for r in own_front] == [r.number for r in trained.pareto_front()]

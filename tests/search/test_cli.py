@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,6 +40,11 @@ def test_search_smoke_space_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "ran 3 trials here: 3 complete" in out.stdout
     assert "Pareto front" in out.stdout and "latency_ms" in out.stdout
+    # Without bars, one line per trial; the closing verdict and the model to ship.
+    assert out.stdout.count(" after 3 epoch(s): accuracy ") == 3
+    assert "Does dividing pay here? " in out.stdout and "K = 1: " in out.stdout
+    # (on a busy machine every latency may be noisy: then the pick is said as such)
+    assert re.search(r"Ship it (anyway )?with: automl export --storage", out.stdout)
     assert (tmp_path / "automl.db").is_file() and (tmp_path / "artifacts").is_dir()
     print(f"smoke search, 3 trials: {elapsed:.1f}s")
 
@@ -55,7 +61,7 @@ def test_search_smoke_space_end_to_end(tmp_path: Path) -> None:
         "pareto_front.html",
         "pareto_front.png",
         "hypervolume.html",
-        "hypervolume.png",
+        "hypervolume_compute.png",
     ):
         assert (tmp_path / "rep" / name).stat().st_size > 0, name
     assert (tmp_path / "rep" / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

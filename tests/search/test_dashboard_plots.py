@@ -64,7 +64,7 @@ def test_a_search_pushes_plots_notes_constraints_and_curves(tmp_path: Path) -> N
     assert set(plots) == {FRONT_PLOT_ID, CURVES_PLOT_ID, HYPERVOLUME_PLOT_ID}
     front = plots[FRONT_PLOT_ID]
     names = [tr["name"] for tr in front["data"]]
-    assert "baseline (K = 1, width 1)" in names and "K = 1" in names
+    assert "baseline (K = 1, default width)" in names and "K = 1 finished" in names
     device = trials[0].user_attrs[TrialAttr.DEVICE]
     assert front["layout"]["xaxis"]["title"]["text"] == (
         f"latency ms, {device}, batch 1 (lower is better)"
@@ -232,3 +232,34 @@ def test_the_dashboard_pushes_plots_and_missing_notes_at_start(tmp_path: Path) -
     assert _note(ost, done).startswith("## Trial 1: convnet_s, K = 2, width 0.8")
     assert _note(ost, failed) == "my own note"
     assert _plots(plain) == {} and _note(plain, plain.get_trials()[0]) == ""
+
+
+def test_the_pushed_front_shows_every_trial_stopped_ones_hollow(tmp_path: Path) -> None:
+    from automl.views.dashboard import front_figure
+    from tests.study_builders import finish_trial, start_trial, tiny_study
+
+    study = tiny_study(tmp_path)
+    finish_trial(study, 0.80, 1.0)
+    noisy = finish_trial(
+        study, 0.82, 0.5, params={"split_factor": 2, "width_mult": 0.8}, iqr_ms=0.4
+    )
+    t = start_trial(study, {"split_factor": 2, "width_mult": 0.9})
+    t.set_user_attr(TrialAttr.LATENCY_MS, 0.7)
+    t.set_user_attr(TrialAttr.CURVE, [0.3, 0.5])
+    study.optuna_study.tell(t, state=TrialState.PRUNED)
+    fig = front_figure(study.optuna_study.get_trials(), study.space)
+    names = [tr.name for tr in fig.data]
+    assert names == [
+        "K = 1 finished",
+        "K = 2 finished",
+        "K = 2 stopped early (hollow: last accuracy)",
+        "noisy latency (IQR > 25% of median)",
+        "Pareto front (configurations, denoised)",
+        "baseline (K = 1, default width)",
+    ]
+    hollow = fig.data[2]
+    assert hollow.marker.symbol == "circle-open" and list(hollow.y) == [0.5]
+    crossed = fig.data[3]
+    assert list(crossed.x) == [0.5] and list(crossed.y) == [0.82]
+    note = trial_note(study.optuna_study.trials[noisy], study.space)
+    assert "**NOISY latency**" in note

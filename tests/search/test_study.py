@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 import automl
 from automl.errors import SearchSpaceError, StorageError
+from automl.search.front import network_front
 from automl.search.study import METRIC_NAMES
 from automl.store.attrs import StudyAttr, TrialAttr
 from tests.helpers import write_space
@@ -82,13 +83,19 @@ def test_pareto_front_agrees_with_optuna(storage_url: str, study_name: str, tmp_
     study = automl.create_study(write_space(tmp_path), storage=storage_url, study_name=study_name)
     study.optimize(n_trials=5)
     front = study.pareto_front()
+    points = network_front(study.trials())
     best = optuna.load_study(study_name=study_name, storage=storage_url).best_trials
-    assert sorted(r.number for r in front) == sorted(t.number for t in best)
+    # One record per configuration of the denoised front; every trial Optuna calls best is one
+    # of them, a repeat of one, or left to a neighbour inside its measured spread.
+    assert [r.number for r in front] == [p.number for p in points]
+    covered = {n for p in points for n in (*p.trials, *p.reused, *p.absorbed)}
+    assert {t.number for t in best} <= covered
     assert [r.latency_ms for r in front] == sorted(r.latency_ms for r in front)
-    for r in front:
-        t = next(t for t in best if t.number == r.number)
-        assert (r.accuracy, r.latency_ms) == tuple(t.values)
-        assert r.n_params == t.user_attrs["n_params"] and len(r.member_accuracies) == r.split_factor
+    for p, r in zip(points, front, strict=True):
+        if len(p.trials) == 1:
+            t = study.optuna_study.trials[r.number]
+            assert (r.accuracy, r.latency_ms) == tuple(t.values)
+        assert r.n_params is not None and len(r.member_accuracies) == r.split_factor
 
 
 def _create(args: tuple[str, str, str]) -> int:

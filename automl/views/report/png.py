@@ -1,16 +1,20 @@
 """The report's figures for papers and slides (matplotlib PNGs), the same content as the HTML
-ones: the front coloured by K with the baseline marked and joined as a step line, the hypervolume
-against compute with its reference point, and the learning curves."""
+ones: every trial against latency coloured by K (stopped ones hollow, noisy latencies crossed out)
+with the front and the baseline, and the learning curves. The hypervolume against compute is
+``hypervolume_compute.png`` (epochs and minutes side by side), drawn by ``write_report``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from automl.views.colours import k_colour
+from automl.search.front import NOISY_SPREAD_RATIO
+from automl.views.colours import k_colour, k_shade
+from automl.views.plots import NOISY_COLOUR
 from automl.views.report.data import ACCURACY_LABEL, ReportData
 
-__all__ = ["curves_png", "front_png", "hypervolume_png"]
+__all__ = ["curves_png", "front_png"]
 
 DPI = 150
 
@@ -33,35 +37,74 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def front_png(data: ReportData, path: Path) -> None:
+    """The same content as the HTML figure: finished configurations filled with their spread as
+    error bars, stopped trials hollow, noisy latencies crossed out, the front and the baseline."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for k in sorted({r.split_factor for r in data.completed}):
-        pts = [r for r in data.completed if r.split_factor == k]
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    stopped = [r for r in data.rows if data.stopped_shown and r.stopped and r.latency_ms]
+    for k in sorted({p.split_factor for p in data.points} | {r.split_factor for r in stopped}):
+        mine = [p for p in data.points if p.split_factor == k]
+        if mine:
+            ax.errorbar(
+                [p.latency_ms for p in mine],
+                [p.accuracy for p in mine],
+                xerr=[p.latency_iqr_ms / 2 for p in mine],
+                yerr=[
+                    [p.accuracy - min(p.accuracies) for p in mine],
+                    [max(p.accuracies) - p.accuracy for p in mine],
+                ],
+                fmt="o",
+                color=k_colour(k),
+                markeredgecolor="black",
+                markeredgewidth=0.4,
+                markersize=6,
+                elinewidth=0.8,
+                capsize=2,
+                label=f"K = {k} finished",
+                zorder=3,
+            )
+        halted = [r for r in stopped if r.split_factor == k]
+        if halted:
+            ax.scatter(
+                [r.latency_ms for r in halted],
+                [r.accuracy for r in halted],
+                facecolors="none",
+                edgecolors=k_colour(k),
+                linewidths=1.3,
+                s=34,
+                label=f"K = {k} stopped early (last accuracy)",
+                zorder=3,
+            )
+    noisy = [(p.latency_ms, p.accuracy) for p in data.points if p.noisy] + [
+        (r.latency_ms, r.accuracy) for r in stopped if r.noisy
+    ]
+    if noisy:
         ax.scatter(
-            [r.latency_ms for r in pts],
-            [100 * r.accuracy for r in pts],
-            color=k_colour(k),
-            s=28,
-            edgecolors="black",
-            linewidths=0.4,
-            label=f"K = {k}",
-            zorder=3,
+            [x for x, _ in noisy],
+            [y for _, y in noisy],
+            marker="x",
+            color=NOISY_COLOUR,
+            s=90,
+            linewidths=1.5,
+            label=f"noisy latency (IQR > {NOISY_SPREAD_RATIO:.0%} of median)",
+            zorder=5,
         )
-    if data.front:
+    front = data.front_points
+    if front:
         ax.step(
-            [r.latency_ms for r in data.front],
-            [100 * r.accuracy for r in data.front],
+            [p.latency_ms for p in front],
+            [p.accuracy for p in front],
             where="post",
             color="black",
             linewidth=1.2,
-            label="Pareto front",
+            label="Pareto front (configurations, denoised)",
             zorder=2,
         )
         # A ring around each front point: a front of one point is still visible.
         ax.scatter(
-            [r.latency_ms for r in data.front],
-            [100 * r.accuracy for r in data.front],
-            s=110,
+            [p.latency_ms for p in front],
+            [p.accuracy for p in front],
+            s=120,
             facecolors="none",
             edgecolors="black",
             linewidths=1.0,
@@ -71,7 +114,7 @@ def front_png(data: ReportData, path: Path) -> None:
         b = data.baseline
         ax.scatter(
             [b.latency_ms],
-            [100 * b.accuracy],
+            [b.accuracy],
             marker="*",
             s=260,
             color=k_colour(1),
@@ -82,7 +125,7 @@ def front_png(data: ReportData, path: Path) -> None:
         )
         ax.annotate(
             f"baseline #{b.number}",
-            (b.latency_ms, 100 * b.accuracy),
+            (b.latency_ms, b.accuracy),
             textcoords="offset points",
             xytext=(6, 8),
             fontsize=8,
@@ -91,29 +134,7 @@ def front_png(data: ReportData, path: Path) -> None:
     ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title(f"{data.study_name}: validation accuracy against latency", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="division factor", title_fontsize=8)
-    _save(fig, path)
-
-
-def hypervolume_png(data: ReportData, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.step(
-        [p.seconds / 60 for p in data.history],
-        [p.hypervolume for p in data.history],
-        where="post",
-        marker="o",
-        markersize=3,
-    )
-    ax.set_xlabel("training minutes, all trials (pruned and failed included)")
-    ax.set_ylabel("hypervolume (accuracy fraction × ms), higher is better ↑")
-    # The reference point in the title: a hypervolume means nothing without its corner.
-    ax.set_title(
-        f"Hypervolume against compute\nreference: accuracy {data.reference[0]:g}, latency "
-        f"{data.reference[1]:.3g} ms (1.1 × slowest completed trial)",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, title="division factor", title_fontsize=7)
     _save(fig, path)
 
 
@@ -121,26 +142,35 @@ def curves_png(data: ReportData, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     labelled: set[int] = set()
-    for c in sorted(data.curves, key=lambda c: (c.split_factor, c.number)):
+    ordered = sorted(data.curves, key=lambda c: (c.split_factor, c.number))
+    per_k = Counter(c.split_factor for c in ordered)
+    index: Counter[int] = Counter()
+    for c in ordered:
         epochs = [e + 1 for e, a in enumerate(c.accuracies) if a is not None]
-        accs = [100 * a for a in c.accuracies if a is not None]
+        accs = [a for a in c.accuracies if a is not None]
         ax.plot(
             epochs,
             accs,
-            color=k_colour(c.split_factor),
+            # A shade of K's colour per trial, dotted when it stopped early.
+            color=k_shade(c.split_factor, index[c.split_factor], per_k[c.split_factor]),
+            linestyle="-" if c.state == "complete" else ":",
             marker="o",
             markersize=2.5,
             linewidth=1,
-            alpha=0.8,
+            alpha=0.9,
             label=f"K = {c.split_factor}" if c.split_factor not in labelled else None,
         )
+        index[c.split_factor] += 1
         labelled.add(c.split_factor)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ACCURACY_LABEL)
-    ax.set_title("Learning curves: validation accuracy after each epoch", fontsize=10)
+    ax.set_title(
+        "Learning curves: validation accuracy after each epoch (dotted: stopped early)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     if labelled:
         ax.legend(fontsize=8)
