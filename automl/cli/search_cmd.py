@@ -13,6 +13,7 @@ from automl.errors import ConfigError
 from automl.measure.host_share import HostShare
 from automl.search.study import create_study
 from automl.search.worker import install_stop_handlers
+from automl.store.attrs import StudyAttr
 from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.views.report import format_front
 
@@ -40,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument(
-        "--enqueue-only", action="store_true", help="add the trials for workers, run none here"
+        "--enqueue-only",
+        action="store_true",
+        help="add trials for workers until the study holds --n-trials in all (again: none), "
+        "run none here",
     )
     p.add_argument(
         "--heartbeat-interval", type=positive_int, default=None, help="seconds between heartbeats"
@@ -95,8 +99,11 @@ def run(args: argparse.Namespace) -> int:
         f"{len(study.trials())} trials so far; artifacts in {study.artifact_dir}"
     )
     if args.enqueue_only:
-        missing = max(0, (n_trials or 0) - study.waiting_trials())
-        study.add_trials(missing)
+        # The study's target counts every trial ever enqueued (the baseline included), so the
+        # same command run again (a compose stack brought up again) adds none: a study asked for
+        # N trials runs N, however often its init job runs.
+        target = int(study.optuna_study.user_attrs.get(StudyAttr.TARGET_TRIALS) or 0)
+        study.add_trials(max(0, (n_trials or 0) - target))
         print(f"{study.waiting_trials()} trials waiting for workers")
         return 0
     # Ctrl-C and SIGTERM as for a worker: the running trial ends at its epoch boundary and is

@@ -17,8 +17,8 @@ from tests.helpers import REPO
 DOCKER = REPO / "docker"
 
 
-def _compose() -> dict[str, Any]:
-    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+def _compose(name: str = "compose.yaml") -> dict[str, Any]:
+    return yaml.safe_load((DOCKER / name).read_text())
 
 
 def _substitute(value: str) -> str:
@@ -50,9 +50,15 @@ def test_compose_structure() -> None:
     assert (
         "${POSTGRES_PASSWORD:?" in pg["environment"]["POSTGRES_PASSWORD"]
     )  # required, never a literal
+    assert pg["image"].startswith("${AUTOML_POSTGRES_IMAGE:-")  # a variable, the public default
     worker = services["worker"]
-    gpu = worker["deploy"]["resources"]["reservations"]["devices"][0]
+    # CPU by default; compose.gpu.yaml adds one GPU per replica.
+    assert "deploy" not in worker
+    gpu_worker = _compose("compose.gpu.yaml")["services"]["worker"]
+    gpu = gpu_worker["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["count"] == 1 and "gpu" in gpu["capabilities"]
+    assert gpu_worker["command"][:2] == ["--device", "cuda:0"]
+    _parses(["worker", "--study", "x", *[str(a) for a in gpu_worker["command"]]])
     assert worker["restart"] in ("on-failure", "unless-stopped", "always")
     assert worker["stop_grace_period"]
     assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
@@ -123,7 +129,8 @@ def test_no_credentials_are_committed() -> None:
 
 def test_dockerfile_references_exist() -> None:
     lines = (DOCKER / "Dockerfile").read_text().splitlines()
-    copies = [ln.split()[1:-1] for ln in lines if ln.startswith("COPY")]
+    # COPY --from=<stage> copies from an earlier stage, not from the repository.
+    copies = [ln.split()[1:-1] for ln in lines if ln.startswith("COPY") and "--from=" not in ln]
     for sources in copies:
         for src in sources:
             assert (REPO / src).exists(), src
