@@ -63,10 +63,12 @@ val_fraction = 0.15
 
 [model]
 name = "convnet_s"
+# The K = 1 baseline at the searched widths: at 1.0 its epochs take ten times longer here.
+default_width_mult = 0.25
 
 [train]
 epochs = {EPOCHS}
-batch_size = 64
+batch_size = 128
 lr = 0.05
 
 [search]
