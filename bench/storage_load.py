@@ -181,11 +181,17 @@ class Pace:
 
 
 def _worker(
-    storage: BaseStorage, study_name: str, pace: Pace, timings: Timings, claimed: list[int]
+    storage: BaseStorage,
+    study_name: str,
+    pace: Pace,
+    timings: Timings,
+    claimed: list[int],
+    deadline: float,
 ) -> None:
     study = optuna.load_study(study_name=study_name, storage=storage)
     study_id = storage.get_study_id_from_name(study_name)
-    while True:
+    # Past the deadline no trial is claimed: the run ends, and its row shows what was left.
+    while time.monotonic() < deadline:
         got = timings.timed("claim", lambda: claim_waiting_trial(study, storage))
         if got is None:
             # Same rule as the worker: leave when nothing waits or runs (here nothing is retried).
@@ -254,7 +260,14 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def run_one(
-    url: str, postmaster: int, mode: str, n: int, real_pool: int, epochs: int, proxy_port: int
+    url: str,
+    postmaster: int,
+    mode: str,
+    n: int,
+    real_pool: int,
+    epochs: int,
+    proxy_port: int,
+    max_seconds: float,
 ) -> Result:
     scale = n / real_pool
     pace = Pace(
@@ -300,12 +313,13 @@ def run_one(
 
     def body(storage: BaseStorage) -> None:
         try:
-            _worker(storage, name, pace, timings, claimed)
+            _worker(storage, name, pace, timings, claimed, deadline)
         except Exception as e:  # counted and shown: a load test reports its failures
             with timings.lock:
                 timings.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
     threads = [threading.Thread(target=body, args=(s,), daemon=True) for s in storages]
+    deadline = time.monotonic() + max_seconds
     with ServerCpu(postmaster) as cpu:
         t0 = time.perf_counter()
         for t in threads:
@@ -334,17 +348,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[8, 64, 256, 1024])
     ap.add_argument("--mode", nargs="+", choices=["direct", "grpc"], default=["direct", "grpc"])
     ap.add_argument("--real-pool", type=int, default=1024, help="GPUs of the pool simulated")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs of each simulated trial")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of each simulated trial")
+    ap.add_argument(
+        "--max-seconds", type=float, default=300.0, help="no claim after this long (per run)"
+    )
     args = ap.parse_args(argv)
     if any(n < 1 for n in args.workers) or args.epochs < 1 or args.real_pool < 1:
         ap.error("--workers, --epochs and --real-pool must be positive")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in open("/proc/cpuinfo")
+            if ln.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    print(f"{cpu}, {os.cpu_count()} CPUs; PostgreSQL from {PG_BIN}", flush=True)
     results = []
     with postgres_server(max(args.workers) + 50) as (url, postmaster):
         for mode in args.mode:
             for n in args.workers:
-                r = run_one(url, postmaster, mode, n, args.real_pool, args.epochs, _free_port())
+                r = run_one(
+                    url,
+                    postmaster,
+                    mode,
+                    n,
+                    args.real_pool,
+                    args.epochs,
+                    _free_port(),
+                    args.max_seconds,
+                )
                 results.append(r)
                 calls = ", ".join(
                     f"{k} {p50:.1f}/{p99:.1f} ms (n={c})"
