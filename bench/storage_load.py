@@ -357,13 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--workers, --epochs and --real-pool must be positive")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in open("/proc/cpuinfo")
-            if ln.startswith("model name")
-        ),
-        "unknown CPU",
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "unknown"
     )
     print(f"{cpu}, {os.cpu_count()} CPUs; PostgreSQL from {PG_BIN}", flush=True)
     results = []
