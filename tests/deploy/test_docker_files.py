@@ -140,7 +140,9 @@ def test_dockerfile_references_exist() -> None:
     assert (REPO / "workers" / "__main__.py").is_file()
     assert any(ln.startswith("USER ") and "root" not in ln for ln in lines)
     assert any('"torch==2.14.1"' in ln for ln in lines)
-    assert any('".[grpc]"' in ln for ln in lines)
+    # The dependencies with the grpc extra (for `automl grpc-proxy`), then the package itself.
+    assert any("['optional-dependencies']['grpc']" in ln for ln in lines)
+    assert any("pip wheel" in ln and "--no-deps" in ln for ln in lines)
 
 
 def _k8s(name: str) -> dict[str, Any]:
