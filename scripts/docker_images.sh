@@ -57,14 +57,17 @@ fi
 
 # 2. The wheelhouse: every wheel the worker image installs, from the host's package index.
 stamp="$WHEELHOUSE/.stamp"
-want=$(cat pyproject.toml docker/Dockerfile | sha256sum | cut -c1-16)
+want=$(sha256sum <pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "filling $WHEELHOUSE with the host's pip"
     mkdir -p "$WHEELHOUSE"
     # The build backend too: pip builds automl itself inside the image with no index.
+    # (pip warns once per index folder that lacks a package: noise here, left out.)
     "$PYTHON" -m pip download -q -d "$WHEELHOUSE" --only-binary=:all: \
-        "torch==2.14.1" "torchvision==0.29.1" "setuptools>=68" wheel pip
-    "$PYTHON" -m pip wheel -q -w "$WHEELHOUSE" ".[grpc]" "torch==2.14.1" "torchvision==0.29.1"
+        "torch==2.14.1" "torchvision==0.29.1" "setuptools>=68" wheel pip \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+    "$PYTHON" -m pip wheel -q -w "$WHEELHOUSE" ".[grpc]" "torch==2.14.1" "torchvision==0.29.1" \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
     rm -f "$WHEELHOUSE"/automl-*.whl # built again from the sources in the image
     echo "$want" >"$stamp"
 fi
@@ -88,8 +91,10 @@ build() { # image dockerfile context inputs...
     fi
     log "building $image"
     local t=$(date +%s)
+    # The legacy builder (Debian's docker.io has no buildx) prints a deprecation notice: dropped.
     docker build -q -f "$dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
-        --label "org.automl.inputs=$hash" -t "$image" "$context" >/dev/null
+        --label "org.automl.inputs=$hash" -t "$image" "$context" >/dev/null \
+        2> >(grep -v -e DEPRECATED -e buildx -e '^ *$' >&2)
     log "$image built in $(($(date +%s) - t)) s"
 }
 

@@ -291,6 +291,8 @@ def _http(port: int, method: str, path: str) -> int:
         return int(e.code)
 
 
+# Several minutes on a busy 2-core machine (README gives the times); each wait has its own bound.
+@pytest.mark.timeout(1500)
 def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> None:
     t0 = time.monotonic()
     stack.compose("up", "-d", "--scale", "worker=2", timeout=600)
@@ -382,6 +384,13 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
     last = killed_attempts[-1]
     assert int(last.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH, 0)) >= 1, last.user_attrs
     assert last.user_attrs[TrialAttr.HOST] != host
+    # No container logged the password (it reaches libpq in PGPASSWORD, never in a URL).
+    argv = ["docker-compose", "-p", stack.project]
+    for f in stack.files:
+        argv += ["-f", str(f)]
+    logs = _run([*argv, "logs", "--no-color"], env=stack.env)
+    assert logs.returncode == 0 and "postgres" in logs.stdout
+    assert stack.env["POSTGRES_PASSWORD"] not in logs.stdout + logs.stderr
     print(f"compose test: {time.monotonic() - t0:.0f} s, {len(trials)} trial rows")
 
 
