@@ -73,9 +73,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # 3. The images, rebuilt only when an input changed (the label holds the inputs' hash).
-inputs_hash() {
+inputs_hash() { # paths whose content goes into the image (a wheelhouse counts by its stamp)
     { git ls-files -s -- "$@" 2>/dev/null; git diff -- "$@" 2>/dev/null; echo "$BASE_IMAGE"
-        cat "$stamp" 2>/dev/null; } |
+        for p in "$@"; do if [ "$p" = "$stamp" ]; then cat "$stamp"; fi; done; } |
         sha256sum | cut -c1-16
 }
 
@@ -100,5 +100,5 @@ build() { # image dockerfile context inputs...
 
 build "$POSTGRES_IMAGE" docker/postgres/Dockerfile docker/postgres docker/postgres
 build "$WORKER_IMAGE" docker/Dockerfile . docker/Dockerfile .dockerignore pyproject.toml \
-    README.md automl workers search_spaces
+    README.md automl workers search_spaces "$stamp"
 log "images ready in $(($(date +%s) - t0)) s"
