@@ -250,7 +250,10 @@ class Result:
     claims_per_s: float
     server_cpu_s: float
     latency_ms: dict[str, tuple[float, float, int]]
-    exact: bool
+    asked: int
+    unclaimed: int  # still WAITING when the deadline stopped the claims
+    lost: int  # claimed but not COMPLETE at the end
+    claimed_twice: int
     note: str
 
 
@@ -331,16 +334,25 @@ def run_one(
         proxy.terminate()
         proxy.wait(timeout=30)
     trials = optuna.load_study(study_name=name, storage=setup).get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state is TrialState.COMPLETE]
-    exact = (
-        len(trials) == n_trials
-        and len(complete) == n_trials
-        and len(claimed) == n_trials
-        and len(set(claimed)) == n_trials
-    )
+    complete = {t._trial_id for t in trials if t.state is TrialState.COMPLETE}
+    waiting = sum(t.state is TrialState.WAITING for t in trials)
+    assert len(trials) == n_trials, "the protocol made trials of its own"
     lat = {k: (_pct(v, 0.5), _pct(v, 0.99), len(v)) for k, v in sorted(timings.calls.items())}
     note = "; ".join(sorted(set(timings.errors)))[:300]
-    return Result(mode, n, len(complete), wall, len(claimed) / wall, cpu.seconds, lat, exact, note)
+    return Result(
+        mode,
+        n,
+        len(complete),
+        wall,
+        len(claimed) / wall,
+        cpu.seconds,
+        lat,
+        asked=n_trials,
+        unclaimed=waiting,
+        lost=len(set(claimed) - complete),
+        claimed_twice=len(claimed) - len(set(claimed)),
+        note=note,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,11 +396,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{r.mode:6} N={r.workers:5} trials={r.trials:5} wall={r.wall_s:6.1f}s "
                     f"claims/s={r.claims_per_s:6.1f} db_cpu={r.server_cpu_s:6.1f}s "
-                    f"exact={r.exact} | p50/p99: {calls}"
+                    f"asked={r.asked} unclaimed={r.unclaimed} lost={r.lost} "
+                    f"claimed_twice={r.claimed_twice} | p50/p99: {calls}"
                     + (f" | errors: {r.note}" if r.note else ""),
                     flush=True,
                 )
-    return 0 if all(r.exact for r in results) else 1
+    # Trials left unclaimed at the deadline are a throughput limit; lost or doubled ones a bug.
+    return 0 if all(r.lost == 0 and r.claimed_twice == 0 for r in results) else 1
 
 
 if __name__ == "__main__":
