@@ -327,8 +327,9 @@ def run_one(
         t0 = time.perf_counter()
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        # Polled, not joined: Ctrl-C reaches the main thread and the server is still shut down.
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
         wall = time.perf_counter() - t0
     if proxy is not None:
         proxy.terminate()
