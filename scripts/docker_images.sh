@@ -2,8 +2,8 @@
 # Build the images of the compose stack with no image registry: a Debian bookworm base made with
 # debootstrap from the Debian mirror apt already uses, the Python packages from a wheelhouse that
 # the host's pip fills. Safe to run again: each step is skipped when its result is up to date
-# (the base image exists; the wheelhouse stamp matches pyproject.toml; the images carry a label
-# with the hash of their inputs), so a second run takes seconds.
+# (the base image exists; the images carry a label with the hash of their inputs; the wheelhouse,
+# filled only for a worker build, matches pyproject.toml), so a second run takes seconds.
 #
 #   scripts/docker_images.sh            base image, wheelhouse, automl-worker, automl-postgres
 #   BASE_IMAGE=python:3.11-slim ...     build on a public base instead (needs a registry)
@@ -55,10 +55,12 @@ if [ "$BASE_IMAGE" = automl-base:bookworm ] && ! docker image inspect "$BASE_IMA
     log "base image $BASE_IMAGE made in $(($(date +%s) - t0)) s"
 fi
 
-# 2. The wheelhouse: every wheel the worker image installs, from the host's package index.
+# 2. The wheelhouse: every wheel the worker image installs, from the host's package index. Filled
+#    only when the worker image is to be built (a fresh clone whose image is current skips it).
 stamp="$WHEELHOUSE/.stamp"
 want=$(sha256sum <pyproject.toml | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+fill_wheelhouse() {
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
     log "filling $WHEELHOUSE with the host's pip"
     mkdir -p "$WHEELHOUSE"
     # The build backend too: pip builds automl itself inside the image with no index.
@@ -70,27 +72,31 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
     rm -f "$WHEELHOUSE"/automl-*.whl # built again from the sources in the image
     echo "$want" >"$stamp"
-fi
+}
 
 # 3. The images, rebuilt only when an input changed (the label holds the inputs' hash).
-inputs_hash() { # paths whose content goes into the image (a wheelhouse counts by its stamp)
-    { git ls-files -s -- "$@" 2>/dev/null; git diff -- "$@" 2>/dev/null; echo "$BASE_IMAGE"
-        for p in "$@"; do if [ "$p" = "$stamp" ]; then cat "$stamp"; fi; done; } |
+inputs_hash() { # extra text (the wheelhouse's version), then the paths copied into the image
+    local extra=$1
+    shift
+    { git ls-files -s -- "$@" 2>/dev/null; git diff -- "$@" 2>/dev/null; echo "$BASE_IMAGE $extra"; } |
         sha256sum | cut -c1-16
 }
 
-build() { # image dockerfile context inputs...
-    local image=$1 dockerfile=$2 context=$3
-    shift 3
-    local hash current
-    hash=$(inputs_hash "$@")
+build() { # image dockerfile context extra inputs...
+    local image=$1 dockerfile=$2 context=$3 extra=$4
+    shift 4
+    local hash current t
+    hash=$(inputs_hash "$extra" "$@")
     current=$(docker image inspect -f '{{ index .Config.Labels "org.automl.inputs" }}' "$image" 2>/dev/null || true)
     if [ "$current" = "$hash" ]; then
         log "$image is up to date"
         return 0
     fi
+    if [ "$image" = "$WORKER_IMAGE" ]; then
+        fill_wheelhouse
+    fi
     log "building $image"
-    local t=$(date +%s)
+    t=$(date +%s)
     # The legacy builder (Debian's docker.io has no buildx) prints a deprecation notice: dropped.
     docker build -q -f "$dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
         --label "org.automl.inputs=$hash" -t "$image" "$context" >/dev/null \
@@ -98,7 +104,7 @@ build() { # image dockerfile context inputs...
     log "$image built in $(($(date +%s) - t)) s"
 }
 
-build "$POSTGRES_IMAGE" docker/postgres/Dockerfile docker/postgres docker/postgres
-build "$WORKER_IMAGE" docker/Dockerfile . docker/Dockerfile .dockerignore pyproject.toml \
-    README.md automl workers search_spaces "$stamp"
+build "$POSTGRES_IMAGE" docker/postgres/Dockerfile docker/postgres "" docker/postgres
+build "$WORKER_IMAGE" docker/Dockerfile . "wheelhouse $want" docker/Dockerfile .dockerignore \
+    pyproject.toml README.md automl workers search_spaces
 log "images ready in $(($(date +%s) - t0)) s"
