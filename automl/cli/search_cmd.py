@@ -19,7 +19,7 @@ from automl.search.hooks import default_trial_end_hooks
 from automl.search.study import create_study
 from automl.search.worker import install_stop_handlers
 from automl.space.networks import describe_counts
-from automl.store.attrs import TrialAttr
+from automl.store.attrs import StudyAttr, TrialAttr
 from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.views.report import format_front
 from automl.views.report.data import collect
@@ -53,7 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument(
-        "--enqueue-only", action="store_true", help="add the trials for workers, run none here"
+        "--enqueue-only",
+        action="store_true",
+        help="add trials for workers until the study holds --n-trials in all (again: none), "
+        "run none here",
     )
     p.add_argument(
         "--heartbeat-interval", type=positive_int, default=None, help="seconds between heartbeats"
@@ -114,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
     # What the space holds, before anything trains: a width range is a handful of networks.
     print(f"the space holds {describe_counts(study.networks())}")
     if args.enqueue_only:
-        missing = max(0, (n_trials or 0) - study.waiting_trials())
-        study.add_trials(missing)
+        # The study's target counts every trial ever enqueued (the baseline included), so the
+        # same command run again (a compose stack brought up again) adds none: a study asked for
+        # N trials runs N, however often its init job runs.
+        target = int(study.optuna_study.user_attrs.get(StudyAttr.TARGET_TRIALS) or 0)
+        study.add_trials(max(0, (n_trials or 0) - target))
         print(f"{study.waiting_trials()} trials waiting for workers")
         return 0
     # Ctrl-C and SIGTERM as for a worker: the running trial ends at its epoch boundary and is
