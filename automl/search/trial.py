@@ -302,7 +302,9 @@ class TrialLife:
                 return self.end_pruned()
             except (StopRequested, KeyboardInterrupt) as e:
                 return self.end_stopped(e)
-            except (TrainingError, torch.OutOfMemoryError, SameConfigurationRunning) as e:
+            except SameConfigurationRunning as e:
+                return self.end_not_trained(e)
+            except (TrainingError, torch.OutOfMemoryError) as e:
                 return self.end_failed(e)
             except TRANSIENT_DB_ERRORS as e:
                 return self.end_lost_database(e)
@@ -640,14 +642,25 @@ class TrialLife:
     def end_failed(self, e: BaseException) -> TrialState:
         """The trial's own fault (divergence, a model too big for this device): its reason
         recorded, this trial failed, the worker goes on with the next."""
-        reason = str(e) if isinstance(e, SameConfigurationRunning) else f"{type(e).__name__}: {e}"
-        reason = reason.splitlines()[0][:500]
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         trial = self.trial
         self._record(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, reason), "record a failure")
         self._record(lambda: self.study.tell(trial, state=TrialState.FAIL), "record a failure")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         log.warning("%s failed: %s", self._name, reason)
+        self.checkpoint.discard()
+        return TrialState.FAIL
+
+    def end_not_trained(self, e: SameConfigurationRunning) -> TrialState:
+        """The configuration trains elsewhere right now: this trial fails without training (a
+        FAIL stays out of the samplers' history) and a new trial takes its place, so a study asked
+        for N trials still gets N."""
+        trial, study = self.trial, self.study
+        self._record(lambda: trial.set_user_attr(TrialAttr.FAIL_REASON, str(e)), "record a failure")
+        self._record(lambda: study.tell(trial, state=TrialState.FAIL), "record a failure")
+        self._record(lambda: study.enqueue_trial({}), "enqueue a trial in its place")
+        log.info("%s: %s; a new trial takes its place", self._name, e)
         self.checkpoint.discard()
         return TrialState.FAIL
 

@@ -192,17 +192,19 @@ def test_time_budget_ends_the_search_and_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_trial_running_when_the_budget_is_spent_stops_and_resumes(tmp_path: Path) -> None:
-    # The same parameters twice: the first run says how long the trial takes, the second gets a
-    # tenth of it, far too short to reach its last of 8 epochs however noisy the machine.
+    # The same trial twice, in two studies (within one study the second would reuse the first's
+    # outcome): the first run says how long it takes, the second gets a tenth of it, far too short
+    # to reach its last of 8 epochs however noisy the machine.
     url = f"sqlite:///{tmp_path / 'budget.db'}"
-    study = automl.create_study(
-        write_space(tmp_path, epochs=8, steps=8), storage=url, artifact_dir=tmp_path / "art"
+    space = write_space(tmp_path, epochs=8, steps=8)
+    timing = automl.create_study(
+        space, storage=url, study_name="timing", artifact_dir=tmp_path / "art"
     )
-    study.optimize(n_trials=1)
-    first = study.trials()[0]
-    optuna.load_study(study_name=study.study_name, storage=url).enqueue_trial(first.params)
-    study.optimize(budget_s=_seconds(first) / 10)  # runs the waiting trial
-    stopped = study.trials()[1]
+    timing.optimize(n_trials=1)
+    first = timing.trials()[0]
+    study = automl.create_study(space, storage=url, artifact_dir=tmp_path / "art")
+    study.optimize(budget_s=_seconds(first) / 10)  # runs its waiting baseline
+    stopped = study.trials()[0]
     assert stopped.params == first.params
     assert stopped.state is TrialState.FAIL
     assert "worker stopped" in str(stopped.user_attrs[TrialAttr.FAIL_REASON])
