@@ -14,12 +14,13 @@ demo: $(STAMP)
 	$(BIN)/automl search --space search_spaces/fashion_mnist_cpu.toml --timeout 540 --time-budget 540
 
 # Lint and types first, so that pytest's summary is the last line of the run. pytest runs two
-# processes (one per core); the worker-pool tests stay in one of them (xdist group "pg-workers").
+# processes (one per core); the worker-pool tests stay in one of them (xdist group "pg-workers");
+# the 20 slowest tests are listed before the summary, so that a slow one is seen where it lands.
 test: $(STAMP) images
 	bash scripts/ensure_postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy automl workers tests
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
