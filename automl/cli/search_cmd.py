@@ -23,7 +23,7 @@ from automl.store.attrs import StudyAttr, TrialAttr
 from automl.store.storage import DEFAULT_HEARTBEAT_INTERVAL, StorageSettings, redact
 from automl.views.report import format_front
 from automl.views.report.data import collect
-from automl.views.report.page import pick_words
+from automl.views.report.page import answer_lines
 from automl.views.trial_text import readable_params
 
 if TYPE_CHECKING:
@@ -176,12 +176,7 @@ def run(args: argparse.Namespace) -> int:
     data = collect(study)
     print("Pareto front (validation accuracy vs latency):")
     print(format_front(data.front))
-    print(f"Does dividing pay here? {data.headline}")
-    for line in data.verdicts:
-        print(f"  {line}")
-    print("Which model to ship:")
-    for line in pick_words(data):
-        print(f"  {line}")
+    print("\n".join(answer_lines(data)))
     return 0
 
 

@@ -24,7 +24,7 @@ from automl.store.heartbeats import Heartbeat, heartbeat_ages
 from automl.store.storage import StorageSettings, redact
 from automl.views.report import format_front, reference_point
 from automl.views.report.data import collect
-from automl.views.report.page import baseline_words, pick_words
+from automl.views.report.page import answer_lines, baseline_words
 from automl.views.trial_text import duration, readable_params
 from automl.views.trials_table import TrialRow, format_rows
 
@@ -123,12 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_front([data.baseline]))
     elif data.baseline is None:
         print(baseline_words(data))
-    print(f"Does dividing pay here? {data.headline}")
-    for line in data.verdicts:
-        print(f"  {line}")
-    print("Which model to ship:")
-    for line in pick_words(data):
-        print(f"  {line}")
+    print("\n".join(answer_lines(data)))
     return 0
 
 

@@ -7,11 +7,19 @@ resolve, so a page that loads a script from a CDN is seen blank, as on our machi
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -121,3 +129,40 @@ def assert_plotly_rendered(
         ) from None
     finally:
         screenshot(driver, f"plotly-{name}")
+
+
+def automl_env() -> dict[str, str]:
+    """This checkout's automl for a child process, whatever the editable install points at."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
+    return {**env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+@contextlib.contextmanager
+def serving_dashboard(cwd: Path, *args: str) -> Iterator[tuple[str, int]]:
+    """``automl dashboard ARGS`` on a free port until it answers: its base URL and the id of the
+    one study it serves; stopped on exit."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "automl", "dashboard", "--port", str(port), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=automl_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:
+                    [summary] = json.loads(r.read())["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline, "automl dashboard did not answer in 60 s"
+                time.sleep(0.5)
+        yield base, int(summary["study_id"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.chromium import PLOTLY_RENDERED, screenshot, wait_for
-from tests.helpers import REPO, free_port, write_space
+from tests.browser.chromium import (
+    PLOTLY_RENDERED,
+    automl_env,
+    screenshot,
+    serving_dashboard,
+    wait_for,
+)
+from tests.helpers import write_space
 
 # One xdist process runs the browser tests: one chromium and one served study, not two.
 pytestmark = pytest.mark.xdist_group("browser")
@@ -26,12 +28,6 @@ if TYPE_CHECKING:
 FRONT = '[id="user-defined-plot:automl-pareto-front"]'
 
 
-def _env() -> dict[str, str]:
-    # This checkout's automl, whatever the environment's editable install points at.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
-    return {**env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-
-
 def _automl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "automl", *args],
@@ -39,7 +35,7 @@ def _automl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=600,
-        env=_env(),
+        env=automl_env(),
     )
 
 
@@ -52,31 +48,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
         "search", "--space", str(write_space(tmp)), "--n-trials", "2", "--no-progress", cwd=tmp
     )
     assert search.returncode == 0, search.stderr
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "automl", "dashboard", "--port", str(port), "--study", "tiny"],
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:
-                    [summary] = json.loads(r.read())["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, server.communicate()[0]
-                assert time.monotonic() < deadline, "automl dashboard did not answer in 60 s"
-                time.sleep(0.5)
-        yield base, int(summary["study_id"])
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serving_dashboard(tmp, "--study", "tiny") as served:
+        yield served
 
 
 def test_the_study_page_shows_the_front_by_k(

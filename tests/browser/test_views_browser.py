@@ -5,12 +5,7 @@ a click, the pick box, and a read-only dashboard that offers no control it would
 from __future__ import annotations
 
 import functools
-import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +16,7 @@ from optuna.trial import TrialState
 from automl.store.attrs import TrialAttr
 from automl.views.dashboard_guard import READ_ONLY_MARK, REFUSED_ICONS
 from automl.views.report import write_report
-from tests.browser.chromium import assert_plotly_rendered, screenshot, wait_for
-from tests.helpers import REPO, free_port
+from tests.browser.chromium import assert_plotly_rendered, screenshot, serving_dashboard, wait_for
 from tests.study_builders import finish_trial, start_trial, tiny_study
 
 # One xdist process runs the browser tests: one chromium and one served study, not two.
@@ -96,51 +90,15 @@ def test_report_plots_every_trial_sorts_its_table_and_recommends(
     screenshot(chromium, "report-all-trials-sorted")
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
-    return {**env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-
-
 @pytest.fixture(scope="module")
 def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """``automl dashboard --read-only`` on a study made without training: base URL, study id."""
     tmp = tmp_path_factory.mktemp("read-only")
     _study(tmp)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "automl",
-            "dashboard",
-            "--storage",
-            f"sqlite:///{tmp / 'tiny.db'}",
-            "--port",
-            str(port),
-            "--read-only",
-        ],
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as r:
-                    [summary] = json.loads(r.read())["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, server.communicate()[0]
-                assert time.monotonic() < deadline, "automl dashboard did not answer in 60 s"
-                time.sleep(0.5)
-        yield base, int(summary["study_id"])
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serving_dashboard(
+        tmp, "--storage", f"sqlite:///{tmp / 'tiny.db'}", "--read-only"
+    ) as served:
+        yield served
 
 
 def _shows(text: str, driver: WebDriver) -> bool:

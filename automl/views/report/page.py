@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
     from automl.search.records import ParetoRecord
 
-__all__ = ["TABLE_HEADER", "index_page", "pareto_page", "pick_words", "table_rows"]
+__all__ = [
+    "TABLE_HEADER",
+    "answer_lines",
+    "index_page",
+    "pareto_page",
+    "pick_words",
+    "table_rows",
+]
 
 TABLE_HEADER = (
     "",
@@ -220,6 +227,17 @@ def _figure_div(fig: go.Figure, div_id: str) -> str:
             config={"displaylogo": False, "responsive": True},
         )
     )
+
+
+def answer_lines(data: ReportData) -> list[str]:
+    """The closing answer of ``automl search`` and ``automl status``: whether dividing pays here
+    (the headline and one verdict per K), then the model to ship."""
+    return [
+        f"Does dividing pay here? {data.headline}",
+        *(f"  {line}" for line in data.verdicts),
+        "Which model to ship:",
+        *(f"  {line}" for line in pick_words(data)),
+    ]
 
 
 def pick_words(data: ReportData) -> list[str]:
