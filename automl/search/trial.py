@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import statistics
 import tempfile
 import threading
 import traceback
@@ -77,7 +78,7 @@ from automl.store.claim import claim_trial
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
 from automl.store.liveness import process_tag
 from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
-from automl.training import FitResult, evaluate, fit
+from automl.training import EpochRecord, FitResult, evaluate, fit
 from automl.training.profiling import profiling
 
 __all__ = [
@@ -93,6 +94,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# The seed of repeat r of a trial is its key + r * this: apart from every other trial's key.
+REPEAT_SEED_STRIDE = 1_000_003
 
 
 class ArtifactStoreError(AutoMLError):
@@ -335,8 +339,9 @@ class TrialLife:
         lat = self.measure(model, data)
         self.check_latency_budget(lat)
         result = self.train(sampled, model, data, lat)
+        accuracy = self.repeat(sampled, data, result)
         self.store(model, data, result)
-        return result.val_accuracy, lat.median_ms
+        return accuracy, lat.median_ms
 
     def sample(self) -> TrialParams:
         """The trial's point of the space, and where it runs."""
@@ -495,6 +500,38 @@ class TrialLife:
             finally:
                 if share is not None:
                     share.end_training()
+
+    def repeat(self, sampled: TrialParams, data: DataBundle, result: FitResult) -> float:
+        """``[search] repeats = n``: a configuration trained to the end is trained again with
+        n - 1 other seeds; the trial's value is the mean validation accuracy, every seed's kept in
+        ``repeat_accuracies``. The shipped weights (and the test accuracy) are the first run's.
+        Repeats are not checkpointed: a retry trains them again."""
+        n = self.space.search.repeats
+        accuracies = [result.val_accuracy]
+        env = self.env
+
+        def obey_stop(rec: EpochRecord) -> None:
+            if env.stop_event.is_set():
+                raise StopRequested(f"stopped in a repeat after epoch {rec.epoch + 1}")
+
+        for r in range(1, n):
+            seed = self.key + r * REPEAT_SEED_STRIDE
+            env.phase(f"repeat {r + 1} of {n}")
+            torch.manual_seed(seed)
+            model = self.space.build_model(sampled, data.num_classes, data.in_chans)
+            again = fit(
+                model,
+                data,
+                self.space.train_config(sampled, seed=seed),
+                device=env.device,
+                callback=obey_stop,
+                progress=env.progress,
+                phase=env.phase,
+            )
+            accuracies.append(again.val_accuracy)
+        if n > 1:
+            self.trial.set_user_attr(TrialAttr.REPEAT_ACCURACIES, accuracies)
+        return statistics.fmean(accuracies)
 
     def _note_resume(self, rung: int) -> None:
         """A promoted (or final-phase) continuation: what it starts from, in its attributes."""

@@ -22,6 +22,7 @@ from automl.errors import SearchSpaceError
 from automl.models import get_spec, list_models
 from automl.space.params import Choice, FloatRange, IntRange, Param
 from automl.space.sections import (
+    MAX_REPEATS,
     SCHEMA_VERSION,
     ConstraintSection,
     DataSection,
@@ -378,8 +379,12 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
     c.only(s, "search", {f.name for f in fields(SearchSection)})
     if "split_factor" not in s:
         raise c.fail("search.split_factor", "is required: a list of K values such as [1, 2, 4]")
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "repeats": c.number(s, "search", "repeats", 1, kind=int, low=1, high=MAX_REPEATS)
+    }
     for f in fields(SearchSection):
+        if f.name == "repeats":
+            continue
         # The width is not searched unless asked: the model's default width.
         default = (
             model.default_width_mult if f.name == "width_mult" else f.metadata["searched"].default
@@ -551,7 +556,9 @@ def stored_to_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
             f"the study's search space has schema version {raw.get('schema_version')}, this "
             f"automl reads version {SCHEMA_VERSION}; upgrade automl on this worker"
         )
-    search = {k: param(v) for k, v in raw["search"].items() if v is not None}
+    search = {
+        k: v if k == "repeats" else param(v) for k, v in raw["search"].items() if v is not None
+    }
     train = raw["train"] if "train" in raw else raw["recipe"]  # "recipe": older versions
     train = {k: v for k, v in train.items() if v is not None}
     return {

@@ -52,6 +52,8 @@ MAX_LATENCY_THREADS = 1024
 LATENCY_RUN_S = (0.01, 60.0)
 # The largest image side a folder data set is resized to (EfficientNet-B7 uses 600).
 MAX_IMAGE_SIZE = 1024
+# Seeds per configuration ([search] repeats): each one a full training run.
+MAX_REPEATS = 20
 
 
 def setting(
@@ -169,6 +171,9 @@ class SearchSection:
     divide_weight_decay: Choice = field(
         default_factory=lambda: Choice((True,)), metadata=_searched(True, choices=(True, False))
     )
+    # Not searched: each configuration trained to the end is trained with this many seeds, and
+    # the study works on the mean of their validation accuracies (their spread stored).
+    repeats: int = 1
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class TrialAttr(StrEnum):
     CONFIG = "config"
     # A trial that trained nothing: the outcome of this trial number, the same config, reused.
     REUSED_FROM = "reused_from"
+    # [search] repeats = n: the validation accuracy of each seed (the value is their mean).
+    REPEAT_ACCURACIES = "repeat_accuracies"
     # [scheduler] mode = "promote": a PRUNED trial with this set is paused, not stopped: its
     # checkpoint is kept and a continuation ticket resumes it once it is promoted.
     PAUSED = "paused"

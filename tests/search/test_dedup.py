@@ -12,6 +12,7 @@ import torch
 from optuna.trial import TrialState
 
 import automl
+from automl.errors import SearchSpaceError
 from automl.export.source import load_trial
 from automl.search import runner
 from automl.search.dedup import NOT_TRAINED
@@ -210,3 +211,26 @@ def test_a_resumed_search_does_not_repeat_the_first_runs_parameters(tmp_path: Pa
     first = draws(automl.create_study(path, url))
     again = draws(automl.create_study(path, url))
     assert first != again
+
+
+def test_repeats_train_a_configuration_with_several_seeds_and_score_their_mean(
+    tmp_path: Path,
+) -> None:
+    path = _space(tmp_path, "split_factor = [1]\nwidth_mult = [1.0]\nrepeats = 2")
+    study = automl.create_study(path, f"sqlite:///{tmp_path / 's.db'}")
+    assert study.space.search.repeats == 2
+    study.optimize()
+    [t] = study.trials()
+    accs = t.user_attrs[TrialAttr.REPEAT_ACCURACIES]
+    assert len(accs) == 2 and t.values[0] == pytest.approx(sum(accs) / 2)
+    # The shipped weights are the first seed's: its curve ends at the first accuracy.
+    assert t.user_attrs[TrialAttr.CURVE][-1] == accs[0]
+    # Stored in the study and read back by a worker elsewhere.
+    assert automl.load_study(study.study_name, study.storage_url).space.search.repeats == 2
+
+
+@pytest.mark.parametrize(("value", "says"), [("0", "must be >= 1"), ("2.5", "must be an integer, got 2.5")])
+def test_a_bad_repeat_count_is_a_one_line_error(tmp_path: Path, value: str, says: str) -> None:
+    path = _space(tmp_path, f"split_factor = [1]\nrepeats = {value}")
+    with pytest.raises(SearchSpaceError, match=r"\[search\.repeats\] " + says):
+        load_space(path)
