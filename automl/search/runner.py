@@ -226,15 +226,15 @@ def run_trials(
                 # E.g. the trial's note and the study's plots in optuna-dashboard.
                 _publish(on_trial_end, study, env, claimed.trial_id)
             _count(stats, state)
-            frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
-            if _trained_nothing(frozen):
-                stats.reused += 1
-                repeats_in_a_row += 1
-            else:
-                repeats_in_a_row = 0
-            if state is TrialState.COMPLETE:
-                acc, lat = frozen.values
-                bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
+            if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+                # Ended and recorded (a stopped or lost trial may have no database to read).
+                frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
+                nothing = _trained_nothing(frozen)
+                stats.reused += nothing
+                repeats_in_a_row = repeats_in_a_row + 1 if nothing else 0
+                if state is TrialState.COMPLETE:
+                    acc, lat = frozen.values
+                    bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
             bar.update(1)
             if repeats_in_a_row >= MAX_REPEATS_IN_A_ROW:
                 stats.exhausted = True
