@@ -25,7 +25,7 @@ import torch
 
 from automl.data import DataBundle
 from automl.device import resolve_device
-from automl.measure.host_share import HostShare, wait_for_quiet_cpu
+from automl.measure.host_share import HostShare, quiet_wait_s, wait_for_quiet_cpu
 from automl.measure.latency import LatencyRecord, Reference, measure, settle_reference
 from automl.measure.targets import device_label, target_key
 from automl.models import create_model
@@ -145,6 +145,12 @@ class LatencyTimer:
         self.db_timeout_s = db_timeout_s
         self.stop_event = stop_event
         self._references: dict[str, Reference] = {}
+        # Told what a slow step is waiting for (the trial's progress line); set by its owner.
+        self.on_phase: Callable[[str], None] | None = None
+
+    def _phase(self, what: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(what)
 
     def device(self, training_device: torch.device) -> torch.device:
         """Where latency is timed: ``[objectives] latency_device``, else the training device."""
@@ -207,7 +213,14 @@ class LatencyTimer:
         else:
             obj = self.space.objectives
             if dev.type == "cpu" and share is not None:
+                # Bounded ($AUTOML_QUIET_WAIT_S), and said where the user looks: a minute with
+                # nothing on screen reads as a hang.
+                self._phase(
+                    f"waiting up to {quiet_wait_s():.0f} s for idle CPUs to settle the study's "
+                    "latency reference (once per host)"
+                )
                 wait_for_quiet_cpu()
+                self._phase("settling the latency reference")
             ref = settle_reference(
                 model,
                 x,

@@ -230,6 +230,7 @@ class TrialEnv:
         self.timer = LatencyTimer(
             space, host_share=host_share, db_timeout_s=db_timeout_s, stop_event=self.stop_event
         )
+        self.timer.on_phase = self.phase
         self._baseline: Complexity | None = None
         # The final phase: promoted continuations train to the end, no rung stops them.
         self.final_phase = False

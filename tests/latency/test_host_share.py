@@ -11,11 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
 from automl.errors import ConfigError
 from automl.measure.host_share import HostShare, parse_cpu_share, wait_for_quiet_cpu
+from automl.search.timing import LatencyTimer, ModelInput
+from automl.space import load_space
 from tests.helpers import REPO
 
 WAIT_S = 30.0
@@ -197,3 +200,23 @@ def test_busy_cpus_are_seen_before_a_reference_is_settled() -> None:
             h.kill()
             h.wait()
     assert wait_for_quiet_cpu(max_wait_s=0) == 0.0
+
+
+def test_the_wait_for_idle_cpus_is_shown_with_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOML_QUIET_WAIT_S", "0")
+    space = load_space(REPO / "search_spaces" / "smoke.toml")
+    share = HostShare(root=tmp_path).join()
+    timer = LatencyTimer(space, host_share=share)
+    phases: list[str] = []
+    timer.on_phase = phases.append
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    ref = timer.reference(
+        study, ModelInput(10, 1, 8), torch.device("cpu"), torch.randn(1, 1, 8, 8), 1
+    )
+    assert ref.median_ms > 0
+    assert phases == [
+        "waiting up to 0 s for idle CPUs to settle the study's latency reference (once per host)",
+        "settling the latency reference",
+    ]

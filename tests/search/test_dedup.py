@@ -229,7 +229,9 @@ def test_repeats_train_a_configuration_with_several_seeds_and_score_their_mean(
     assert automl.load_study(study.study_name, study.storage_url).space.search.repeats == 2
 
 
-@pytest.mark.parametrize(("value", "says"), [("0", "must be >= 1"), ("2.5", "must be an integer, got 2.5")])
+@pytest.mark.parametrize(
+    ("value", "says"), [("0", "must be >= 1"), ("2.5", "must be an integer, got 2.5")]
+)
 def test_a_bad_repeat_count_is_a_one_line_error(tmp_path: Path, value: str, says: str) -> None:
     path = _space(tmp_path, f"split_factor = [1]\nrepeats = {value}")
     with pytest.raises(SearchSpaceError, match=r"\[search\.repeats\] " + says):
