@@ -21,6 +21,7 @@ from automl.search.promotion import (
     evict_paused,
     final_order,
 )
+from automl.search.retries import retry_later
 from automl.search.trial import claim_waiting_trial
 from automl.store.attrs import TrialAttr
 from tests.helpers import unpooled_storage, write_space
@@ -193,3 +194,21 @@ def test_the_final_phase_trains_the_paused_front_to_the_end(tmp_path: Path) -> N
     assert phase["accuracy_before"] == paused.user_attrs[TrialAttr.CURVE][0]
     assert len(final.user_attrs[TrialAttr.CURVE]) == EPOCHS
     assert final.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] == 1
+
+
+def test_a_resumed_trial_whose_worker_dies_is_retried_from_the_same_checkpoint(
+    tmp_path: Path,
+) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    ticket = _paused_ticket(study, 0.9, 1.0, 0)
+    study.enqueue_trial({})  # new work waiting beside it
+    resumed = claim_waiting_trial(study, storage, lambda t: True)
+    assert resumed is not None and resumed.trial.number == ticket.number and resumed.key == 0
+    # Its worker is stopped (or found dead): the attempt fails and its retry is enqueued.
+    assert retry_later(study, resumed.trial, "worker stopped: killed", None)
+    again = claim_waiting_trial(study, storage)  # a retry goes before the new trial
+    assert again is not None and again.trial.number == ticket.number + 2
+    assert again.key == 0  # the paused trial's checkpoint and seed, not the attempt's number
+    frozen = storage.get_trial(again.trial_id)
+    assert frozen.system_attrs[CONTINUES] == 0 and frozen.system_attrs[RESUMED_EPOCHS] == 1
