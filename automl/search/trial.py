@@ -339,6 +339,9 @@ class TrialLife:
         # and a network over the latency budget is rejected untrained.
         lat = self.measure(model, data)
         self.check_latency_budget(lat)
+        if self.env.stop_event.is_set():
+            # Asked to stop while measuring: re-enqueued now, not after a first epoch.
+            raise StopRequested("stopped before its first epoch")
         result = self.train(sampled, model, data, lat)
         accuracy = self.repeat(sampled, data, result)
         self.store(model, data, result)

@@ -108,8 +108,10 @@ def _warn_about_storage(url: str) -> None:
         )
     if is_grpc(url):
         log.warning(
-            "%s is a gRPC proxy: heartbeats do not pass through it, so a trial whose worker dies "
-            "is only retried by a worker with a direct database connection",
+            "%s is a gRPC proxy: heartbeats do not pass through it, so a trial whose worker is "
+            "killed outright stays RUNNING (Optuna finds a trial stale only by its heartbeats); "
+            "it is retried only when a worker on the same host sees its process gone. A worker "
+            "stopped by a signal re-enqueues its trial itself",
             redact(url),
         )
 

@@ -10,13 +10,14 @@ import optuna
 import pytest
 import torch
 from optuna.study import StudyDirection
+from optuna.trial import TrialState
 from torch import nn
 
 import automl
 from automl.search.pruning import ParetoPruner
 from automl.search.reporter import EpochReporter, StopRequested
 from automl.search.scheduler import EarlyStopper
-from automl.search.trial import TrialEnv
+from automl.search.trial import TrialEnv, claim_waiting_trial, run_trial
 from automl.space import SearchSpace, TrialParams, load_space
 from automl.store.attrs import TrialAttr
 from automl.training import EpochRecord
@@ -161,3 +162,27 @@ def test_a_trial_stores_macs_beside_flops(tmp_path: Path) -> None:
     assert record.macs == macs
     table = format_front([record])
     assert "MMACs" in table and "MACs (paper's GFLOPs)" in table and "FLOPs = 2 x MACs" in table
+
+
+def test_a_stop_during_the_measurement_re_enqueues_the_trial_before_it_trains(
+    tmp_path: Path,
+) -> None:
+    study = automl.create_study(
+        write_space(tmp_path, epochs=2, steps=2),
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        artifact_dir=tmp_path / "art",
+    )
+    stop = threading.Event()
+    stop.set()  # asked to stop before the trial's first epoch
+    env = TrialEnv(
+        study.space, device=torch.device("cpu"), artifact_dir=tmp_path / "art", stop_event=stop
+    )
+    claimed = claim_waiting_trial(study.optuna_study, study.storage)
+    assert claimed is not None
+    state = run_trial(env, study.optuna_study, study.storage, claimed)
+    assert state is TrialState.WAITING  # stopped and re-enqueued
+    first, retry = study.trials()
+    assert first.state is TrialState.FAIL and not first.user_attrs.get(TrialAttr.CURVE)
+    assert "stopped before its first epoch" in first.user_attrs[TrialAttr.FAIL_REASON]
+    assert first.user_attrs[TrialAttr.LATENCY_MS] > 0  # measured, then stopped
+    assert retry.state is TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
