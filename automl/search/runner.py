@@ -106,6 +106,15 @@ def _trained_nothing(frozen: FrozenTrial) -> bool:
     )
 
 
+def _promotion_rule(study: optuna.Study, env: TrialEnv) -> Callable[[FrozenTrial], bool] | None:
+    """Promote mode: a paused trial's continuation is claimed once it is promotable."""
+    scheduler = early_stopper(env.space)
+    if not (isinstance(scheduler, RungScheduler) and scheduler.promote):
+        return None
+    rule: RungScheduler = scheduler
+    return lambda t: promotable(study, t, rule)
+
+
 def _describe(bar: Any, prefix: str) -> Callable[[str], None]:
     """The trial bar's description follows the trial's phase, so that a hang shows where."""
     return lambda what: bar.set_description(f"{prefix}: {what}", refresh=True)
@@ -165,12 +174,7 @@ def run_trials(
         env.checkpoint(study, trial_key(frozen)).discard()
 
     if eligible is None:
-        scheduler = early_stopper(env.space)
-        if isinstance(scheduler, RungScheduler) and scheduler.promote:
-            rule = scheduler
-
-            def eligible(t: FrozenTrial) -> bool:
-                return promotable(study, t, rule)
+        eligible = _promotion_rule(study, env)
 
     # The bar's total: what this loop may run, as far as it is known when it starts.
     total = max_trials if max_trials is not None else expected
@@ -222,11 +226,10 @@ def run_trials(
             env.on_phase = None
             bar.set_description(f"trial {claimed.trial.number}")
             longest = max(longest, time.monotonic() - began)
+            _count(stats, state)
             if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
                 # E.g. the trial's note and the study's plots in optuna-dashboard.
                 _publish(on_trial_end, study, env, claimed.trial_id)
-            _count(stats, state)
-            if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
                 # Ended and recorded (a stopped or lost trial may have no database to read).
                 frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
                 nothing = _trained_nothing(frozen)
