@@ -133,8 +133,8 @@ def networks_line(study: AutoMLStudy, trials: list[FrozenTrial]) -> str:
     configs = {t.user_attrs.get(TrialAttr.CONFIG) for t in trials} - {None}
     reused = sum(1 for t in trials if t.user_attrs.get(TrialAttr.REUSED_FROM) is not None)
     return (
-        f"networks: the space holds {describe_counts(study.networks())}; trials so far tried "
-        f"{len(nets)} of them in {len(configs)} configurations"
+        f"networks: the space holds {describe_counts(study.networks(keep=False))}; trials so far "
+        f"tried {len(nets)} of them in {len(configs)} configurations"
         + (f", {reused} trials reused an outcome already stored" if reused else "")
     )
 

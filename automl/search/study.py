@@ -325,9 +325,10 @@ class AutoMLStudy:
             if (lat := measured.get(t.number)) is not None
         ]
 
-    def networks(self) -> list[NetworkCount]:
+    def networks(self, *, keep: bool = True) -> list[NetworkCount]:
         """The distinct networks per K that the space holds (``automl.space.networks``):
-        counted once, on the meta device, and kept in the study."""
+        counted once, on the meta device, and kept in the study (unless ``keep`` is false: a
+        command that only reads, on a database it may not write)."""
         raw = self._study.user_attrs.get(StudyAttr.NETWORKS)
         if isinstance(raw, list):
             try:
@@ -335,8 +336,9 @@ class AutoMLStudy:
             except (TypeError, ValueError):
                 pass  # written by someone else: counted again
         counts = space_networks(self.space)
-        stored = [[c.split_factor, list(c.widths), c.exact] for c in counts]
-        self._study.set_user_attr(StudyAttr.NETWORKS, stored)
+        if keep:
+            stored = [[c.split_factor, list(c.widths), c.exact] for c in counts]
+            self._study.set_user_attr(StudyAttr.NETWORKS, stored)
         return counts
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:

@@ -216,5 +216,5 @@ def test_best_of_a_study_without_a_front_says_so(
     argv = ["export", "--storage", url, "--study", "smoke", "--out", str(tmp_path / "o")]
     assert main([*argv, "--trial", "best"]) == 2
     err = capsys.readouterr().err
-    assert "has no Pareto front yet (no completed trial)" in err and "None" not in err, err
+    assert "the study has no completed trial yet" in err and "None" not in err, err
     assert err.count("\n") == 1
