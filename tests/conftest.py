@@ -88,3 +88,22 @@ def study_name(request: pytest.FixtureRequest) -> Iterator[str]:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=PG_URL)
         _release_pg_connections()
+
+
+# The xdist groups that run as one unit in one process, longest first (measured with
+# --durations): started first, they overlap with the many short tests instead of ending the run
+# alone on one core while the other idles.
+_LONG_GROUPS = ("pg-workers", "docker", "latency-targets", "browser")
+
+
+def _group(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return None
+    name = mark.args[0] if mark.args else mark.kwargs.get("name")
+    return str(name) if name is not None else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order = {g: i for i, g in enumerate(_LONG_GROUPS)}
+    items.sort(key=lambda item: order.get(_group(item) or "", len(order)))
