@@ -193,17 +193,22 @@ def test_time_budget_ends_the_search_and_loses_nothing(tmp_path: Path) -> None:
 
 def test_a_trial_running_when_the_budget_is_spent_stops_and_resumes(tmp_path: Path) -> None:
     # The same trial twice, in two studies (within one study the second would reuse the first's
-    # outcome): the first run says how long it takes, the second gets a tenth of it, far too short
-    # to reach its last of 8 epochs however noisy the machine.
+    # outcome): the first run says how long it takes outside and inside training; the second gets
+    # its time outside training and a third of its training, so that the budget ends after its
+    # first epochs (a stop during the measurement re-enqueues before training, with nothing to
+    # resume) and long before its last of 8.
     url = f"sqlite:///{tmp_path / 'budget.db'}"
-    space = write_space(tmp_path, epochs=8, steps=8)
-    timing = automl.create_study(
-        space, storage=url, study_name="timing", artifact_dir=tmp_path / "art"
-    )
-    timing.optimize(n_trials=1)
+    space = write_space(tmp_path, epochs=8, steps=24)
+    for name in ("warm-up", "timing"):  # the first run here also loads the data set
+        timing = automl.create_study(
+            space, storage=url, study_name=name, artifact_dir=tmp_path / "art"
+        )
+        timing.optimize(n_trials=1)
     first = timing.trials()[0]
     study = automl.create_study(space, storage=url, artifact_dir=tmp_path / "art")
-    study.optimize(budget_s=_seconds(first) / 10)  # runs its waiting baseline
+    training = float(first.user_attrs[TrialAttr.TRAIN_SECONDS])
+    outside = _seconds(first) - training
+    study.optimize(budget_s=outside + training / 3)  # runs its waiting baseline
     stopped = study.trials()[0]
     assert stopped.params == first.params
     assert stopped.state is TrialState.FAIL
