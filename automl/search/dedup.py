@@ -8,8 +8,9 @@ kind and warm-up, learning rate, weight decay and its division, dropout). Within
   the stored outcome (its values, test accuracy, curve and latency, ``TrialAttr.REUSED_FROM``
   naming the source), so that the sampler sees the true value of the point it asked for again
   (an honest repeat observation) instead of a made-up failure it would keep re-proposing;
-- a configuration stopped at a rung (PRUNED) is stopped again at the same epochs, with the same
-  curve and reason: at that fidelity its outcome is known;
+- a configuration stopped or paused at a rung (PRUNED) is stopped at the same epochs, with the same
+  curve and reason: at that fidelity its outcome is known, and a paused one is resumed through its
+  own continuation if it is promoted;
 - a configuration that is training elsewhere at this moment is not started a second time: the
   trial fails with "not trained: the same configuration is training as trial N" (a FAIL is left
   out of the samplers' history, so nothing false is learnt);
@@ -55,6 +56,9 @@ _OWN = {
     TrialAttr.RESUMED_FROM_EPOCH,
     TrialAttr.REUSED_FROM,
     TrialAttr.EPOCH_SECONDS,
+    # A reusing trial is stopped where its source paused; it is not itself paused (it has no
+    # checkpoint and no continuation: the source's resumes for both).
+    TrialAttr.PAUSED,
 }
 
 
@@ -118,11 +122,7 @@ def same_configuration(study: optuna.Study, trial: optuna.Trial, config: str) ->
     complete = [t for t in others if t.state is TrialState.COMPLETE and t.values]
     if complete:
         return _source(trials, complete[0])
-    stopped = [
-        t
-        for t in others
-        if t.state is TrialState.PRUNED and _curve_len(t) and not t.user_attrs.get("paused")
-    ]
+    stopped = [t for t in others if t.state is TrialState.PRUNED and _curve_len(t)]
     if stopped:
         return _source(trials, max(stopped, key=lambda t: (_curve_len(t), -t.number)))
     running = [t for t in others if t.state is TrialState.RUNNING]

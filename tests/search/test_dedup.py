@@ -107,7 +107,7 @@ def test_a_configuration_training_elsewhere_is_not_started_twice(tmp_path: Path)
     assert dup.user_attrs[TrialAttr.FAIL_REASON] == f"{NOT_TRAINED} {elsewhere.number}"
     assert not dup.intermediate_values
 
-    # A configuration stopped at a rung is stopped again there, its curve and reason reused.
+    # A configuration paused at a rung is stopped there again, its curve and reason reused.
     stopped = automl.create_study(path, url, study_name="stopped")
     stopped.optuna_study.add_trial(
         optuna.trial.create_trial(
@@ -115,7 +115,8 @@ def test_a_configuration_training_elsewhere_is_not_started_twice(tmp_path: Path)
             user_attrs={
                 TrialAttr.CONFIG: config,
                 TrialAttr.CURVE: [0.41],
-                TrialAttr.PRUNED_REASON: "stopped at rung 1 of 2 (epoch 1)",
+                TrialAttr.PRUNED_REASON: "paused at rung 1 of 2 (epoch 1)",
+                TrialAttr.PAUSED: True,
             },
         )
     )
@@ -124,8 +125,10 @@ def test_a_configuration_training_elsewhere_is_not_started_twice(tmp_path: Path)
     assert again.state is TrialState.PRUNED and again.user_attrs[TrialAttr.REUSED_FROM] == 1
     assert again.user_attrs[TrialAttr.CURVE] == [0.41]
     assert again.user_attrs[TrialAttr.PRUNED_REASON] == (
-        "the same configuration as trial 1: stopped at rung 1 of 2 (epoch 1)"
+        "the same configuration as trial 1: paused at rung 1 of 2 (epoch 1)"
     )
+    # Not paused itself: the source's continuation resumes the configuration if promoted.
+    assert TrialAttr.PAUSED not in again.user_attrs
 
 
 def test_a_network_is_timed_once_per_host_and_target(tmp_path: Path) -> None:
