@@ -31,13 +31,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.search.hypervolume import non_dominated
 from automl.search.records import ParetoRecord
+from automl.store.attrs import TrialAttr
 
 __all__ = [
-    "CONFIG_ATTR",
-    "NETWORK_ATTR",
     "NOISY_SPREAD_RATIO",
-    "REPEAT_ACCURACIES_ATTR",
-    "REUSED_FROM_ATTR",
     "ConfigPoint",
     "Pick",
     "configuration_key",
@@ -49,12 +46,6 @@ __all__ = [
     "network_front",
     "pick",
 ]
-
-# The attribute names the trial pipeline stores for the unit of evidence (see the module text).
-NETWORK_ATTR = "network"
-CONFIG_ATTR = "config"
-REPEAT_ACCURACIES_ATTR = "repeat_accuracies"
-REUSED_FROM_ATTR = "reused_from"
 
 # A latency IQR over a quarter of the median cannot rank networks that differ by less than that.
 NOISY_SPREAD_RATIO = 0.25
@@ -68,15 +59,15 @@ def configuration_key(t: FrozenTrial) -> str:
     with the parameters that are not architecture; else the trial alone (studies made before
     networks had ids)."""
     u = t.user_attrs
-    if u.get(CONFIG_ATTR):
-        return f"config:{u[CONFIG_ATTR]}"
-    if u.get(NETWORK_ATTR):
+    if u.get(TrialAttr.CONFIG):
+        return f"config:{u[TrialAttr.CONFIG]}"
+    if u.get(TrialAttr.NETWORK):
         settings = sorted(
             (k, repr(v))
             for k, v in t.params.items()
             if k not in _ARCHITECTURE_PARAMS and not k.startswith("width")
         )
-        return f"network:{u[NETWORK_ATTR]}|" + ",".join(f"{k}={v}" for k, v in settings)
+        return f"network:{u[TrialAttr.NETWORK]}|" + ",".join(f"{k}={v}" for k, v in settings)
     return f"trial:{t.number}"
 
 
@@ -141,7 +132,7 @@ def _feasible(t: FrozenTrial) -> bool:
 
 
 def _accuracies(t: FrozenTrial, value: float) -> list[float]:
-    raw = t.user_attrs.get(REPEAT_ACCURACIES_ATTR)
+    raw = t.user_attrs.get(TrialAttr.REPEAT_ACCURACIES)
     if isinstance(raw, list) and raw and all(isinstance(a, int | float) for a in raw):
         return [float(a) for a in raw]
     return [value]
@@ -170,7 +161,7 @@ def configurations(
     for t in done:
         if t.number not in recs:
             continue
-        src = t.user_attrs.get(REUSED_FROM_ATTR)
+        src = t.user_attrs.get(TrialAttr.REUSED_FROM)
         if isinstance(src, int) and src in by_number:
             # Same configuration as the trial it reused: listed there, not counted again.
             reused.setdefault(configuration_key(by_number[src]), []).append(t.number)

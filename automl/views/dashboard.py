@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.search.front import REUSED_FROM_ATTR, configurations, front_of, is_noisy
+from automl.search.front import configurations, front_of, is_noisy
 from automl.search.progress import hypervolume_by_compute, reference_point
 from automl.store.attrs import TrialAttr
 from automl.views.colours import k_shade
 from automl.views.plots import Labels, accuracy_latency_figure
-from automl.views.trials_table import PAUSED_ATTR, final_phase_words, trial_rows
+from automl.views.trials_table import final_phase_words, trial_rows
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -259,8 +259,8 @@ def trial_note(t: FrozenTrial, space: SearchSpace) -> str:
                 "- **NOISY latency**: its IQR is over a quarter of its median; not picked by "
                 "`automl export --trial best` unless --allow-noisy"
             )
-    if isinstance(u.get(REUSED_FROM_ATTR), int):
-        lines.append(f"- outcome reused from trial {u[REUSED_FROM_ATTR]} (same configuration)")
+    if isinstance(u.get(TrialAttr.REUSED_FROM), int):
+        lines.append(f"- outcome reused from trial {u[TrialAttr.REUSED_FROM]} (same configuration)")
     phase = final_phase_words(u)
     if phase:
         lines.append(f"- {phase}")
@@ -287,7 +287,7 @@ def trial_note(t: FrozenTrial, space: SearchSpace) -> str:
         )
     if t.state is TrialState.PRUNED:
         why = u.get(TrialAttr.PRUNED_REASON, "no reason stored")
-        said = "Paused" if u.get(PAUSED_ATTR) else "Stopped early"
+        said = "Paused" if u.get(TrialAttr.PAUSED) else "Stopped early"
         lines += ["", f"**{said}**: {why}"]
     elif t.state is TrialState.FAIL:
         why = u.get(TrialAttr.FAIL_REASON, "no reason stored")

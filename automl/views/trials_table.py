@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.search.front import (
-    NETWORK_ATTR,
-    REPEAT_ACCURACIES_ATTR,
-    REUSED_FROM_ATTR,
-    configuration_key,
-    is_noisy,
-)
+from automl.search.front import configuration_key, is_noisy
 from automl.search.scheduler import RungScheduler, early_stopper
 from automl.store.attrs import TrialAttr
 
@@ -30,14 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
-    "PAUSED_ATTR",
     "TrialRow",
     "format_rows",
     "trial_rows",
 ]
-
-# A trial the scheduler paused (kind "promote"): PRUNED in Optuna, resumable, not stopped for good.
-PAUSED_ATTR = "paused"
 
 # Parameters shown in their own columns; the other parameters are the co-training settings.
 _OWN_COLUMNS = ("split_factor", "width_mult")
@@ -169,7 +159,7 @@ COLUMNS = (
 
 def _state(t: FrozenTrial) -> str:
     if t.state is TrialState.PRUNED:
-        return "paused" if t.user_attrs.get(PAUSED_ATTR) else "stopped"
+        return "paused" if t.user_attrs.get(TrialAttr.PAUSED) else "stopped"
     if t.state is TrialState.FAIL:
         return "failed"
     return t.state.name.lower()
@@ -223,7 +213,7 @@ def trial_rows(trials: Sequence[FrozenTrial], space: SearchSpace) -> list[TrialR
         else:
             accuracy = recorded[-1] if recorded else None
             latency = _float(u.get(TrialAttr.LATENCY_MS))
-        repeats = u.get(REPEAT_ACCURACIES_ATTR)
+        repeats = u.get(TrialAttr.REPEAT_ACCURACIES)
         low = high = None
         if isinstance(repeats, list) and len(repeats) > 1:
             low, high = float(min(repeats)), float(max(repeats))
@@ -237,7 +227,7 @@ def trial_rows(trials: Sequence[FrozenTrial], space: SearchSpace) -> list[TrialR
             why = str(u.get(TrialAttr.PRUNED_REASON, "stopped (no reason stored)"))
         elif t.state is TrialState.FAIL:
             why = str(u.get(TrialAttr.FAIL_REASON, "failed (no reason stored)"))
-        reused = u.get(REUSED_FROM_ATTR)
+        reused = u.get(TrialAttr.REUSED_FROM)
         if isinstance(reused, int):
             why = "; ".join(w for w in (why, f"outcome reused from trial #{reused}") if w)
         width = t.params.get("width_mult")
@@ -248,7 +238,7 @@ def trial_rows(trials: Sequence[FrozenTrial], space: SearchSpace) -> list[TrialR
                 split_factor=int(t.params.get("split_factor", 1)),
                 width=_float(width) if width is not None else None,
                 settings=_settings(t.params),
-                network=str(u[NETWORK_ATTR]) if u.get(NETWORK_ATTR) else None,
+                network=str(u[TrialAttr.NETWORK]) if u.get(TrialAttr.NETWORK) else None,
                 epochs=len(recorded),
                 rung=rung,
                 rungs=len(rung_epochs),
