@@ -29,6 +29,11 @@ os.environ.setdefault("AUTOML_QUIET_WAIT_S", "0")
 torch.set_num_threads(
     1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
 )
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The same for the workers and CLIs the tests start: alone on their host folder, they would
+    # take both cores (automl.measure.host_share) beside the other xdist process, and two OpenMP
+    # threads on two busy cores spin-wait for each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _release_pg_connections() -> None:

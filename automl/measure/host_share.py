@@ -4,7 +4,7 @@
   host-wide folder, so a crashed worker's slot frees itself), and before every trial it pins its
   threads to its share of the cores and sets torch's thread count to match. Without the split,
   every process runs an OpenMP pool as wide as the machine on the same cores, and each waits for
-  threads the others have descheduled.
+  threads the others have descheduled. ``$OMP_NUM_THREADS``, where set, bounds the share.
 - A latency measurement never overlaps another: measurements hold a host-wide lock. A CPU
   measurement also pauses the other workers' training at their next step (a gate they pass
   between steps) and takes every core, so that its time is the machine's, not the machine's minus
@@ -35,7 +35,7 @@ import torch
 
 from automl.errors import ConfigError
 
-__all__ = ["HostShare", "host_dir", "parse_cpu_share", "wait_for_quiet_cpu"]
+__all__ = ["HostShare", "host_dir", "parse_cpu_share", "thread_cap", "wait_for_quiet_cpu"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,21 @@ def _own_cores() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def thread_cap() -> int | None:
+    """The thread count the process was explicitly given (``$OMP_NUM_THREADS``), or ``None``.
+
+    A worker's share of the cores never raises its pool above it: a pool run with one thread per
+    worker (containers, a test suite, a user who counted) would otherwise grow to the machine's
+    width before its first trial, and OpenMP threads beside other busy processes spin-wait for
+    each other (a step of a small network then takes ten times longer).
+    """
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        return None
+    return n if n >= 1 else None
 
 
 def _set_affinity(cores: list[int]) -> None:
@@ -260,7 +275,8 @@ class HostShare:
             return self.cores
         cores = self.my_cores()
         _set_affinity(cores)
-        torch.set_num_threads(len(cores))
+        cap = thread_cap()
+        torch.set_num_threads(len(cores) if cap is None else min(len(cores), cap))
         return cores
 
     # -- the reference times settled on this host -----------------------------------------------
@@ -320,7 +336,10 @@ class HostShare:
                 )
             try:
                 _set_affinity(self.cores)
-                yield len(self.cores)
+                # The thread count the process was given bounds its measurements too; a space
+                # that wants another sets [objectives] latency_threads.
+                cap = thread_cap()
+                yield len(self.cores) if cap is None else min(len(self.cores), cap)
             finally:
                 _set_affinity(own)
                 torch.set_num_threads(threads)

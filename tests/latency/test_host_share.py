@@ -25,7 +25,11 @@ WAIT_S = 30.0
 
 
 @pytest.fixture
-def shares(tmp_path: Path) -> Iterator[tuple[HostShare, HostShare]]:
+def shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[HostShare, HostShare]]:
+    # Uncapped: the share alone decides the threads (the test suite caps its subprocesses).
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = torch.get_num_threads()
     affinity = os.sched_getaffinity(0)
     a = HostShare(root=tmp_path).join()
@@ -74,6 +78,27 @@ def test_the_cores_are_split_between_live_workers(shares: tuple[HostShare, HostS
     b.leave()
     # Alone again: the next trial takes every core.
     assert a.my_cores() == a.cores
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 or more cores to split")
+def test_an_explicit_thread_count_caps_the_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads, affinity = torch.get_num_threads(), os.sched_getaffinity(0)
+    alone = HostShare(root=tmp_path).join()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert alone.apply() == alone.cores  # every core is this worker's to run on...
+        assert torch.get_num_threads() == 1  # ...with the one thread it was given
+        with alone.measuring(cpu=True) as granted:
+            assert granted == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        alone.apply()
+        assert torch.get_num_threads() == len(alone.cores)
+    finally:
+        alone.leave()
+        os.sched_setaffinity(0, affinity)
+        torch.set_num_threads(threads)
 
 
 def test_a_fixed_share_and_off(tmp_path: Path) -> None:
@@ -175,8 +200,9 @@ def test_measurements_never_overlap_but_a_gpu_one_does_not_pause_training(
 
 
 def test_a_worker_stopped_inside_a_step_holds_a_measurement_back_only_so_long(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     stuck = HostShare(root=tmp_path).join()
     measurer = HostShare(root=tmp_path, pause_timeout_s=0.2).join()
     stuck.begin_training()  # and never steps again
