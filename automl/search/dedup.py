@@ -70,14 +70,20 @@ class SameConfigurationRunning(AutoMLError):
     """The trial's configuration is training in another trial right now."""
 
 
-def config_id(network: Network, params: TrialParams, space: SearchSpace) -> str:
-    """A stable id of the network with the training settings that change its result."""
+def config_id(
+    network: Network, params: TrialParams, space: SearchSpace, epochs: int | None = None
+) -> str:
+    """A stable id of the network with the training settings that change its result; ``epochs``
+    when a trial trains another schedule than the space's (a final-phase retrain)."""
     settings: dict[str, Any] = {
         "lr": params.lr,
         "weight_decay": params.weight_decay,
         "divide_weight_decay": params.divide_weight_decay,
         "drop_rate": space.model.drop_rate,
     }
+    if epochs is not None and epochs != space.train.epochs:
+        # Left out otherwise, so that the ids stored before stay the ids of the same runs.
+        settings["epochs"] = epochs
     if params.split_factor > 1:
         # With K = 1 the co-training term is off: its settings change nothing.
         settings |= {

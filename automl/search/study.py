@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,7 @@ from automl.search.front import network_front
 from automl.search.hooks import TrialEndHook, default_trial_end_hooks
 from automl.search.promotion import final_order, is_continuation
 from automl.search.records import ParetoRecord
+from automl.search.retrain import enqueue_retrain, retrain_epochs, retrain_source
 from automl.search.retries import fail_stale_trials, trial_key
 from automl.search.runner import RunStats, run_trials
 from automl.search.subsets import front_with_subsets
@@ -48,6 +50,8 @@ from automl.store.storage import (
     open_storage,
     redact,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DIRECTIONS",
@@ -197,7 +201,9 @@ class AutoMLStudy:
         sc = self.space.scheduler
         final_s = (
             budget_s * sc.final_share
-            if budget_s is not None and sc.mode == "promote" and sc.final_share > 0
+            if budget_s is not None
+            and sc.final_share > 0
+            and (sc.mode == "promote" or sc.final == "retrain")
             else 0.0
         )
         began = time.monotonic()
@@ -234,14 +240,23 @@ class AutoMLStudy:
         db_timeout_s: float,
         hooks: Sequence[TrialEndHook],
     ) -> RunStats:
-        """The share of the budget kept for the front: paused networks resumed from their
-        checkpoints and trained to the end, most promising first (``final_order``)."""
+        """The share of the budget kept for the front: with ``final = "retrain"`` the most
+        accurate configuration trained again on a schedule the time left holds
+        (``automl.search.retrain``); then paused networks resumed from their checkpoints and
+        trained to the end, most promising first (``final_order``)."""
         order = final_order(self.paused_trials())
+        if self.space.scheduler.final == "retrain":
+            ticket = self._enqueue_retrain(budget_s)
+            if ticket is not None:
+                order.insert(0, ticket)
         if not order:
             return RunStats()
 
         def first_waiting(t: FrozenTrial) -> bool:
-            waiting = {p.number for p in self.paused_trials()}
+            waiting = {
+                w.number
+                for w in self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            }
             return t.number == next((n for n in order if n in waiting), None)
 
         env.final_phase = True
@@ -260,6 +275,36 @@ class AutoMLStudy:
             )
         finally:
             env.final_phase = False
+
+    def _enqueue_retrain(self, budget_s: float) -> int | None:
+        """The retrain ticket of the most accurate configuration, when a schedule longer than
+        the space's fits in ``budget_s`` (a shorter one would end below what the search has)."""
+        source = retrain_source(self.trials())
+        if source is None:
+            log.info("final phase: no completed trial to retrain; resuming paused trials")
+            return None
+        epochs = retrain_epochs(source, budget_s)
+        if epochs <= self.space.train.epochs:
+            log.info(
+                "final phase: %d epochs of trial %d fit in %.0f s, no more than its own %d; "
+                "resuming paused trials instead",
+                epochs,
+                source.number,
+                budget_s,
+                self.space.train.epochs,
+            )
+            return None
+        ticket = enqueue_retrain(self._study, source, epochs)
+        if ticket is not None:
+            log.info(
+                "final phase: trial %d retrains trial %d's configuration for %d epochs "
+                "(%.0f s left)",
+                ticket,
+                source.number,
+                epochs,
+                budget_s,
+            )
+        return ticket
 
     def pareto_front(
         self,

@@ -21,6 +21,7 @@ user attribute named in ``TrialAttr``, the weights and the learning curve are ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -67,6 +68,7 @@ from automl.search.promotion import (
     is_continuation,
 )
 from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
+from automl.search.retrain import FINAL_EPOCHS
 from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
 from automl.search.scheduler import early_stopper
 from automl.search.subsets import store_subset_points
@@ -296,6 +298,9 @@ class TrialLife:
         self.checkpoint = env.checkpoint(study, claimed.key)
         # The reference of this trial's measurement: its subset points are timed against it too.
         self.reference: Reference | None = None
+        # A final-phase retrain's own schedule (automl.search.retrain); None: the space's.
+        epochs = storage.get_trial_system_attrs(claimed.trial_id).get(FINAL_EPOCHS)
+        self.final_epochs = int(epochs) if isinstance(epochs, int) else None
 
     def run(self) -> TrialState:
         with HeartbeatThread(self.storage, self.claimed.trial_id):
@@ -373,7 +378,7 @@ class TrialLife:
         self.network = net
         trial.set_user_attr(TrialAttr.NETWORK, net.id)
         trial.set_user_attr(TrialAttr.MEMBER_WIDTHS, list(net.widths))
-        self.config = config_id(net, sampled, self.space)
+        self.config = config_id(net, sampled, self.space, self.final_epochs)
         trial.set_user_attr(TrialAttr.CONFIG, self.config)
         self.size = size
         self._check_budgets(None)
@@ -449,6 +454,9 @@ class TrialLife:
         """Co-train, from the checkpoint of an earlier attempt of this trial if there is one."""
         env, trial = self.env, self.trial
         train_cfg = self.space.train_config(sampled, seed=self.key)
+        if self.final_epochs is not None:
+            # A schedule of its own length: warm-up, then a cosine that ends at its last epoch.
+            train_cfg = dataclasses.replace(train_cfg, epochs=self.final_epochs)
         system_attrs = env.retry_db(
             lambda: self.storage.get_trial(self.claimed.trial_id).system_attrs, "read the trial"
         )
@@ -510,7 +518,8 @@ class TrialLife:
         n - 1 other seeds; the trial's value is the mean validation accuracy, every seed's kept in
         ``repeat_accuracies``. The shipped weights (and the test accuracy) are the first run's.
         Repeats are not checkpointed: a retry trains them again."""
-        n = self.space.search.repeats
+        # A retrain is the model to ship, trained once: repeats rank configurations.
+        n = 1 if self.final_epochs is not None else self.space.search.repeats
         accuracies = [result.val_accuracy]
         env = self.env
 

@@ -472,6 +472,12 @@ def _check_together(c: _Ctx, space: Mapping[str, Any]) -> None:
             '"promote" pauses and resumes trials at the rungs of kind = "asha"; set kind = '
             '"asha" or mode = "stop"',
         )
+    if sc.final_share > 0 and sc.final == "continue" and sc.mode != "promote":
+        raise c.fail(
+            "scheduler.final_share",
+            'the final phase "continue" resumes paused trials, which only mode = "promote" '
+            'keeps; set mode = "promote", final = "retrain", or final_share = 0',
+        )
     _check_ordered(c, space)
     # The baseline is trained at the model's default width, enqueued as a fixed parameter: a
     # list of widths must hold it, or the baseline fails when it asks for its width; a range must

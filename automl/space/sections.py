@@ -243,8 +243,12 @@ class SchedulerSection:
     mode: str = setting("stop", choices=("stop", "promote"))
     # Checkpoints of paused trials kept at once; past it the oldest dominated one is discarded.
     max_paused_checkpoints: int = setting(64, low=1, high=1_000_000)
-    # With a time budget: the share of it kept to train the front's paused networks to the end.
+    # With a time budget: the share of it kept for the final phase.
     final_share: float = setting(0.0, low=0.0, high=0.9)
+    # What the final phase does: "continue" resumes the paused networks to the end of their
+    # schedule (promote mode); "retrain" trains the most accurate configuration again with a
+    # schedule as long as the time left holds (automl.search.retrain), then resumes paused ones.
+    final: str = setting("continue", choices=("continue", "retrain"))
 
 
 @dataclass(frozen=True)

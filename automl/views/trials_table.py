@@ -192,6 +192,12 @@ def final_phase_words(u: dict[str, Any]) -> str:
     def acc(v: object) -> str:
         return f"{v:.4f}" if isinstance(v, int | float) else "?"
 
+    if "retrains" in found:
+        return (
+            f"final phase: trial {found['retrains']}'s configuration ({before_e} epochs, val "
+            f"accuracy {acc(before_a)}) trained again for {found.get('epochs_planned')} epochs, "
+            f"reached epoch {after_e} (val accuracy {acc(after_a)})"
+        )
     return (
         f"final phase: resumed at epoch {before_e} (val accuracy {acc(before_a)}), "
         f"trained to epoch {after_e} (val accuracy {acc(after_a)})"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import automl
+from automl.cli import main
 from automl.errors import ConfigError
 from automl.measure.host_share import HostShare
 from automl.measure.targets import latencies_for
@@ -114,8 +115,12 @@ def test_an_unknown_target_names_the_stored_ones(trained: automl.AutoMLStudy) ->
         trained.pareto_front(include_subsets=True, device="cpu")
 
 
-def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
+def test_remeasure_cli(
+    trained: automl.AutoMLStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     common = ["--storage", trained.storage_url, "--study", trained.study_name]
+    # The measuring command as users run it, in its own process; the commands that read what it
+    # stored run in this one (the same parser and exit codes, without a torch import each).
     out = _automl(
         "remeasure",
         *common,
@@ -131,26 +136,35 @@ def test_remeasure_cli(trained: automl.AutoMLStudy, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "timed 4 architectures on cpu@b4 (0 already measured there)" in out.stdout
     assert "Pareto front on cpu@b4" in out.stdout
-    status = _automl("status", *common, "--device", "cpu", "--batch-size", "4")
-    assert status.returncode == 0, status.stderr
-    shown = status.stdout.split("Pareto front on cpu at batch 4:")[1]
+    code, stdout, stderr = _cli(capsys, "status", *common, "--device", "cpu", "--batch-size", "4")
+    assert code == 0, stderr
+    shown = stdout.split("Pareto front on cpu at batch 4:")[1]
     front = trained.pareto_front(device="cpu", batch_size=4)
     for r in front:
         assert f"{r.latency_ms:.3f}" in shown
-    report = _automl(
-        "report", *common, "--out", str(tmp_path / "rep"), "--device", "cpu", "--batch-size", "4"
-    )
-    assert report.returncode == 0, report.stderr
+    rep = ["report", *common, "--out", str(tmp_path / "rep"), "--device", "cpu"]
+    code, _, stderr = _cli(capsys, *rep, "--batch-size", "4")
+    assert code == 0, stderr
     assert "at batch 4" in (tmp_path / "rep" / "index.html").read_text()
-    nowhere = _automl("status", *common, "--device", "nowhere")
-    assert nowhere.returncode == 2
-    assert "no latency of study" in nowhere.stderr and "automl remeasure" in nowhere.stderr
-    no_report = _automl("report", *common, "--out", str(tmp_path / "none"), "--device", "nowhere")
-    assert no_report.returncode == 2
+    code, _, stderr = _cli(capsys, "status", *common, "--device", "nowhere")
+    assert code == 2
+    assert "no latency of study" in stderr and "automl remeasure" in stderr
+    none = ["report", *common, "--out", str(tmp_path / "none"), "--device", "nowhere"]
+    assert _cli(capsys, *none)[0] == 2
     assert not (tmp_path / "none").exists()
-    bad = _automl("remeasure", *common, "--name", "a@b")
-    assert bad.returncode == 2
-    assert "--name must be a plain label" in bad.stderr
+    code, _, stderr = _cli(capsys, "remeasure", *common, "--name", "a@b")
+    assert code == 2
+    assert "--name must be a plain label" in stderr
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's usage errors
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _automl(*args: str, host_dir: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,108 @@
+"""The final phase's retrain: the most accurate configuration trained again on a longer schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+import automl
+import automl.search.study as study_module
+from automl.errors import ConfigError
+from automl.search.retrain import (
+    FINAL_EPOCHS,
+    RETRAIN_FILL,
+    RETRAINS,
+    enqueue_retrain,
+    retrain_epochs,
+    retrain_source,
+)
+from automl.store.attrs import TrialAttr
+from automl.views.trials_table import final_phase_words
+from tests.helpers import write_space
+
+EPOCHS = 3
+
+
+def _space(tmp_path: Path, scheduler: str) -> Path:
+    path = write_space(tmp_path, epochs=EPOCHS, steps=3)
+    path.write_text(path.read_text() + "\n[scheduler]\n" + scheduler)
+    return path
+
+
+def _done(number: int, acc: float, lat: float, **user_attrs: object) -> FrozenTrial:
+    t = optuna.trial.create_trial(
+        state=TrialState.COMPLETE,
+        values=[acc, lat],
+        user_attrs={TrialAttr.EPOCH_SECONDS: [2.0, 4.0, 3.0], **user_attrs},
+    )
+    t.number = number
+    return t
+
+
+def test_the_source_is_the_most_accurate_trial_that_trained_itself() -> None:
+    trials = [
+        _done(0, 0.90, 1.0),
+        _done(1, 0.95, 2.0, **{TrialAttr.REUSED_FROM: 3}),  # a reuse: its source competes
+        _done(2, 0.93, 3.0),
+        _done(3, 0.95, 2.0),
+        _done(4, 0.95, 1.5),  # as accurate as 3, and faster
+    ]
+    source = retrain_source(trials)
+    assert source is not None and source.number == 4
+    # Sized from the source's median epoch (3 s), to RETRAIN_FILL of the time left.
+    assert retrain_epochs(source, 300.0) == int(RETRAIN_FILL * 300.0 / 3.0)
+    assert retrain_source([_done(0, 0.9, 1.0, **{TrialAttr.EPOCH_SECONDS: []})]) is None
+
+
+def test_a_retrain_trains_its_own_schedule_and_takes_the_sources_place_on_the_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retrain_for = 2 * EPOCHS
+    monkeypatch.setattr(study_module, "retrain_epochs", lambda source, seconds: retrain_for)
+    space = _space(tmp_path, 'kind = "none"\nfinal = "retrain"\nfinal_share = 0.5\n')
+    study = automl.create_study(space, f"sqlite:///{tmp_path / 's.db'}")
+    stats = study.optimize(n_trials=2, budget_s=600)
+    assert stats.final is not None and stats.final.completed == 1
+    *searched, retrain = study.trials()
+    source = max((t for t in searched if t.values), key=lambda t: (t.values[0], -t.values[1]))
+    assert retrain.state is TrialState.COMPLETE
+    assert retrain.system_attrs[RETRAINS] == source.number
+    assert retrain.system_attrs[FINAL_EPOCHS] == retrain_for
+    assert retrain.params == source.params
+    # A schedule of its own, from the first epoch: not the source's outcome reused.
+    assert len(retrain.user_attrs[TrialAttr.CURVE]) == retrain_for
+    assert TrialAttr.REUSED_FROM not in retrain.user_attrs
+    assert retrain.user_attrs[TrialAttr.CONFIG] != source.user_attrs[TrialAttr.CONFIG]
+    assert retrain.user_attrs[TrialAttr.NETWORK] == source.user_attrs[TrialAttr.NETWORK]
+    words = final_phase_words(retrain.user_attrs)
+    assert f"trial {source.number}'s configuration ({EPOCHS} epochs" in words
+    assert f"trained again for {retrain_for} epochs, reached epoch {retrain_for}" in words
+    # One network, one latency: the retrain's point is the source's point or dominates it.
+    assert retrain.values[1] == pytest.approx(source.values[1])
+    front = [r.number for r in study.pareto_front()]
+    if retrain.values[0] > source.values[0]:
+        assert retrain.number in front and source.number not in front
+
+
+def test_one_retrain_per_configuration_and_none_that_would_be_shorter(tmp_path: Path) -> None:
+    space = _space(tmp_path, 'kind = "none"\nfinal = "retrain"\nfinal_share = 0.5\n')
+    study = automl.create_study(space, f"sqlite:///{tmp_path / 's.db'}")
+    study.optimize(n_trials=1)
+    source = study.trials()[0]
+    # Time for fewer epochs than the space's own schedule: no retrain.
+    per_epoch = sorted(source.user_attrs[TrialAttr.EPOCH_SECONDS])[1]
+    assert study._enqueue_retrain(0.5 * EPOCHS * per_epoch) is None
+    assert len(study.trials()) == 1
+    first = enqueue_retrain(study.optuna_study, source, 10)
+    assert first == 1
+    assert enqueue_retrain(study.optuna_study, source, 10) is None  # a second worker's try
+    assert len(study.trials()) == 2
+
+
+def test_continue_without_promote_is_refused(tmp_path: Path) -> None:
+    space = _space(tmp_path, 'kind = "asha"\nmode = "stop"\nfinal_share = 0.2\n')
+    with pytest.raises(ConfigError, match='final phase "continue" resumes paused trials'):
+        automl.create_study(space, f"sqlite:///{tmp_path / 's.db'}")
