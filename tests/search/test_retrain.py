@@ -19,6 +19,8 @@ from automl.search.retrain import (
     retrain_epochs,
     retrain_source,
 )
+from automl.search.retries import retry_later
+from automl.search.trial import claim_waiting_trial
 from automl.store.attrs import TrialAttr
 from automl.views.trials_table import final_phase_words
 from tests.helpers import write_space
@@ -106,3 +108,19 @@ def test_continue_without_promote_is_refused(tmp_path: Path) -> None:
     space = _space(tmp_path, 'kind = "asha"\nmode = "stop"\nfinal_share = 0.2\n')
     with pytest.raises(ConfigError, match='final phase "continue" resumes paused trials'):
         automl.create_study(space, f"sqlite:///{tmp_path / 's.db'}")
+
+
+def test_an_interrupted_retrain_is_retried_on_its_own_schedule(tmp_path: Path) -> None:
+    space = _space(tmp_path, 'kind = "none"\nfinal = "retrain"\nfinal_share = 0.5\n')
+    study = automl.create_study(space, f"sqlite:///{tmp_path / 's.db'}")
+    study.optimize(n_trials=1)
+    ticket = enqueue_retrain(study.optuna_study, study.trials()[0], 10)
+    storage = study.optuna_study._storage
+    first = claim_waiting_trial(study.optuna_study, storage)
+    assert first is not None and first.trial.number == ticket
+    # Its worker is stopped (or found dead): the retry keeps the schedule and the checkpoint key.
+    assert retry_later(study.optuna_study, first.trial, "worker stopped: killed", None)
+    again = claim_waiting_trial(study.optuna_study, storage)
+    assert again is not None and again.key == first.key == ticket
+    attrs = storage.get_trial(again.trial_id).system_attrs
+    assert attrs[FINAL_EPOCHS] == 10 and attrs[RETRAINS] == 0
