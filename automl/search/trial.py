@@ -466,8 +466,14 @@ class TrialLife:
         reporter = EpochReporter(
             trial,
             latency_ms=lat.median_ms,
-            # The final phase trains the front's paused networks to the end: no rung stops it.
-            stopper=None if env.final_phase else early_stopper(self.space, train_cfg.epochs),
+            # The final phase trains the front's paused networks to the end, and a retrain (in
+            # any run) has a schedule of its own that the rungs' epochs do not rank: no rung
+            # stops either.
+            stopper=(
+                None
+                if env.final_phase or self.final_epochs is not None
+                else early_stopper(self.space, train_cfg.epochs)
+            ),
             epochs=train_cfg.epochs,
             stop_event=env.stop_event,
             db_timeout_s=env.db_timeout_s,
