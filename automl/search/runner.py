@@ -120,6 +120,50 @@ def _describe(bar: Any, prefix: str) -> Callable[[str], None]:
     return lambda what: bar.set_description(f"{prefix}: {what}", refresh=True)
 
 
+def _at_a_limit(
+    stats: RunStats,
+    max_trials: int | None,
+    timeout: float | None,
+    budget_s: float | None,
+    elapsed: float,
+    longest: float,
+) -> bool:
+    """Whether the loop ends before claiming another trial: enough trials ran here, the timeout
+    passed, or the longest trial so far would not end within the budget."""
+    if max_trials is not None and stats.total >= max_trials:
+        return True
+    if timeout is not None and elapsed >= timeout:
+        return True
+    if budget_s is not None and elapsed + longest > budget_s:
+        log.info("time budget: the next trial would not end within %.0f s", budget_s)
+        return True
+    return False
+
+
+def _record_end(
+    study: optuna.Study,
+    storage: BaseStorage,
+    env: TrialEnv,
+    claimed: Claimed,
+    state: TrialState,
+    on_trial_end: Sequence[TrialEndHook],
+    retry: Callable[[Callable[[], FrozenTrial], str], FrozenTrial],
+    bar: tqdm,
+) -> bool | None:
+    """Publish a trial that ended (complete, pruned, failed) and show its values; whether it
+    trained nothing (took a stored outcome). ``None`` for a trial that did not end (stopped,
+    lost): it may have no database to read."""
+    if state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        return None
+    # E.g. the trial's note and the study's plots in optuna-dashboard.
+    _publish(on_trial_end, study, env, claimed.trial_id)
+    frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
+    if state is TrialState.COMPLETE:
+        acc, lat = frozen.values
+        bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
+    return _trained_nothing(frozen)
+
+
 def run_trials(
     study: optuna.Study,
     storage: BaseStorage,
@@ -181,12 +225,7 @@ def run_trials(
     bar = tqdm(total=total, disable=not progress, unit="trial", dynamic_ncols=True)
     try:
         while not stop.is_set():
-            if max_trials is not None and stats.total >= max_trials:
-                break
-            if timeout is not None and time.monotonic() - start >= timeout:
-                break
-            if budget_s is not None and time.monotonic() - start + longest > budget_s:
-                log.info("time budget: the next trial would not end within %.0f s", budget_s)
+            if _at_a_limit(stats, max_trials, timeout, budget_s, time.monotonic() - start, longest):
                 break
             try:
                 retry(
@@ -227,17 +266,10 @@ def run_trials(
             bar.set_description(f"trial {claimed.trial.number}")
             longest = max(longest, time.monotonic() - began)
             _count(stats, state)
-            if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-                # E.g. the trial's note and the study's plots in optuna-dashboard.
-                _publish(on_trial_end, study, env, claimed.trial_id)
-                # Ended and recorded (a stopped or lost trial may have no database to read).
-                frozen = retry(_reader(storage, claimed.trial_id), "read a trial")
-                nothing = _trained_nothing(frozen)
+            nothing = _record_end(study, storage, env, claimed, state, on_trial_end, retry, bar)
+            if nothing is not None:
                 stats.reused += nothing
                 repeats_in_a_row = repeats_in_a_row + 1 if nothing else 0
-                if state is TrialState.COMPLETE:
-                    acc, lat = frozen.values
-                    bar.set_postfix_str(f"#{frozen.number} acc {acc:.4f} latency {lat:.3f} ms")
             bar.update(1)
             if repeats_in_a_row >= MAX_REPEATS_IN_A_ROW:
                 stats.exhausted = True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl.search.front import NOISY_SPREAD_RATIO, ConfigPoint
 from automl.views.colours import k_colour
@@ -87,6 +87,92 @@ def point_hover(p: ConfigPoint, row: TrialRow | None) -> str:
     return "<br>".join(lines)
 
 
+def _error_bar(
+    half_widths: list[float], colour: str, minus: list[float] | None = None
+) -> dict[str, Any]:
+    """Plotly's error-bar settings, shared by every marker trace of the figure."""
+    bar: dict[str, Any] = {"type": "data", "array": half_widths, "color": colour}
+    if minus is not None:
+        bar |= {"symmetric": False, "arrayminus": minus}
+    return bar | {"thickness": 1, "width": 3}
+
+
+def _finished_trace(k: int, mine: list[ConfigPoint], by_number: dict[int, TrialRow]) -> Any:
+    """K's configurations trained to the end: latency spread and seeds' accuracy range."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[p.latency_ms for p in mine],
+        y=[p.accuracy for p in mine],
+        mode="markers",
+        name=f"K = {k} finished",
+        legendgroup=f"K{k}",
+        marker={"color": k_colour(k), "size": 10, "line": {"width": 1, "color": "#333"}},
+        error_x=_error_bar([p.latency_iqr_ms / 2 for p in mine], k_colour(k)),
+        error_y=_error_bar(
+            [max(p.accuracies) - p.accuracy for p in mine],
+            k_colour(k),
+            minus=[p.accuracy - min(p.accuracies) for p in mine],
+        ),
+        text=[point_hover(p, by_number.get(p.number)) for p in mine],
+        hovertemplate="%{text}<extra></extra>",
+    )
+
+
+def _stopped_trace(k: int, halted: list[TrialRow]) -> Any:
+    """K's trials stopped at a rung, hollow, at their last accuracy."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[r.latency_ms for r in halted],
+        y=[r.accuracy for r in halted],
+        mode="markers",
+        name=f"K = {k} stopped early (hollow: last accuracy)",
+        legendgroup=f"K{k}",
+        marker={"color": k_colour(k), "symbol": "circle-open", "size": 9, "line": {"width": 2}},
+        error_x=_error_bar([(r.latency_iqr_ms or 0.0) / 2 for r in halted], k_colour(k)),
+        text=[row_hover(r) for r in halted],
+        hovertemplate="%{text}<extra></extra>",
+    )
+
+
+def _marked_traces(
+    rows: Sequence[TrialRow], points: Sequence[ConfigPoint], stopped: bool
+) -> list[Any]:
+    """The marks over the points: trials over a budget, and latencies too noisy to rank."""
+    import plotly.graph_objects as go
+
+    traces = []
+    over = [r for r in rows if r.finished and r.over_budget and r.latency_ms is not None]
+    if over:
+        traces.append(
+            go.Scatter(
+                x=[r.latency_ms for r in over],
+                y=[r.accuracy for r in over],
+                mode="markers",
+                name="over a budget",
+                marker={"color": "#bbbbbb", "symbol": "x", "size": 8},
+                text=[row_hover(r) for r in over],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    noisy_points = [p for p in points if p.noisy]
+    noisy_rows = [r for r in rows if stopped and r.stopped and r.noisy and r.latency_ms is not None]
+    if noisy_points or noisy_rows:
+        traces.append(
+            go.Scatter(
+                x=[p.latency_ms for p in noisy_points] + [r.latency_ms for r in noisy_rows],
+                y=[p.accuracy for p in noisy_points] + [r.accuracy for r in noisy_rows],
+                mode="markers",
+                name=f"noisy latency (IQR > {NOISY_SPREAD_RATIO:.0%} of median)",
+                marker={"color": NOISY_COLOUR, "symbol": "x-thin-open", "size": 16,
+                        "line": {"width": 2, "color": NOISY_COLOUR}},
+                hoverinfo="skip",
+            )
+        )  # fmt: skip
+    return traces
+
+
 def accuracy_latency_figure(
     rows: Sequence[TrialRow],
     points: Sequence[ConfigPoint],
@@ -106,91 +192,12 @@ def accuracy_latency_figure(
     for k in ks:
         mine = [p for p in points if p.split_factor == k]
         if mine:
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.latency_ms for p in mine],
-                    y=[p.accuracy for p in mine],
-                    mode="markers",
-                    name=f"K = {k} finished",
-                    legendgroup=f"K{k}",
-                    marker={
-                        "color": k_colour(k),
-                        "size": 10,
-                        "line": {"width": 1, "color": "#333"},
-                    },
-                    error_x={
-                        "type": "data",
-                        "array": [p.latency_iqr_ms / 2 for p in mine],
-                        "color": k_colour(k),
-                        "thickness": 1,
-                        "width": 3,
-                    },
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": [max(p.accuracies) - p.accuracy for p in mine],
-                        "arrayminus": [p.accuracy - min(p.accuracies) for p in mine],
-                        "color": k_colour(k),
-                        "thickness": 1,
-                        "width": 3,
-                    },
-                    text=[point_hover(p, by_number.get(p.number)) for p in mine],
-                    hovertemplate="%{text}<extra></extra>",
-                )
-            )
+            fig.add_trace(_finished_trace(k, mine, by_number))
         halted = [r for r in rows if stopped and r.stopped and r.split_factor == k and r.latency_ms]
         if halted:
-            fig.add_trace(
-                go.Scatter(
-                    x=[r.latency_ms for r in halted],
-                    y=[r.accuracy for r in halted],
-                    mode="markers",
-                    name=f"K = {k} stopped early (hollow: last accuracy)",
-                    legendgroup=f"K{k}",
-                    marker={
-                        "color": k_colour(k),
-                        "symbol": "circle-open",
-                        "size": 9,
-                        "line": {"width": 2},
-                    },
-                    error_x={
-                        "type": "data",
-                        "array": [(r.latency_iqr_ms or 0.0) / 2 for r in halted],
-                        "color": k_colour(k),
-                        "thickness": 1,
-                        "width": 3,
-                    },
-                    text=[row_hover(r) for r in halted],
-                    hovertemplate="%{text}<extra></extra>",
-                )
-            )
-    over = [r for r in rows if r.finished and r.over_budget and r.latency_ms is not None]
-    if over:
-        fig.add_trace(
-            go.Scatter(
-                x=[r.latency_ms for r in over],
-                y=[r.accuracy for r in over],
-                mode="markers",
-                name="over a budget",
-                marker={"color": "#bbbbbb", "symbol": "x", "size": 8},
-                text=[row_hover(r) for r in over],
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
-    noisy_points = [p for p in points if p.noisy]
-    noisy_rows = [r for r in rows if stopped and r.stopped and r.noisy and r.latency_ms is not None]
-    if noisy_points or noisy_rows:
-        fig.add_trace(
-            go.Scatter(
-                x=[p.latency_ms for p in noisy_points] + [r.latency_ms for r in noisy_rows],
-                y=[p.accuracy for p in noisy_points] + [r.accuracy for r in noisy_rows],
-                mode="markers",
-                name=f"noisy latency (IQR > {NOISY_SPREAD_RATIO:.0%} of median)",
-                marker={"color": NOISY_COLOUR, "symbol": "x-thin-open", "size": 16,
-                        "line": {"width": 2, "color": NOISY_COLOUR}},
-                hoverinfo="skip",
-            )
-        )  # fmt: skip
+            fig.add_trace(_stopped_trace(k, halted))
+    for trace in _marked_traces(rows, points, stopped):
+        fig.add_trace(trace)
     if front:
         fig.add_trace(
             go.Scatter(
