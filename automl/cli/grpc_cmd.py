@@ -1,9 +1,14 @@
 """``automl grpc-proxy``: an Optuna gRPC storage proxy in front of the study database.
 
 For pools so large that every worker holding its own database connections would exhaust the
-server. Workers then use ``--storage grpc://HOST:PORT``. Heartbeats (and so the retry of trials
-whose worker died) need a direct database connection: keep at least one direct worker, or run
-``automl status`` against the database now and then, which fails stale trials.
+server. Workers then use ``--storage grpc://HOST:PORT``; their heartbeats pass through the proxy
+as trial attributes (``automl.store.grpc_proxy``), so a worker killed outright has its trial
+retried by the others, direct or proxied, after the grace period.
+
+The proxy serves the database through Optuna's cached storage, as Optuna's documentation of the
+server asks: every client's read of the trials then costs the database only the unfinished and
+new ones, not the whole study. Its limits are Optuna's and gRPC's: 10 threads serve the calls
+(the others queue), and a request may hold at most 4 MB.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optuna.storages import run_grpc_proxy_server
+    from optuna.storages import get_storage, run_grpc_proxy_server
 
     url = default_storage_url() if args.storage is None else args.storage
-    storage = open_storage(url)
+    storage = get_storage(open_storage(url))
     print(f"gRPC storage proxy for {redact(url)} on {args.host}:{args.port}", flush=True)
     run_grpc_proxy_server(storage, host=args.host, port=args.port)
     return 0

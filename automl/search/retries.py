@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.store.attrs import TrialAttr
+from automl.store.heartbeats import grace_period, stale_proxied
 from automl.store.liveness import gone_here
 from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
 
@@ -53,6 +54,10 @@ def fail_stale_trials(
     RUNNING; the storage's atomic state change then decides which worker fails it (the others
     wrote the same text), and only that worker runs the retry callback. A stale trial that is not
     retried (its retries used up) is passed to ``on_abandoned`` (its checkpoint is removed).
+
+    Trials of workers behind the gRPC proxy beat in a trial attribute: the proxy's client judges
+    them itself, and a direct worker judges them beside Optuna's heartbeat table, so that a pool
+    of both kinds retries each other's trials.
     """
     if not isinstance(storage, BaseHeartbeat):
         return
@@ -60,12 +65,16 @@ def fail_stale_trials(
     study_id = storage.get_study_id_from_name(study.study_name)
     # The method BaseHeartbeat storages implement for Optuna's own fail_stale_trials.
     stale: dict[int, str | None] = dict.fromkeys(storage._get_stale_trial_ids(study_id))
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    grace = grace_period(storage) if isinstance(storage, RDBStorage) else None
+    if grace is not None:
+        stale |= dict.fromkeys(stale_proxied(storage, running, grace))
     # Trials whose process ran on this machine and is gone need not wait for the grace period;
     # for those the process's absence is the more precise reason, whatever the heartbeat says.
-    for running in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = gone_here(running.user_attrs.get(TrialAttr.WORKER_PROCESS))
+    for running_trial in running:
+        pid = gone_here(running_trial.user_attrs.get(TrialAttr.WORKER_PROCESS))
         if pid is not None:
-            stale[running._trial_id] = (
+            stale[running_trial._trial_id] = (
                 f"its worker (process {pid} on this machine) is gone: killed or crashed"
             )
     for trial_id, cause in stale.items():

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from automl.errors import DatabaseUnreachableError, StorageError
 from automl.files import describe, open_regular
+from automl.store.grpc_proxy import HeartbeatProxy
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -139,14 +140,21 @@ def is_grpc(url: str) -> bool:
     return url.startswith("grpc://")
 
 
-def _open_grpc(url: str) -> optuna.storages.BaseStorage:
-    """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port."""
+def _open_grpc(url: str, settings: StorageSettings) -> optuna.storages.BaseStorage:
+    """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port,
+    with heartbeats through it (``automl.store.grpc_proxy``)."""
     hostport = url[len("grpc://") :].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or "@" in host:
         raise StorageError(f"gRPC storage URL {redact(url)!r} must be grpc://HOST:PORT")
     try:
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+        proxy = HeartbeatProxy(
+            host=host,
+            port=int(port),
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.effective_grace,
+            retry=StaleTrialRetry(settings.max_retry, settings.effective_grace),
+        )
     except ImportError as e:
         raise StorageError(
             "grpc:// storage needs grpcio: pip install -e '.[grpc]' in the automl checkout"
@@ -408,7 +416,8 @@ def open_storage(
     write: bool | None = None,
 ) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
-    or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it).
+    or, for grpc://host:port, a client of a gRPC storage proxy (heartbeats through it as trial
+    attributes: ``automl.store.grpc_proxy``).
 
     ``url`` None means the default (``$AUTOML_STORAGE`` or automl.db); an empty string is an
     error, not the default. With ``must_exist`` an SQLite file that is not there is an error
@@ -417,9 +426,9 @@ def open_storage(
     database can be written.
     """
     url = default_storage_url() if url is None else url
-    if is_grpc(url):
-        return _open_grpc(url)
     st = settings or StorageSettings()
+    if is_grpc(url):
+        return _open_grpc(url, st)
     url = normalize_url(url)
     parsed = _check_url(url)
     if must_exist:

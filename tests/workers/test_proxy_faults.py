@@ -1,0 +1,76 @@
+"""Workers behind the gRPC storage proxy (``automl grpc-proxy``), real processes against the real
+PostgreSQL: a worker killed outright there has its trial found stale by its heartbeats, which
+pass through the proxy, and retried from its checkpoint by another worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from automl.store.attrs import TrialAttr
+from automl.store.heartbeats import proxied_beat
+from tests.helpers import free_port, spawn_worker, unpooled_storage
+from tests.workers.test_faults import EPOCHS, HEARTBEAT, _study, _wait_for_epochs
+
+# The same group as the other worker fault tests: real worker processes on the one server.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-workers")]
+
+
+@pytest.fixture
+def proxy_url(pg_url: str) -> Iterator[str]:
+    """``automl grpc-proxy`` in front of the test server, as a process of its own."""
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "automl", "grpc-proxy", "--storage", pg_url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proxy.stdout is not None
+        # It prints its address once the database answered, just before it serves.
+        assert "gRPC storage proxy" in proxy.stdout.readline(), "the proxy did not start"
+        optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(60)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+
+
+def test_kill_9_behind_the_grpc_proxy_is_found_by_its_heartbeats_and_resumed(
+    pg_url: str, proxy_url: str, study_name: str, tmp_path: Path
+) -> None:
+    _study(pg_url, study_name, tmp_path, n=2)
+    a = spawn_worker(proxy_url, study_name, tmp_path, *HEARTBEAT)
+    _wait_for_epochs(pg_url, study_name, 0, 2)
+    storage = unpooled_storage(pg_url)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study_name), 0
+    )
+    a.send_signal(signal.SIGKILL)
+    a.wait(timeout=10)
+    assert proxied_beat(storage.get_trial(trial_id)) is not None, "no heartbeat through the proxy"
+    # As if worker A had run on another host: this machine cannot see that its process is gone
+    # (automl.store.liveness), so only the heartbeat can tell.
+    storage.set_trial_user_attr(trial_id, TrialAttr.WORKER_PROCESS, "elsewhere|boot|1")
+    b = spawn_worker(proxy_url, study_name, tmp_path, *HEARTBEAT)
+    out = b.communicate(timeout=300)[0]
+    assert b.returncode == 0, out
+    trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 2, states
+    assert trials[0].state is TrialState.FAIL
+    assert "sent no heartbeat" in trials[0].user_attrs[TrialAttr.FAIL_REASON]
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
+    assert retry.state is TrialState.COMPLETE and retry.params == trials[0].params
+    assert retry.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 2
+    assert len(retry.user_attrs[TrialAttr.CURVE]) == EPOCHS
