@@ -191,14 +191,15 @@ def claim_waiting_trial(
 
 
 def _known_to_study(study: optuna.Study, trial_id: int) -> None:
-    """The study's own cached storage must know the trial before it samples into it: a trial
-    made by another process since this one last read (a retry, a ticket) is otherwise unknown to
-    it, and a sampler that reads no history (random) would fail on it. Its cache is brought up to
-    date only then: that reads every unfinished trial of the study, the cost the claim avoids."""
+    """Optuna's cache in front of an RDB storage (the study's own storage) must know a trial
+    before the trial takes a parameter: a trial made by another process since this one last read
+    (a retry, a ticket) is otherwise unknown to it, and a sampler that reads no history (random)
+    would fail on it. The cache is brought up to date only then, since that reads every
+    unfinished trial of the study. (The gRPC proxy's client and the in-memory storage pass a
+    parameter on as it is; the proxy's server cache has just read the trial for the claim.)"""
     cache = study._storage
-    if isinstance(cache, _CachedStorage) and trial_id in cache._trial_id_to_study_id_and_number:
-        return
-    study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if isinstance(cache, _CachedStorage) and trial_id not in cache._trial_id_to_study_id_and_number:
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
 # -- what a worker brings to every trial ------------------------------------------------------
