@@ -163,15 +163,11 @@ def claim_waiting_trial(
     same trial."""
     study_id = storage.get_study_id_from_name(study.study_name)
     queue = WaitingQueue(storage, study_id)
-    trial_id = None
-    for tier in _TIERS:
-        if only_eligible or tier is _CONTINUATIONS:
-            if eligible is not None:
-                trial_id = queue.claim_accepted(tier, eligible)
-        else:
-            trial_id = queue.claim_first(tier)
-        if trial_id is not None:
-            break
+    trial_id = _claim_in_order(queue, eligible, only_eligible, wait=False)
+    if trial_id is None and queue.passes_over_held:
+        # Trials other workers held at that instant were passed over: wait for them before
+        # saying that none waits, so that a worker never leaves while a trial still waits.
+        trial_id = _claim_in_order(queue, eligible, only_eligible, wait=True)
     if trial_id is None:
         return None
     if isinstance(storage, BaseHeartbeat) and heartbeat_interval(storage) is not None:
@@ -188,6 +184,26 @@ def claim_waiting_trial(
         storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, None)
     _known_to_study(study, trial_id)
     return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
+
+
+def _claim_in_order(
+    queue: WaitingQueue,
+    eligible: Callable[[FrozenTrial], bool] | None,
+    only_eligible: bool,
+    wait: bool,
+) -> int | None:
+    for tier in _TIERS:
+        if only_eligible or tier is _CONTINUATIONS:
+            # Judged one by one, each claim waiting for a held trial: nothing to wait for again.
+            if eligible is not None and not wait:
+                trial_id = queue.claim_accepted(tier, eligible)
+            else:
+                trial_id = None
+        else:
+            trial_id = queue.claim_first(tier, wait=wait)
+        if trial_id is not None:
+            return trial_id
+    return None
 
 
 def _known_to_study(study: optuna.Study, trial_id: int) -> None:

@@ -154,15 +154,18 @@ class WaitingQueue:
                 return frozen._trial_id
         return None
 
-    def claim_first(self, tier: Tier) -> int | None:
+    @property
+    def passes_over_held(self) -> bool:
+        """Whether ``claim_first`` passes over a trial that another transaction holds at that
+        instant (PostgreSQL: another worker claiming it, or writing to it)."""
+        return self._rdb is not None and self._rdb.engine.dialect.name == "postgresql"
+
+    def claim_first(self, tier: Tier, *, wait: bool = False) -> int | None:
         """Take the first waiting trial of ``tier`` that no other worker is taking; its id, or
-        ``None`` when the tier has none left."""
-        if self._rdb is not None and self._rdb.engine.dialect.name == "postgresql":
-            # Nothing free: every waiting trial left may be locked for a moment (being claimed,
-            # or written by another worker). Waiting for those locks tells "none left" from
-            # "all busy", so that a worker never leaves while a trial still waits.
-            got = self._claim_first_pg(self._rdb, tier, skip_locked=True)
-            return got if got is not None else self._claim_first_pg(self._rdb, tier, False)
+        ``None`` when the tier has none left, or none that is not held (``passes_over_held``;
+        with ``wait`` a held trial is waited for instead)."""
+        if self._rdb is not None and self.passes_over_held:
+            return self._claim_first_pg(self._rdb, tier, skip_locked=not wait)
         if self._rdb is not None:
             while True:
                 first = self._first_id(self._rdb, tier)
