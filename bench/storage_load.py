@@ -14,7 +14,8 @@ Two ways to the database are compared: direct (one SQLAlchemy engine with N pool
 as N workers with one connection each would hold) and Optuna's gRPC storage proxy (``automl
 grpc-proxy``, one process with its own pool; the workers hold gRPC channels only, each its own
 client as ``automl worker --storage grpc://...`` opens it). Heartbeats go to Optuna's heartbeat
-table directly and into a trial attribute through the proxy (``automl.store.grpc_proxy``).
+table either way, through the proxy for the proxied workers (``automl.store.grpc_proxy``), and
+the proxy makes their claims.
 
 The direct workers share one study object, so that its cache of the trials is read once, not
 once per simulated worker: a real worker reads the study when it joins, on its own host, and
@@ -225,8 +226,10 @@ def _worker(
                 if pace.heartbeat_s is not None and now >= next_beat:
                     assert isinstance(storage, BaseHeartbeat)
                     timings.timed("heartbeat", partial(storage.record_heartbeat, trial_id))
-                    next_beat += pace.heartbeat_s
-                time.sleep(min(end, next_beat) - now)
+                    # The next one an interval after this one, as the worker's heartbeat thread
+                    # waits: a slow write delays the beats, never bunches them.
+                    next_beat = time.monotonic() + pace.heartbeat_s
+                time.sleep(max(0.0, min(end, next_beat) - time.monotonic()))
             curve.append(0.5 + 0.01 * epoch)
             timings.timed(
                 "epoch_attr",

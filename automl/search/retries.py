@@ -19,8 +19,8 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.store.attrs import TrialAttr
-from automl.store.heartbeats import grace_period, stale_proxied
-from automl.store.liveness import gone_here
+from automl.store.grpc_proxy import HeartbeatProxy
+from automl.store.liveness import gone_here, worker_tags
 from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
 
 __all__ = [
@@ -55,9 +55,8 @@ def fail_stale_trials(
     wrote the same text), and only that worker runs the retry callback. A stale trial that is not
     retried (its retries used up) is passed to ``on_abandoned`` (its checkpoint is removed).
 
-    Trials of workers behind the gRPC proxy beat in a trial attribute: the proxy's client judges
-    them itself, and a direct worker judges them beside Optuna's heartbeat table, so that a pool
-    of both kinds retries each other's trials.
+    Workers behind the gRPC proxy beat into the same table through it (``automl.store.
+    grpc_proxy``), so a pool of direct and proxied workers retries each other's trials.
     """
     if not isinstance(storage, BaseHeartbeat):
         return
@@ -65,16 +64,12 @@ def fail_stale_trials(
     study_id = storage.get_study_id_from_name(study.study_name)
     # The method BaseHeartbeat storages implement for Optuna's own fail_stale_trials.
     stale: dict[int, str | None] = dict.fromkeys(storage._get_stale_trial_ids(study_id))
-    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    grace = grace_period(storage) if isinstance(storage, RDBStorage) else None
-    if grace is not None:
-        stale |= dict.fromkeys(stale_proxied(storage, running, grace))
     # Trials whose process ran on this machine and is gone need not wait for the grace period;
     # for those the process's absence is the more precise reason, whatever the heartbeat says.
-    for running_trial in running:
-        pid = gone_here(running_trial.user_attrs.get(TrialAttr.WORKER_PROCESS))
+    for trial_id, tag in _worker_tags(storage, study_id).items():
+        pid = gone_here(tag)
         if pid is not None:
-            stale[running_trial._trial_id] = (
+            stale[trial_id] = (
                 f"its worker (process {pid} on this machine) is gone: killed or crashed"
             )
     for trial_id, cause in stale.items():
@@ -101,6 +96,17 @@ def fail_stale_trials(
             callback(study, failed)
             if on_abandoned is not None and not retried(study, failed):
                 on_abandoned(failed)
+
+
+def _worker_tags(storage: BaseStorage, study_id: int) -> dict[int, object]:
+    """The process tag of every running trial, read alone where the storage can (every worker
+    looks before every claim), else from the whole trials."""
+    if isinstance(storage, RDBStorage):
+        return worker_tags(storage, study_id)
+    if isinstance(storage, HeartbeatProxy):
+        return storage.worker_tags(study_id)
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    return {t._trial_id: t.user_attrs.get(TrialAttr.WORKER_PROCESS) for t in running}
 
 
 def retried(study: optuna.Study, failed: FrozenTrial) -> bool:

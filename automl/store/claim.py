@@ -16,9 +16,12 @@ first trial N² attempts. So ``WaitingQueue.claim_first`` asks each storage for 
   or lost to, so N workers take N different trials in one statement each, in trial order.
 - SQLite (one writer at a time, one machine): the first id of the tier, read alone, then the
   conditional update; a lost race (rare) reads again.
-- Other storages (the gRPC proxy, which answers only with whole trials): the waiting trials are
-  read once per claim; the first is tried, and a worker that lost it tries the others from a
-  random place, so that the losers of one race do not all meet again at the next trial.
+- The gRPC proxy (``automl.store.grpc_proxy``): the proxy claims as a direct worker does, in
+  one call (``ClaimsOnServer``).
+- Other storages (Optuna's in-memory one, a plain Optuna proxy), which answer only with whole
+  trials: the waiting trials are read once per claim; the first is tried, and a worker that lost
+  it tries the others from a random place, so that the losers of one race do not all meet again
+  at the next trial.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
@@ -35,7 +38,7 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import ColumnElement, Select, and_, exists, not_, select, true, update
 
-__all__ = ["Tier", "WaitingQueue", "claim_trial"]
+__all__ = ["ClaimsOnServer", "Tier", "WaitingQueue", "claim_trial"]
 
 _TRIALS = models.TrialModel.__table__
 _SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
@@ -100,6 +103,14 @@ class Tier:
         return and_(true(), *tests)
 
 
+@runtime_checkable
+class ClaimsOnServer(Protocol):
+    """A storage whose server claims the first free trial of a tier (``WaitingQueue.claim_first``
+    run there)."""
+
+    def claim_first(self, study_id: int, tier: Tier, wait: bool) -> int | None: ...
+
+
 class WaitingQueue:
     """The WAITING trials of one study, as one claim sees them."""
 
@@ -107,6 +118,7 @@ class WaitingQueue:
         self.storage = storage
         self.study_id = study_id
         self._rdb = storage if isinstance(storage, RDBStorage) else None
+        self._server = storage if isinstance(storage, ClaimsOnServer) else None
         # Without SQL the storage can only hand out whole trials: read them once for this claim.
         self._waiting: list[FrozenTrial] | None = None
 
@@ -157,13 +169,18 @@ class WaitingQueue:
     @property
     def passes_over_held(self) -> bool:
         """Whether ``claim_first`` passes over a trial that another transaction holds at that
-        instant (PostgreSQL: another worker claiming it, or writing to it)."""
+        instant (PostgreSQL: another worker claiming it, or writing to it; a server that claims
+        may stand in front of PostgreSQL)."""
+        if self._server is not None:
+            return True
         return self._rdb is not None and self._rdb.engine.dialect.name == "postgresql"
 
     def claim_first(self, tier: Tier, *, wait: bool = False) -> int | None:
         """Take the first waiting trial of ``tier`` that no other worker is taking; its id, or
         ``None`` when the tier has none left, or none that is not held (``passes_over_held``;
         with ``wait`` a held trial is waited for instead)."""
+        if self._server is not None:
+            return self._server.claim_first(self.study_id, tier, wait)
         if self._rdb is not None and self.passes_over_held:
             return self._claim_first_pg(self._rdb, tier, skip_locked=not wait)
         if self._rdb is not None:

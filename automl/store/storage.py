@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from automl.errors import DatabaseUnreachableError, StorageError
 from automl.files import describe, open_regular
-from automl.store.grpc_proxy import HeartbeatProxy
+from automl.store.grpc_proxy import HeartbeatProxy, NotAutomlProxyError
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -141,8 +141,8 @@ def is_grpc(url: str) -> bool:
 
 
 def _open_grpc(url: str, settings: StorageSettings) -> optuna.storages.BaseStorage:
-    """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port,
-    with heartbeats through it (``automl.store.grpc_proxy``)."""
+    """A client of the gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port, with
+    heartbeats and claims through it (``automl.store.grpc_proxy``)."""
     hostport = url[len("grpc://") :].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or "@" in host:
@@ -160,7 +160,13 @@ def _open_grpc(url: str, settings: StorageSettings) -> optuna.storages.BaseStora
             "grpc:// storage needs grpcio: pip install -e '.[grpc]' in the automl checkout"
         ) from e
     try:
+        proxy.check_server()
         proxy.get_all_studies()
+    except NotAutomlProxyError as e:
+        raise StorageError(
+            f"{host}:{port} is a plain Optuna gRPC proxy; workers need automl's, which passes "
+            "their heartbeats and claims on: run 'automl grpc-proxy' there"
+        ) from e
     except Exception as e:
         raise StorageError(
             f"cannot reach the gRPC storage proxy at {host}:{port}: {type(e).__name__}; "
@@ -416,8 +422,8 @@ def open_storage(
     write: bool | None = None,
 ) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
-    or, for grpc://host:port, a client of a gRPC storage proxy (heartbeats through it as trial
-    attributes: ``automl.store.grpc_proxy``).
+    or, for grpc://host:port, a client of automl's gRPC storage proxy (heartbeats and claims
+    through it: ``automl.store.grpc_proxy``).
 
     ``url`` None means the default (``$AUTOML_STORAGE`` or automl.db); an empty string is an
     error, not the default. With ``must_exist`` an SQLite file that is not there is an error
