@@ -12,8 +12,14 @@ pool, a simulated worker of a pool of N beats every 60 N / 1024 s and ends an ep
 
 Two ways to the database are compared: direct (one SQLAlchemy engine with N pooled connections,
 as N workers with one connection each would hold) and Optuna's gRPC storage proxy (``automl
-grpc-proxy``, one process with its own pool; the workers hold gRPC channels only). Heartbeats do not
-pass through the proxy (Optuna's heartbeats are an RDB feature), so in that mode none are sent.
+grpc-proxy``, one process with its own pool; the workers hold gRPC channels only, each its own
+client as ``automl worker --storage grpc://...`` opens it). Heartbeats go to Optuna's heartbeat
+table either way, through the proxy for the proxied workers (``automl.store.grpc_proxy``), and
+the proxy makes their claims.
+
+The direct workers share one study object, so that its cache of the trials is read once, not
+once per simulated worker: a real worker reads the study when it joins, on its own host, and
+this process has only the CPUs of one.
 
 For each N it prints claims/s, the p50/p99 latency of every storage call, the database's CPU
 seconds (its processes' user + system time, from /proc) and checks that exactly the trials asked
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -44,10 +51,12 @@ from typing import TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from automl.search.trial import claim_waiting_trial
 from automl.store.attrs import TrialAttr
+from automl.store.storage import StorageSettings, open_storage
 
 T = TypeVar("T")
 PG_BIN = Path(os.environ.get("AUTOML_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -182,14 +191,13 @@ class Pace:
 
 def _worker(
     storage: BaseStorage,
-    study_name: str,
+    study: optuna.Study,
     pace: Pace,
     timings: Timings,
     claimed: list[int],
     deadline: float,
 ) -> None:
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
+    study_id = storage.get_study_id_from_name(study.study_name)
     # Past the deadline no trial is claimed: the run ends, and its row shows what was left.
     while time.monotonic() < deadline:
         got = timings.timed("claim", lambda: claim_waiting_trial(study, storage))
@@ -216,10 +224,12 @@ def _worker(
             end = time.monotonic() + pace.epoch_s
             while (now := time.monotonic()) < end:
                 if pace.heartbeat_s is not None and now >= next_beat:
-                    assert isinstance(storage, RDBStorage)
+                    assert isinstance(storage, BaseHeartbeat)
                     timings.timed("heartbeat", partial(storage.record_heartbeat, trial_id))
-                    next_beat += pace.heartbeat_s
-                time.sleep(min(end, next_beat) - now)
+                    # The next one an interval after this one, as the worker's heartbeat thread
+                    # waits: a slow write delays the beats, never bunches them.
+                    next_beat = time.monotonic() + pace.heartbeat_s
+                time.sleep(max(0.0, min(end, next_beat) - time.monotonic()))
             curve.append(0.5 + 0.01 * epoch)
             timings.timed(
                 "epoch_attr",
@@ -273,9 +283,8 @@ def run_one(
     max_seconds: float,
 ) -> Result:
     scale = n / real_pool
-    pace = Pace(
-        heartbeat_s=60 * scale if mode == "direct" else None, epoch_s=20 * scale, epochs=epochs
-    )
+    pace = Pace(heartbeat_s=60 * scale, epoch_s=20 * scale, epochs=epochs)
+    beat = StorageSettings(heartbeat_interval=max(1, round(60 * scale)), grace_period=600)
     n_trials = max(2 * n, 64)
     name = f"load-{mode}-{n}-{os.getpid()}"
     setup = RDBStorage(url, heartbeat_interval=60, grace_period=600)
@@ -283,24 +292,24 @@ def run_one(
     for _ in range(n_trials):
         study.enqueue_trial({})
     proxy: subprocess.Popen[bytes] | None = None
-    storages: list[BaseStorage]
+    workers: list[tuple[BaseStorage, optuna.Study]]
     if mode == "direct":
         # One engine, N connections at most: what N single-connection workers hold at the server.
         shared = RDBStorage(
             url,
             engine_kwargs={"pool_size": n, "max_overflow": 0, "pool_timeout": 120},
-            heartbeat_interval=max(1, round(pace.heartbeat_s or 60)),
-            grace_period=600,
+            heartbeat_interval=beat.heartbeat_interval,
+            grace_period=beat.grace_period,
         )
-        storages = [shared] * n
+        one = optuna.load_study(study_name=name, storage=shared)
+        one.get_trials(deepcopy=False)  # read when the pool joins, not at the first claim
+        workers = [(shared, one)] * n
     else:
         proxy = subprocess.Popen(
             [sys.executable, "-m", "automl", "grpc-proxy", "--storage", url, "--port",
              str(proxy_port)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        from optuna.storages import GrpcStorageProxy
-
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -310,18 +319,19 @@ def run_one(
                 if time.monotonic() > deadline:
                     raise SystemExit("storage_load: the gRPC proxy did not start") from None
                 time.sleep(0.2)
-        storages = [GrpcStorageProxy(host="127.0.0.1", port=proxy_port) for _ in range(n)]
+        storages = [open_storage(f"grpc://127.0.0.1:{proxy_port}", beat) for _ in range(n)]
+        workers = [(s, optuna.load_study(study_name=name, storage=s)) for s in storages]
     timings = Timings()
     claimed: list[int] = []
 
-    def body(storage: BaseStorage) -> None:
+    def body(storage: BaseStorage, study: optuna.Study) -> None:
         try:
-            _worker(storage, name, pace, timings, claimed, deadline)
+            _worker(storage, study, pace, timings, claimed, deadline)
         except Exception as e:  # counted and shown: a load test reports its failures
             with timings.lock:
                 timings.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
-    threads = [threading.Thread(target=body, args=(s,), daemon=True) for s in storages]
+    threads = [threading.Thread(target=body, args=w, daemon=True) for w in workers]
     deadline = time.monotonic() + max_seconds
     with ServerCpu(postmaster) as cpu:
         t0 = time.perf_counter()
@@ -368,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(n < 1 for n in args.workers) or args.epochs < 1 or args.real_pool < 1:
         ap.error("--workers, --epochs and --real-pool must be positive")
+    # Every simulated worker holds a socket (a database connection or a gRPC channel), and the
+    # proxy one per worker: at N = 1024 past a default soft limit of 1024 descriptors.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * max(args.workers) + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()

@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.store.attrs import TrialAttr
-from automl.store.liveness import gone_here
+from automl.store.grpc_proxy import HeartbeatProxy
+from automl.store.liveness import gone_here, worker_tags
 from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
 
 __all__ = [
@@ -53,6 +54,9 @@ def fail_stale_trials(
     RUNNING; the storage's atomic state change then decides which worker fails it (the others
     wrote the same text), and only that worker runs the retry callback. A stale trial that is not
     retried (its retries used up) is passed to ``on_abandoned`` (its checkpoint is removed).
+
+    Workers behind the gRPC proxy beat into the same table through it (``automl.store.
+    grpc_proxy``), so a pool of direct and proxied workers retries each other's trials.
     """
     if not isinstance(storage, BaseHeartbeat):
         return
@@ -62,10 +66,10 @@ def fail_stale_trials(
     stale: dict[int, str | None] = dict.fromkeys(storage._get_stale_trial_ids(study_id))
     # Trials whose process ran on this machine and is gone need not wait for the grace period;
     # for those the process's absence is the more precise reason, whatever the heartbeat says.
-    for running in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = gone_here(running.user_attrs.get(TrialAttr.WORKER_PROCESS))
+    for trial_id, tag in _worker_tags(storage, study_id).items():
+        pid = gone_here(tag)
         if pid is not None:
-            stale[running._trial_id] = (
+            stale[trial_id] = (
                 f"its worker (process {pid} on this machine) is gone: killed or crashed"
             )
     for trial_id, cause in stale.items():
@@ -92,6 +96,17 @@ def fail_stale_trials(
             callback(study, failed)
             if on_abandoned is not None and not retried(study, failed):
                 on_abandoned(failed)
+
+
+def _worker_tags(storage: BaseStorage, study_id: int) -> dict[int, object]:
+    """The process tag of every running trial, read alone where the storage can (every worker
+    looks before every claim), else from the whole trials."""
+    if isinstance(storage, RDBStorage):
+        return worker_tags(storage, study_id)
+    if isinstance(storage, HeartbeatProxy):
+        return storage.worker_tags(study_id)
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    return {t._trial_id: t.user_attrs.get(TrialAttr.WORKER_PROCESS) for t in running}
 
 
 def retried(study: optuna.Study, failed: FrozenTrial) -> bool:

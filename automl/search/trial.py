@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
@@ -61,11 +61,11 @@ from automl.search.dedup import (
     same_configuration,
 )
 from automl.search.promotion import (
+    CONTINUES,
     RESUMED_EPOCHS,
     PauseTrial,
     enqueue_continuation,
     evict_paused,
-    is_continuation,
 )
 from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
 from automl.search.retrain import FINAL_EPOCHS
@@ -76,7 +76,7 @@ from automl.search.timing import LatencyTimer, ModelInput, latency_attrs, record
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.space.networks import Network
 from automl.store.attrs import TrialAttr
-from automl.store.claim import claim_trial
+from automl.store.claim import Tier, WaitingQueue
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
 from automl.store.liveness import process_tag
 from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
@@ -132,13 +132,20 @@ class Claimed:
     trial_id: int
 
 
+# The claim order, as the three tiers of WAITING trials taken in turn, each in trial order:
+# retries, then promoted continuations, then fresh tickets.
+_RETRIES = Tier(has="failed_trial")
+_CONTINUATIONS = Tier(has=CONTINUES, lacks=("failed_trial",))
+_FRESH = Tier(lacks=("failed_trial", CONTINUES))
+_TIERS = (_RETRIES, _CONTINUATIONS, _FRESH)
+
+
 def claim_order(frozen: FrozenTrial) -> tuple[int, int]:
     """Retries first, then promoted continuations, then fresh tickets, each in trial order: an
     interrupted trial resumes from its checkpoint at once instead of after every new trial, and
     a promoted one before new work, their epochs so far not left idle."""
-    if "failed_trial" in frozen.system_attrs:
-        return (0, frozen.number)
-    return (1 if is_continuation(frozen) else 2, frozen.number)
+    tier = next(i for i, t in enumerate(_TIERS) if t.holds(frozen.system_attrs))
+    return (tier, frozen.number)
 
 
 def claim_waiting_trial(
@@ -147,39 +154,70 @@ def claim_waiting_trial(
     eligible: Callable[[FrozenTrial], bool] | None = None,
     only_eligible: bool = False,
 ) -> Claimed | None:
-    """Atomically take one WAITING trial of ``study`` (held in ``storage``); ``None`` when there
-    is none. A continuation of a paused trial is taken only when ``eligible`` says so (it is
-    promotable); without ``eligible`` never. With ``only_eligible`` every trial must be."""
+    """Atomically take one WAITING trial of ``study`` (held in ``storage``) in ``claim_order``;
+    ``None`` when there is none. A continuation of a paused trial is taken only when ``eligible``
+    says so (it is promotable); without ``eligible`` never. With ``only_eligible`` every trial
+    must be.
+
+    Only a trial that ``eligible`` must judge is read whole before the claim; the others are
+    claimed by the storage as the first free one of their tier (``automl.store.claim``), so
+    that a pool of workers claiming at once neither reads the queue once each nor races for the
+    same trial."""
     study_id = storage.get_study_id_from_name(study.study_name)
-    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-    for frozen in sorted(waiting, key=claim_order):
-        if (only_eligible or is_continuation(frozen)) and (
-            eligible is None or not eligible(frozen)
-        ):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        try:
-            if not claim_trial(storage, trial_id):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        if isinstance(storage, BaseHeartbeat) and heartbeat_interval(storage) is not None:
-            # At once, not when the heartbeat thread first runs: Optuna only finds a trial stale
-            # once it has a heartbeat, so a worker dying in between would leave it RUNNING forever.
-            storage.record_heartbeat(trial_id)
-        storage.set_trial_user_attr(trial_id, TrialAttr.WORKER_PROCESS, process_tag())
-        inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
-        if inherited is not None:
-            # Optuna's retry copies the failed attempt's attributes; its reason belongs to that
-            # attempt, so it is kept under another name and this attempt starts without one.
-            storage.set_trial_user_attr(trial_id, TrialAttr.RETRIED_AFTER, inherited)
-            storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, None)
-        # The study's own (cached) storage must know the trial before it samples into it: a
-        # trial made by another process since this one last read (a retry, a ticket) is otherwise
-        # unknown to it, and a sampler that reads no history (random) would fail on it.
-        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
+    queue = WaitingQueue(storage, study_id)
+    trial_id = _claim_in_order(queue, eligible, only_eligible, wait=False)
+    if trial_id is None and queue.passes_over_held:
+        # Trials other workers held at that instant were passed over: wait for them before
+        # saying that none waits, so that a worker never leaves while a trial still waits.
+        trial_id = _claim_in_order(queue, eligible, only_eligible, wait=True)
+    if trial_id is None:
+        return None
+    if isinstance(storage, BaseHeartbeat) and heartbeat_interval(storage) is not None:
+        # At once, not when the heartbeat thread first runs: Optuna only finds a trial stale
+        # once it has a heartbeat, so a worker dying in between would leave it RUNNING forever.
+        storage.record_heartbeat(trial_id)
+    storage.set_trial_user_attr(trial_id, TrialAttr.WORKER_PROCESS, process_tag())
+    frozen = storage.get_trial(trial_id)
+    inherited = frozen.user_attrs.get(TrialAttr.FAIL_REASON)
+    if inherited is not None:
+        # Optuna's retry copies the failed attempt's attributes; its reason belongs to that
+        # attempt, so it is kept under another name and this attempt starts without one.
+        storage.set_trial_user_attr(trial_id, TrialAttr.RETRIED_AFTER, inherited)
+        storage.set_trial_user_attr(trial_id, TrialAttr.FAIL_REASON, None)
+    _known_to_study(study, trial_id)
+    return Claimed(optuna.Trial(study, trial_id), trial_key(frozen), trial_id)
+
+
+def _claim_in_order(
+    queue: WaitingQueue,
+    eligible: Callable[[FrozenTrial], bool] | None,
+    only_eligible: bool,
+    wait: bool,
+) -> int | None:
+    for tier in _TIERS:
+        if only_eligible or tier is _CONTINUATIONS:
+            # Judged one by one, each claim waiting for a held trial: nothing to wait for again.
+            if eligible is not None and not wait:
+                trial_id = queue.claim_accepted(tier, eligible)
+            else:
+                trial_id = None
+        else:
+            trial_id = queue.claim_first(tier, wait=wait)
+        if trial_id is not None:
+            return trial_id
     return None
+
+
+def _known_to_study(study: optuna.Study, trial_id: int) -> None:
+    """Optuna's cache in front of an RDB storage (the study's own storage) must know a trial
+    before the trial takes a parameter: a trial made by another process since this one last read
+    (a retry, a ticket) is otherwise unknown to it, and a sampler that reads no history (random)
+    would fail on it. The cache is brought up to date only then, since that reads every
+    unfinished trial of the study. (The gRPC proxy's client and the in-memory storage pass a
+    parameter on as it is; the proxy's server cache has just read the trial for the claim.)"""
+    cache = study._storage
+    if isinstance(cache, _CachedStorage) and trial_id not in cache._trial_id_to_study_id_and_number:
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
 # -- what a worker brings to every trial ------------------------------------------------------

@@ -33,7 +33,6 @@ from automl.store.storage import (
     DEFAULT_MAX_RETRY,
     StorageSettings,
     default_storage_url,
-    is_grpc,
     is_sqlite,
     redact,
 )
@@ -104,14 +103,6 @@ def _warn_about_storage(url: str) -> None:
         log.warning(
             "%s is an SQLite file: it takes one process at a time; to run several workers, "
             "store the study in PostgreSQL (--storage postgresql://...)",
-            redact(url),
-        )
-    if is_grpc(url):
-        log.warning(
-            "%s is a gRPC proxy: heartbeats do not pass through it, so a trial whose worker is "
-            "killed outright stays RUNNING (Optuna finds a trial stale only by its heartbeats); "
-            "it is retried only when a worker on the same host sees its process gone. A worker "
-            "stopped by a signal re-enqueues its trial itself",
             redact(url),
         )
 

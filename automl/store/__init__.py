@@ -11,8 +11,9 @@ above ``automl.errors``.
 - ``storage``: ``open_storage``, ``StorageSettings``, ``redact``, the URL rules, stale-trial
   retries.
 - ``retry``: ``db_retry``. ``heartbeats``: ages and the heartbeat thread. ``liveness``: which
-  process claimed a trial and whether it is gone. ``names`` / ``paths``: study names and the
-  folders they name.
+  process claimed a trial and whether it is gone. ``claim``: the claim of a waiting trial.
+  ``grpc_proxy``: automl's gRPC storage proxy and its client. ``names`` / ``paths``: study names
+  and the folders they name.
 """
 
 from __future__ import annotations

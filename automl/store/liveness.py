@@ -6,15 +6,26 @@ that held the trial ran on this very machine, the operating system already knows
 alive: the tag names the host, the boot and the process id, and a tag of this host and boot
 whose process no longer exists means the trial can be retried now. Any doubt (another host,
 another boot, a process id that exists, perhaps reused) leaves the decision to the heartbeat.
+
+``worker_tags`` reads the tags of the running trials alone, not the whole trials: every worker
+looks before every claim.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
 
-__all__ = ["gone_here", "process_tag"]
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import select
+
+from automl.store.attrs import TrialAttr
+
+__all__ = ["gone_here", "process_tag", "worker_tags"]
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -53,3 +64,20 @@ def gone_here(tag: object) -> int | None:
     except PermissionError:  # alive, under another user
         return None
     return None
+
+
+def worker_tags(storage: RDBStorage, study_id: int) -> dict[int, object]:
+    """Trial id -> the stored tag of every RUNNING trial of ``study_id`` that has one."""
+    trials = models.TrialModel.__table__
+    attrs = models.TrialUserAttributeModel.__table__
+    query = (
+        select(trials.c.trial_id, attrs.c.value_json)
+        .join_from(trials, attrs, attrs.c.trial_id == trials.c.trial_id)
+        .where(
+            trials.c.study_id == study_id,
+            trials.c.state == TrialState.RUNNING,
+            attrs.c.key == TrialAttr.WORKER_PROCESS.value,
+        )
+    )
+    with storage.engine.connect() as conn:
+        return {int(trial_id): json.loads(value) for trial_id, value in conn.execute(query)}

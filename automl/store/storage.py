@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from automl.errors import DatabaseUnreachableError, StorageError
 from automl.files import describe, open_regular
+from automl.store.grpc_proxy import HeartbeatProxy, NotAutomlProxyError
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -139,20 +140,33 @@ def is_grpc(url: str) -> bool:
     return url.startswith("grpc://")
 
 
-def _open_grpc(url: str) -> optuna.storages.BaseStorage:
-    """A client of an Optuna gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port."""
+def _open_grpc(url: str, settings: StorageSettings) -> optuna.storages.BaseStorage:
+    """A client of the gRPC storage proxy (``automl grpc-proxy``) at grpc://host:port, with
+    heartbeats and claims through it (``automl.store.grpc_proxy``)."""
     hostport = url[len("grpc://") :].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or "@" in host:
         raise StorageError(f"gRPC storage URL {redact(url)!r} must be grpc://HOST:PORT")
     try:
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+        proxy = HeartbeatProxy(
+            host=host,
+            port=int(port),
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.effective_grace,
+            retry=StaleTrialRetry(settings.max_retry, settings.effective_grace),
+        )
     except ImportError as e:
         raise StorageError(
             "grpc:// storage needs grpcio: pip install -e '.[grpc]' in the automl checkout"
         ) from e
     try:
+        proxy.check_server()
         proxy.get_all_studies()
+    except NotAutomlProxyError as e:
+        raise StorageError(
+            f"{host}:{port} is a plain Optuna gRPC proxy; workers need automl's, which passes "
+            "their heartbeats and claims on: run 'automl grpc-proxy' there"
+        ) from e
     except Exception as e:
         raise StorageError(
             f"cannot reach the gRPC storage proxy at {host}:{port}: {type(e).__name__}; "
@@ -408,7 +422,8 @@ def open_storage(
     write: bool | None = None,
 ) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage with heartbeat, retry of stale trials and pre-ping of connections,
-    or, for grpc://host:port, a client of a gRPC storage proxy (no heartbeats through it).
+    or, for grpc://host:port, a client of automl's gRPC storage proxy (heartbeats and claims
+    through it: ``automl.store.grpc_proxy``).
 
     ``url`` None means the default (``$AUTOML_STORAGE`` or automl.db); an empty string is an
     error, not the default. With ``must_exist`` an SQLite file that is not there is an error
@@ -417,9 +432,9 @@ def open_storage(
     database can be written.
     """
     url = default_storage_url() if url is None else url
-    if is_grpc(url):
-        return _open_grpc(url)
     st = settings or StorageSettings()
+    if is_grpc(url):
+        return _open_grpc(url, st)
     url = normalize_url(url)
     parsed = _check_url(url)
     if must_exist:
