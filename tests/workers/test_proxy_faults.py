@@ -56,14 +56,16 @@ def proxy_url(pg_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 def test_kill_9_behind_the_grpc_proxy_is_found_by_its_heartbeats_and_resumed(
-    pg_url: str, proxy_url: str, study_name: str, tmp_path: Path
+    pg_url: str, proxy_url: str, study_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _study(pg_url, study_name, tmp_path, n=1)
+    # A worker that does not get on shows where it stands when aborted (its threads' stacks).
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
     a = spawn_worker(proxy_url, study_name, tmp_path, *HEARTBEAT)
     try:
         _wait_for_epochs(pg_url, study_name, 0, 2)
     except AssertionError as e:
-        a.kill()
+        a.send_signal(signal.SIGABRT)
         raise AssertionError(f"{e}; worker A said:\n{a.communicate()[0]}") from e
     storage = unpooled_storage(pg_url)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
