@@ -115,7 +115,6 @@ def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it
     space = write_space(tmp_path, epochs=EPOCHS, steps=STEPS)
     proc = _search(tmp_path, space)
     _wait_for_epoch(tmp_path, proc)
-    t0 = time.monotonic()
     head = ""
     for i in range(times):
         proc.send_signal(sig)
@@ -124,13 +123,13 @@ def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it
             # process has said it handled this one.
             head += _read_until(proc, "received: finishing the current epoch")
     out = head + proc.communicate(timeout=60)[0]
-    stopped_in = time.monotonic() - t0
     # Once: at the next epoch boundary; twice: at once, with the same trial left to retry.
     assert proc.returncode == (130 if times == 2 else 128 + sig), out
-    # Bounds for a loaded two-core machine: an epoch, or nothing, plus the process's exit.
-    assert stopped_in < (25 if times == 1 else 15), stopped_in
     assert "Traceback" not in out, out
     first, retry = _trials(tmp_path)
+    # Stopped mid-trial, not after it: what it trained is fewer epochs than the schedule (a
+    # count, not a wall-clock bound, which a loaded machine would break).
+    assert 1 <= len(first.user_attrs[TrialAttr.CURVE]) < EPOCHS
     assert first.state is TrialState.FAIL
     assert "worker stopped" in first.user_attrs[TrialAttr.FAIL_REASON]
     assert retry.state is TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
@@ -138,11 +137,9 @@ def test_interrupted_search_leaves_the_baseline_waiting_and_the_rerun_resumes_it
     assert len(_checkpoints(tmp_path)) == 1
 
     # The rerun does not wait for the interrupted trial to go stale (300 s): it resumes it now.
-    t0 = time.monotonic()
     again = _search(tmp_path, space)
     out = again.communicate(timeout=240)[0]
     assert again.returncode == 0, out
-    assert time.monotonic() - t0 < 120
     trials = _trials(tmp_path)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], out
     assert trials[1].user_attrs[TrialAttr.RESUMED_FROM_EPOCH] >= 1
@@ -161,11 +158,9 @@ def test_a_killed_search_is_resumed_by_the_rerun_without_waiting_out_the_grace(
     proc.kill()
     proc.communicate(timeout=60)
     assert [t.state for t in _trials(tmp_path)] == [TrialState.RUNNING]
-    t0 = time.monotonic()
     again = _search(tmp_path, space)
     out = again.communicate(timeout=280)[0]
     assert again.returncode == 0, out
-    assert time.monotonic() - t0 < 200  # the grace alone would be 300 s
     # The retry is the one trial asked for again, not one more beside it.
     first, retry = _trials(tmp_path)
     assert first.state is TrialState.FAIL and retry.state is TrialState.COMPLETE, out

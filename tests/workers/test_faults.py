@@ -111,13 +111,13 @@ def test_sigterm_exits_0_in_grace_and_the_trial_is_retried(
     _study(pg_url, study_name, tmp_path, n=1)
     a = _worker(pg_url, study_name, tmp_path)
     _wait_for_epochs(pg_url, study_name, 0, 1)
-    t0 = time.monotonic()
     a.send_signal(signal.SIGTERM)
-    out = a.communicate(timeout=30)[0]
+    out = a.communicate(timeout=60)[0]
     assert a.returncode == 0, out
-    assert time.monotonic() - t0 < 10  # an epoch boundary, not the whole trial
     trials = optuna.load_study(study_name=study_name, storage=pg_url).trials
     assert trials[0].state is TrialState.FAIL
+    # At an epoch boundary, not after the whole trial: counted in epochs, not in seconds.
+    assert 1 <= len(trials[0].user_attrs[TrialAttr.CURVE]) < EPOCHS
     assert "worker stopped" in trials[0].user_attrs[TrialAttr.FAIL_REASON]
     assert trials[1].state is TrialState.WAITING  # re-enqueued at once, no grace period needed
     b = _worker(pg_url, study_name, tmp_path)
