@@ -1,12 +1,12 @@
 """Train every distinct network of the demo space for real, with seeds, and time each network once.
 
-The benchmark of the search (``bench/simulate_search.py --table bench/data/fashion_networks.jsonl``)
-replays this table. A width multiplier becomes channels by rounding, so the demo space's width
-range holds only a few networks per K (``automl.space.networks.space_networks``: 7, 6 and 4 for
-K = 1, 2 and 4 of ``convnet_s`` over 0.5-2.0). Each is trained at the demo's fidelity (the space's
-own recipe: 27 epochs of 94 batches of 64, one warm-up epoch), K = 1 without co-training and
-K > 1 at each co-training setting of ``SETTINGS``, with ``--seeds`` seeds; validation accuracy
-after every epoch, test accuracy at the end, each epoch's seconds.
+The benchmark of the search (``bench/search_benchmark.py``) replays this table
+(``bench/data/fashion_networks.jsonl``). A width multiplier becomes channels by rounding, so the
+demo space's width range holds only a few networks per K (``automl.space.networks.space_networks``:
+7, 6 and 4 for K = 1, 2 and 4 of ``convnet_s`` over 0.5-2.0). Each is trained at the demo's fidelity
+(the space's own recipe: 27 epochs of 94 batches of 64, one warm-up epoch), K = 1 without co-
+training and K > 1 at each co-training setting of ``SETTINGS``, with ``--seeds`` seeds; validation
+accuracy after every epoch, test accuracy at the end, each epoch's seconds.
 
 Two passes, each resumable (rows already in the output are skipped), each appending JSON lines:
 
@@ -15,11 +15,13 @@ Two passes, each resumable (rows already in the output are skipped), each append
     nice -n 19 python bench/tabulate_networks.py train --shard 0/2 --threads 1 &
     nice -n 19 python bench/tabulate_networks.py train --shard 1/2 --threads 1
     python bench/tabulate_networks.py latency             # minutes, on a quiet machine
+    # or a few measurements at a time (--limit), to leave the machine to others in between
 
 The latency pass is separate so that the training of the first pass (at nice 19, to leave the
-machine to other work) does not disturb it: one row per network, the median of ``--repeats``
-measurements with the project's ``measure`` (the space's latency settings), with the load average
-of the moment and the wall time one measurement takes (what a trial pays for it).
+machine to other work) does not disturb it: one row per network, the median of ``--rounds``
+measurements with the project's ``measure`` (the space's latency settings), taken in rounds over
+the networks, with the load average of each moment and the wall time one measurement takes (what
+a trial pays for it).
 """
 
 from __future__ import annotations
@@ -134,43 +136,58 @@ def train_row(
     }
 
 
-def latency_row(
-    space: SearchSpace, config: dict[str, Any], data: DataBundle, repeats: int
+def latency_sample(
+    space: SearchSpace, config: dict[str, Any], data: DataBundle, network: str
 ) -> dict[str, Any]:
+    """One measurement of a network with the project's ``measure`` and the space's settings."""
     params = params_of(space, config)
     torch.manual_seed(0)
     model = space.build_model(params, data.num_classes, data.in_chans)
     obj = space.objectives
     x = torch.randn(obj.latency_batch_size, data.in_chans, data.image_size, data.image_size)
     load = os.getloadavg()[0]
-    medians, iqrs, modes, seconds = [], [], [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        lat = measure(
-            model,
-            x,
-            mode=obj.latency_mode,
-            threads=obj.latency_threads,
-            warmup_s=obj.latency_warmup_s,
-            min_run_s=obj.latency_min_run_s,
-        )
-        seconds.append(time.perf_counter() - t0)
-        medians.append(lat.median_ms)
-        iqrs.append(lat.iqr_ms)
-        modes.append(lat.mode)
+    t0 = time.perf_counter()
+    lat = measure(
+        model,
+        x,
+        mode=obj.latency_mode,
+        threads=obj.latency_threads,
+        warmup_s=obj.latency_warmup_s,
+        min_run_s=obj.latency_min_run_s,
+    )
+    return {
+        "kind": "latency_sample",
+        "network": network,
+        "latency_ms": round(lat.median_ms, 4),
+        "latency_iqr_ms": round(lat.iqr_ms, 4),
+        "latency_mode": lat.mode,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "loadavg": round(load, 2),
+    }
+
+
+def latency_row(
+    network: str, config: dict[str, Any], samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A network's latency: the median of its measurements, taken in rounds over all networks
+    so that a busy spell of the machine touches every network alike."""
     return {
         "kind": "latency",
-        "network": network_of(space, config, data).id,
+        "network": network,
         "config": {"split_factor": config["split_factor"], "width_mult": config["width_mult"]},
-        "latency_ms": round(statistics.median(medians), 4),
-        "latency_repeats_ms": [round(m, 4) for m in medians],
-        "latency_iqr_ms": round(statistics.median(iqrs), 4),
-        "latency_modes": modes,
+        "latency_ms": round(statistics.median(s["latency_ms"] for s in samples), 4),
+        "latency_samples_ms": [s["latency_ms"] for s in samples],
+        "latency_iqr_ms": round(statistics.median(s["latency_iqr_ms"] for s in samples), 4),
+        "latency_modes": [s["latency_mode"] for s in samples],
         # What one trial pays for its measurement with the space's settings.
-        "latency_seconds": round(statistics.median(seconds), 2),
-        "loadavg_before": round(load, 2),
-        "loadavg_after": round(os.getloadavg()[0], 2),
+        "latency_seconds": round(statistics.median(s["seconds"] for s in samples), 2),
+        "loadavg": [s["loadavg"] for s in samples],
     }
+
+
+def read_rows(out: Path, kind: str) -> list[dict[str, Any]]:
+    lines = out.read_text().splitlines()[1:] if out.exists() else []
+    return [r for r in (json.loads(line) for line in lines if line.strip()) if r["kind"] == kind]
 
 
 def main() -> None:
@@ -181,8 +198,8 @@ def main() -> None:
     ap.add_argument("--settings", type=int, default=2, help=f"co-training settings of {SETTINGS}")
     ap.add_argument("--val-limit", type=int, default=None, help="validation images (space: all)")
     ap.add_argument("--epochs", type=int, default=None, help="fewer epochs (timing trials only)")
-    ap.add_argument("--repeats", type=int, default=7, help="latency measurements per network")
-    ap.add_argument("--limit", type=int, default=None, help="only this many rows now")
+    ap.add_argument("--rounds", type=int, default=7, help="latency measurements per network")
+    ap.add_argument("--limit", type=int, default=None, help="only this many rows (samples) now")
     ap.add_argument("--shard", default="0/1", help="i/n: train every n-th job from the i-th")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training")
     args = ap.parse_args()
@@ -212,7 +229,7 @@ def main() -> None:
             "machine": machine(),
         }
         args.out.write_text(json.dumps(header) + "\n")
-    done = done_rows(args.out, args.what)
+    done = done_rows(args.out, "train" if args.what == "train" else "latency")
     command = " ".join(["python", *sys.argv])
     if args.what == "train":
         # Seed-major: a table cut short has every configuration at the first seed.
@@ -230,13 +247,25 @@ def main() -> None:
                   f"test {row['test_accuracy']}, load {row['loadavg']}", flush=True)  # fmt: skip
         return
     nets = {network_of(space, c, data).id: c for c in todo_configs}
-    todo = [(n, c) for n, c in nets.items() if n not in done]
-    print(f"{len(done)} networks timed, {len(todo)} to go; {machine()}", flush=True)
+    samples: dict[str, list[dict[str, Any]]] = {n: [] for n in nets}
+    for r in read_rows(args.out, "latency_sample"):
+        samples[r["network"]].append(r)
+    todo = [
+        (n, c)
+        for rnd in range(args.rounds)
+        for n, c in nets.items()
+        if n not in done and len(samples[n]) <= rnd
+    ]
+    print(f"{len(done)} networks timed, {len(todo)} measurements to go; {machine()}", flush=True)
     for n, c in todo[: args.limit]:
-        row = latency_row(space, c, data, args.repeats) | {"command": command}
+        sample = latency_sample(space, c, data, n) | {"command": command}
+        samples[n].append(sample)
+        lines = [sample]
+        if len(samples[n]) == args.rounds:
+            lines.append(latency_row(n, c, samples[n]) | {"command": command})
         with args.out.open("a") as f:
-            f.write(json.dumps(row, separators=(",", ":")) + "\n")
-        print(f"{n}: {row['latency_ms']} ms {row['latency_repeats_ms']}", flush=True)
+            f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in lines)
+        print(f"{n}: {sample['latency_ms']} ms in {sample['seconds']} s", flush=True)
 
 
 if __name__ == "__main__":
