@@ -257,15 +257,15 @@ def main() -> None:
         if n not in done and len(samples[n]) <= rnd
     ]
     print(f"{len(done)} networks timed, {len(todo)} measurements to go; {machine()}", flush=True)
-    for n, c in todo[: args.limit]:
-        sample = latency_sample(space, c, data, n) | {"command": command}
-        samples[n].append(sample)
+    for net, c in todo[: args.limit]:
+        sample = latency_sample(space, c, data, net) | {"command": command}
+        samples[net].append(sample)
         lines = [sample]
-        if len(samples[n]) == args.rounds:
-            lines.append(latency_row(n, c, samples[n]) | {"command": command})
+        if len(samples[net]) == args.rounds:
+            lines.append(latency_row(net, c, samples[net]) | {"command": command})
         with args.out.open("a") as f:
             f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in lines)
-        print(f"{n}: {sample['latency_ms']} ms in {sample['seconds']} s", flush=True)
+        print(f"{net}: {sample['latency_ms']} ms in {sample['seconds']} s", flush=True)
 
 
 if __name__ == "__main__":
