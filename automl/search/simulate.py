@@ -21,13 +21,13 @@ then epoch e ends ``sum(epoch_seconds[:e])`` later. Compute is the sum of what t
 
 A table of networks (``bench/tabulate_networks.py``) holds every distinct network of a space at a
 few co-training settings with several seeds, and one latency per network. There a sampled width is
-the network it builds (the widest network whose smallest width is at most the sampled one), a
-trial draws one of its configuration's seed rows, and each network's costs are its medians over
-all its rows (the table is trained on a shared machine: one slow epoch is the machine's, not the
-network's). With ``reuse`` the simulator does what the workers do (``automl.search.dedup``): a
-configuration already trained or stopped is not trained again (the trial takes the stored outcome
-at no cost), one training elsewhere is not started twice (the trial fails at no cost), and each
-network's latency is paid for once.
+the network it builds (the widest network whose smallest width is at most the sampled one), a trial
+draws one of its configuration's seed rows, and each epoch of a network costs the 10th percentile
+of all its epochs' seconds (the table is trained at idle priority on a shared machine: its fastest
+epochs are the network's own cost, the slow ones the machine's). With ``reuse`` the simulator does
+what the workers do (``automl.search.dedup``): a configuration already trained or stopped is not
+trained again (the trial takes the stored outcome at no cost), one training elsewhere is not
+started twice (the trial fails at no cost), and each network's latency is paid for once.
 """
 
 from __future__ import annotations
@@ -142,10 +142,7 @@ class Table:
         by_net: dict[str, list[dict[str, Any]]] = {}
         for r in train:
             by_net.setdefault(r["network"], []).append(r)
-        costs = {
-            net: [statistics.median(r["epoch_seconds"][e] for r in rs) for e in range(epochs)]
-            for net, rs in by_net.items()
-        }
+        costs = {net: [_epoch_cost(rs, epochs)] * epochs for net, rs in by_net.items()}
         rows = [
             Row(
                 config=r["config"],
@@ -232,6 +229,14 @@ class Table:
             if r.config == config:
                 return r
         raise ConfigError(f"no row for {config} in the table")
+
+
+def _epoch_cost(rows: list[dict[str, Any]], epochs: int) -> float:
+    """A network's cost per epoch: the 10th percentile of every epoch of its rows."""
+    seconds = [float(s) for r in rows for s in r["epoch_seconds"][:epochs]]
+    if len(seconds) < 2:
+        return seconds[0]
+    return statistics.quantiles(seconds, n=10, method="inclusive")[0]
 
 
 @dataclass(frozen=True)

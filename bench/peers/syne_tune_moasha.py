@@ -169,9 +169,10 @@ class NetworkTable:
         by_net: dict[str, list[dict[str, Any]]] = {}
         for r in train:
             by_net.setdefault(r["network"], []).append(r)
-        # Each network's cost: its median epoch over every row (one slow epoch is the machine's).
+        # Each epoch of a network costs the 10th percentile of all its epochs (trained at idle
+        # priority on a shared machine: the slow epochs are the machine's), as our simulator.
         self.costs = {
-            n: [float(np.median([r["epoch_seconds"][e] for r in rs])) for e in range(self.epochs)]
+            n: [float(np.percentile([s for r in rs for s in r["epoch_seconds"]], 10))] * self.epochs
             for n, rs in by_net.items()
         }
         self.latency = latency
