@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--settings", type=int, default=2, help=f"co-training settings of {SETTINGS}")
     ap.add_argument("--val-limit", type=int, default=None, help="validation images (space: all)")
     ap.add_argument("--epochs", type=int, default=None, help="fewer epochs (timing trials only)")
-    ap.add_argument("--rounds", type=int, default=7, help="latency measurements per network")
+    ap.add_argument("--rounds", type=int, default=3, help="latency measurements per network")
     ap.add_argument("--limit", type=int, default=None, help="only this many rows (samples) now")
     ap.add_argument("--shard", default="0/1", help="i/n: train every n-th job from the i-th")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training")
