@@ -190,9 +190,27 @@ def read_rows(out: Path, kind: str) -> list[dict[str, Any]]:
     return [r for r in (json.loads(line) for line in lines if line.strip()) if r["kind"] == kind]
 
 
+def status(space: SearchSpace, todo: list[dict[str, Any]], seeds: int, out: Path) -> None:
+    """What the table holds and what it still lacks."""
+    train = read_rows(out, "train")
+    timed = {r["network"] for r in read_rows(out, "latency")}
+    have = {key_of(r) for r in train}
+    missing = [
+        (c, s) for s in range(seeds) for c in todo if key_of({"config": c, "seed": s}) not in have
+    ]
+    hours = sum(r["train_seconds"] for r in train) / 3600
+    print(f"{len(train)} training rows ({hours:.2f} h of training), {len(timed)} networks timed")
+    nets: dict[int, set[str]] = {c["split_factor"]: set() for c in todo}
+    for r in train:
+        nets[r["config"]["split_factor"]].add(r["network"])
+    print("networks trained per K: " + ", ".join(f"K={k}: {len(v)}" for k, v in nets.items()))
+    for c, s in missing:
+        print(f"missing: {c} seed {s}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["train", "latency", "list"])
+    ap.add_argument("what", choices=["train", "latency", "list", "status"])
     ap.add_argument("--out", type=Path, default=Path("bench/data/fashion_networks.jsonl"))
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--settings", type=int, default=2, help=f"co-training settings of {SETTINGS}")
@@ -214,6 +232,9 @@ def main() -> None:
         for c in todo_configs:
             print(c)
         print(f"{len(todo_configs)} configurations x {args.seeds} seeds")
+        return
+    if args.what == "status":
+        status(space, todo_configs, args.seeds, args.out)
         return
     data = load_data(space, args.val_limit)
     args.out.parent.mkdir(parents=True, exist_ok=True)
