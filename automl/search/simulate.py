@@ -176,8 +176,9 @@ class Table:
     def lookup(self, params: dict[str, Any], rng: random.Random | None = None) -> Row:
         """The row nearest to a trial's parameters: K and the kind exactly, the width on a log
         scale, the co-training weight linearly (K = 1 rows ignore the co-training keys). In a
-        table of networks the width is the network it builds, and ``rng`` draws one of the
-        configuration's seed rows (the first without it)."""
+        table of networks the width is the network it builds, then the nearest co-training
+        setting of that network, and ``rng`` draws one of the configuration's seed rows (the
+        first without it)."""
         if self.by_network:
             return self._lookup_network(params, rng)
         k = int(params.get("split_factor", 1))
@@ -200,19 +201,22 @@ class Table:
         k = int(params.get("split_factor", 1))
         width = float(params.get("width_mult", 1.0))
         candidates = [r for r in self.rows if int(r.config["split_factor"]) == k]
-        if k > 1:
-            kind = str(params.get("cot_kind", "js"))
-            candidates = [r for r in candidates if r.config.get("cot_kind") == kind]
         if not candidates:
             raise ConfigError(f"the table has no configuration with K = {k} for {params}")
         # Channels only grow with the width: the network is the last one starting at or below it.
         starts = sorted({float(r.config["width_mult"]) for r in candidates})
         start = max((w for w in starts if w <= width + 1e-9), default=starts[0])
         candidates = [r for r in candidates if float(r.config["width_mult"]) == start]
-        cw = float(params.get("cot_weight", 0.0))
-        best = min(abs(float(r.config.get("cot_weight", 0.0)) - cw) for r in candidates)
-        seeds = [r for r in candidates if abs(float(r.config.get("cot_weight", 0.0)) - cw) == best]
-        seeds = [r for r in seeds if r.config == seeds[0].config]
+        # Then the nearest co-training setting of the network: the kind if the table has it there
+        # (a table still being filled may lack it), the nearest weight.
+        kind, cw = str(params.get("cot_kind", "js")), float(params.get("cot_weight", 0.0))
+
+        def distance(r: Row) -> tuple[bool, float]:
+            c = r.config
+            return (c.get("cot_kind", kind) != kind, abs(float(c.get("cot_weight", 0.0)) - cw))
+
+        best = min(candidates, key=distance).config
+        seeds = [r for r in candidates if r.config == best]
         return rng.choice(seeds) if rng is not None else seeds[0]
 
     def reference_point(self, test: bool = False) -> tuple[float, float]:

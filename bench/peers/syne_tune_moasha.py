@@ -182,19 +182,23 @@ class NetworkTable:
 
     def lookup(self, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The configuration a sampled point trains and its seed rows: the width is the network
-        it builds (the last one starting at or below it), the co-training weight the nearest
-        setting of the kind."""
+        it builds (the last one starting at or below it), then the network's nearest
+        co-training setting (the kind if the table has it there, the nearest weight)."""
         k = int(params["split_factor"])
         configs = [json.loads(c) for c in self.rows]
         configs = [c for c in configs if c["split_factor"] == k]
-        if k > 1:
-            configs = [c for c in configs if c["cot_kind"] == params["cot_kind"]]
         starts = sorted({float(c["width_mult"]) for c in configs})
         width = float(params["width_mult"])
         start = max((w for w in starts if w <= width + 1e-9), default=starts[0])
         configs = [c for c in configs if float(c["width_mult"]) == start]
-        cw = float(params.get("cot_weight", 0.0))
-        best = min(configs, key=lambda c: abs(float(c.get("cot_weight", 0.0)) - cw))
+        kind, cw = params.get("cot_kind", "js"), float(params.get("cot_weight", 0.0))
+        best = min(
+            configs,
+            key=lambda c: (
+                c.get("cot_kind", kind) != kind,
+                abs(float(c.get("cot_weight", 0)) - cw),
+            ),
+        )
         return best, self.rows[json.dumps(best, sort_keys=True)]
 
     def full_cost(self, latency_cost: float) -> float:
