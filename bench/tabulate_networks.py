@@ -250,7 +250,7 @@ def main() -> None:
             "machine": machine(),
         }
         args.out.write_text(json.dumps(header) + "\n")
-    done = done_rows(args.out, "train" if args.what == "train" else "latency")
+    done = done_rows(args.out, "train") if args.what == "train" else set()
     command = " ".join(["python", *sys.argv])
     if args.what == "train":
         # Seed-major: a table cut short has every configuration at the first seed.
@@ -271,12 +271,10 @@ def main() -> None:
     samples: dict[str, list[dict[str, Any]]] = {n: [] for n in nets}
     for r in read_rows(args.out, "latency_sample"):
         samples[r["network"]].append(r)
-    todo = [
-        (n, c)
-        for rnd in range(args.rounds)
-        for n, c in nets.items()
-        if n not in done and len(samples[n]) <= rnd
-    ]
+    # More rounds asked than a network's latency row holds: it is measured again, and a new row
+    # (the last one counts) takes the median of all its measurements.
+    todo = [(n, c) for rnd in range(args.rounds) for n, c in nets.items() if len(samples[n]) <= rnd]
+    done = {n for n in nets if len(samples[n]) >= args.rounds}
     print(f"{len(done)} networks timed, {len(todo)} measurements to go; {machine()}", flush=True)
     for net, c in todo[: args.limit]:
         sample = latency_sample(space, c, data, net) | {"command": command}
