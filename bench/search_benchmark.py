@@ -83,9 +83,13 @@ PEER = "moasha-fixed"
 
 def sampler_of(space: SearchSpace, name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "gp":
-        # Optuna's GP (log EHVI for two objectives), after the same random start as TPE.
+        # Optuna's GP (log EHVI for two objectives), after the same random start as TPE. The
+        # co-training parameters exist for K > 1 only, so GP models K and the width and samples
+        # them at random, which it would warn about on every trial.
         n = space.sampler.n_startup_trials
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n)
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=n, warn_independent_sampling=False
+        )
     return sampler_for(space, name, seed)
 
 
