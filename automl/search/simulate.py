@@ -18,6 +18,16 @@ paused ones in the final phase's order (``final_order``), trained to the end wit
 Time: a trial first spends the row's ``latency_seconds`` (latency is measured before training),
 then epoch e ends ``sum(epoch_seconds[:e])`` later. Compute is the sum of what the trials' epochs
 (and latency measurements) cost, partial epochs at the end of the budget left out.
+
+A table of networks (``bench/tabulate_networks.py``) holds every distinct network of a space at a
+few co-training settings with several seeds, and one latency per network. There a sampled width is
+the network it builds (the widest network whose smallest width is at most the sampled one), a trial
+draws one of its configuration's seed rows, and each epoch of a network costs the 10th percentile
+of all its epochs' seconds (the table is trained at idle priority on a shared machine: its fastest
+epochs are the network's own cost, the slow ones the machine's). With ``reuse`` the simulator does
+what the workers do (``automl.search.dedup``): a configuration already trained or stopped is not
+trained again (the trial takes the stored outcome at no cost), one training elsewhere is not
+started twice (the trial fails at no cost), and each network's latency is paid for once.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import dataclasses
 import heapq
 import json
 import math
+import random
+import statistics
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +48,12 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.errors import ConfigError
+from automl.search.dedup import (
+    SameConfigurationRunning,
+    config_id,
+    outcome_attrs,
+    same_configuration,
+)
 from automl.search.hypervolume import hypervolume_2d
 from automl.search.promotion import (
     CONTINUES,
@@ -47,11 +65,12 @@ from automl.search.promotion import (
 )
 from automl.search.reporter import EpochReporter
 from automl.search.scheduler import EarlyStopper, RungScheduler
-from automl.space import SearchSpace
+from automl.space import SearchSpace, TrialParams
+from automl.space.networks import Network
 from automl.store.attrs import TrialAttr
 from automl.training import EpochRecord
 
-__all__ = ["Event", "Row", "Table", "hypervolume_history", "simulate"]
+__all__ = ["Event", "Row", "Table", "finished_history", "hypervolume_history", "simulate"]
 
 DIRECTIONS = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
 
@@ -64,6 +83,8 @@ class Row:
     val_accuracy: list[float]
     epoch_seconds: list[float]
     test_accuracy: float
+    seed: int = 0
+    network: str | None = None  # a table of networks: the network's id
 
     def cost(self, epoch: int) -> float:
         """Compute that epoch ``epoch`` (1-based) costs, the latency measurement with the first."""
@@ -86,6 +107,8 @@ class Table:
         if not lines:
             raise ConfigError(f"{path}: an empty table; make it with bench/tabulate_grid.py")
         header = json.loads(lines[0])
+        if any('"kind":"latency"' in line.replace(" ", "") for line in lines[1:]):
+            return cls._load_networks(path, header, [json.loads(line) for line in lines[1:]])
         rows = []
         for line in lines[1:]:
             r = json.loads(line)
@@ -107,6 +130,41 @@ class Table:
             raise ConfigError(f"{path}: {len(short)} rows have fewer than {epochs} epochs")
         return cls(rows, epochs, header)
 
+    @classmethod
+    def _load_networks(
+        cls, path: str | Path, header: dict[str, Any], lines: list[dict[str, Any]]
+    ) -> Table:
+        """A table of networks: training rows (a configuration and seed each) and one latency
+        row per network; rows of a network without a latency yet are left out."""
+        latency = {r["network"]: r for r in lines if r.get("kind") == "latency"}
+        train = [r for r in lines if r.get("kind") == "train" and r["network"] in latency]
+        epochs = int(header["epochs"])
+        by_net: dict[str, list[dict[str, Any]]] = {}
+        for r in train:
+            by_net.setdefault(r["network"], []).append(r)
+        costs = {net: [_epoch_cost(rs, epochs)] * epochs for net, rs in by_net.items()}
+        rows = [
+            Row(
+                config=r["config"],
+                latency_ms=float(latency[r["network"]]["latency_ms"]),
+                latency_seconds=float(latency[r["network"]]["latency_seconds"]),
+                val_accuracy=[float(v) for v in r["val_accuracy"]],
+                epoch_seconds=costs[r["network"]],
+                test_accuracy=float(r["test_accuracy"]),
+                seed=int(r["seed"]),
+                network=str(r["network"]),
+            )
+            for r in train
+            if len(r["val_accuracy"]) >= epochs
+        ]
+        if not rows:
+            raise ConfigError(f"{path}: no configuration with its latency in the table yet")
+        return cls(rows, epochs, header)
+
+    @property
+    def by_network(self) -> bool:
+        return self.rows[0].network is not None
+
     def with_latency_cost(self, scale: float) -> Table:
         """The same table with each latency measurement's cost scaled by ``scale`` (0: free, as
         when an epoch lasts minutes and the measurement seconds)."""
@@ -115,9 +173,14 @@ class Table:
         ]
         return Table(rows, self.epochs, self.header)
 
-    def lookup(self, params: dict[str, Any]) -> Row:
+    def lookup(self, params: dict[str, Any], rng: random.Random | None = None) -> Row:
         """The row nearest to a trial's parameters: K and the kind exactly, the width on a log
-        scale, the co-training weight linearly (K = 1 rows ignore the co-training keys)."""
+        scale, the co-training weight linearly (K = 1 rows ignore the co-training keys). In a
+        table of networks the width is the network it builds, then the nearest co-training
+        setting of that network, and ``rng`` draws one of the configuration's seed rows (the
+        first without it)."""
+        if self.by_network:
+            return self._lookup_network(params, rng)
         k = int(params.get("split_factor", 1))
         width = float(params.get("width_mult", 1.0))
         candidates = [r for r in self.rows if int(r.config["split_factor"]) == k]
@@ -134,6 +197,28 @@ class Table:
 
         return min(candidates, key=distance)
 
+    def _lookup_network(self, params: dict[str, Any], rng: random.Random | None) -> Row:
+        k = int(params.get("split_factor", 1))
+        width = float(params.get("width_mult", 1.0))
+        candidates = [r for r in self.rows if int(r.config["split_factor"]) == k]
+        if not candidates:
+            raise ConfigError(f"the table has no configuration with K = {k} for {params}")
+        # Channels only grow with the width: the network is the last one starting at or below it.
+        starts = sorted({float(r.config["width_mult"]) for r in candidates})
+        start = max((w for w in starts if w <= width + 1e-9), default=starts[0])
+        candidates = [r for r in candidates if float(r.config["width_mult"]) == start]
+        # Then the nearest co-training setting of the network: the kind if the table has it there
+        # (a table still being filled may lack it), the nearest weight.
+        kind, cw = str(params.get("cot_kind", "js")), float(params.get("cot_weight", 0.0))
+
+        def distance(r: Row) -> tuple[bool, float]:
+            c = r.config
+            return (c.get("cot_kind", kind) != kind, abs(float(c.get("cot_weight", 0.0)) - cw))
+
+        best = min(candidates, key=distance).config
+        seeds = [r for r in candidates if r.config == best]
+        return rng.choice(seeds) if rng is not None else seeds[0]
+
     def reference_point(self, test: bool = False) -> tuple[float, float]:
         """A fixed hypervolume reference from the whole table: the worst final validation (or
         test) accuracy and the slowest latency (points equal to it count nothing)."""
@@ -148,6 +233,14 @@ class Table:
             if r.config == config:
                 return r
         raise ConfigError(f"no row for {config} in the table")
+
+
+def _epoch_cost(rows: list[dict[str, Any]], epochs: int) -> float:
+    """A network's cost per epoch: the 10th percentile of every epoch of its rows."""
+    seconds = [float(s) for r in rows for s in r["epoch_seconds"][:epochs]]
+    if len(seconds) < 2:
+        return seconds[0]
+    return statistics.quantiles(seconds, n=10, method="inclusive")[0]
 
 
 @dataclass(frozen=True)
@@ -193,9 +286,13 @@ def simulate(
     n_workers: int,
     wallclock_s: float,
     final_share: float = 0.0,
+    reuse: bool = False,
+    seed: int = 0,
 ) -> list[Event]:
     """Run a search on ``table`` for ``wallclock_s`` simulated seconds; the epochs reported, in
-    time order. The study lives in memory; its decisions are the sampler's and ``stopper``'s."""
+    time order. The study lives in memory; its decisions are the sampler's and ``stopper``'s.
+    ``reuse``: never train one configuration twice nor time one network twice (see above);
+    ``seed`` draws the seed rows of a table of networks."""
     if n_workers < 1:
         raise ConfigError(f"n_workers must be >= 1, got {n_workers}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -208,6 +305,12 @@ def simulate(
     paused: dict[int, tuple[Row, int]] = {}
     final_from = wallclock_s * (1.0 - final_share)
     seq = 0
+    rng = random.Random(seed)
+    timed: set[str] = set()  # networks whose latency was measured (with ``reuse``)
+    first_cost: dict[int, float] = {}  # a new trial's first epoch, with its latency if paid
+    # A configuration reused at no cost asks again at once; a sampler that only proposes what is
+    # known would never stop, so a worker gives up after this many such asks in a row.
+    max_reused_asks = 200
 
     def resume(now: float, final: bool) -> bool:
         """Resume the paused trial a free worker takes now, if any."""
@@ -245,14 +348,49 @@ def simulate(
         seq += 1
         return True
 
+    def known(trial: optuna.Trial, params: TrialParams, row: Row) -> bool:
+        """With ``reuse``: settle ``trial`` at no cost when its configuration is known or
+        training (what the worker does before training); whether it was settled."""
+        if not reuse:
+            return False
+        net = Network(row.network or json.dumps(row.config), "", params.split_factor, 0, ())
+        key = config_id(net, params, space)
+        trial.set_user_attr(TrialAttr.CONFIG, key)
+        try:
+            source = same_configuration(study, trial, key)
+        except SameConfigurationRunning as e:
+            trial.set_user_attr(TrialAttr.FAIL_REASON, str(e))
+            study.tell(trial, state=TrialState.FAIL)
+            return True
+        if source is None:
+            return False
+        for name, value in outcome_attrs(source).items():
+            trial.set_user_attr(name, value)
+        trial.set_user_attr(TrialAttr.REUSED_FROM, source.number)
+        if source.state is TrialState.COMPLETE:
+            study.tell(trial, list(source.values))
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+        return True
+
     def start(now: float) -> None:
         nonlocal seq
         final = now >= final_from
         if resume(now, final) or final:
             return  # the final phase starts no new trial
-        trial = study.ask()
-        space.suggest(trial)
-        row = table.lookup(trial.params)
+        for _ in range(max_reused_asks):
+            trial = study.ask()
+            params = space.suggest(trial)
+            row = table.lookup(trial.params, rng)
+            if not known(trial, params, row):
+                break
+        else:
+            return  # this worker found nothing new to train
+        timing = row.latency_seconds
+        if reuse:
+            net = row.network or json.dumps(row.config)
+            timing = 0.0 if net in timed else timing
+            timed.add(net)
         trial.set_user_attr(TrialAttr.LATENCY_MS, row.latency_ms)
         reporter = EpochReporter(
             trial,
@@ -262,8 +400,9 @@ def simulate(
             stop_event=never,
         )
         running[trial.number] = (trial, row, reporter)
-        ends = now + row.latency_seconds + row.epoch_seconds[0]
+        ends = now + timing + row.epoch_seconds[0]
         heapq.heappush(queue, _Pending(ends, seq, trial.number, 1))
+        first_cost[trial.number] = timing + row.epoch_seconds[0]
         seq += 1
 
     for _ in range(n_workers):
@@ -284,7 +423,9 @@ def simulate(
                 acc,
                 row.latency_ms,
                 row.test_accuracy if last else None,
-                row.cost(p.epoch),
+                first_cost.pop(trial.number, row.cost(p.epoch))
+                if p.epoch == 1
+                else row.cost(p.epoch),
             )
         )
         record = EpochRecord(p.epoch - 1, 0.0, 0.0, 0.0, 0.0, 0.0, acc, [acc], 0.0)
@@ -325,33 +466,53 @@ def _as_ticket(t: optuna.trial.FrozenTrial, epochs: int) -> optuna.trial.FrozenT
     return ticket
 
 
+def finished_history(
+    events: Iterable[dict[str, Any]],
+    table: Table,
+    checkpoints: list[float],
+) -> list[list[dict[str, Any]]]:
+    """The events of the trials that reached the last epoch, by each compute value of
+    ``checkpoints`` (seconds spent, increasing). An event's cost is its own ``cost`` where it
+    has one (a measurement reused costs nothing), else the table's, so that event streams of any
+    tool compare alike."""
+    spent = 0.0
+    finished: list[dict[str, Any]] = []
+    out: list[list[dict[str, Any]]] = []
+    it = iter(sorted(events, key=lambda e: float(e["time"])))
+    pending = next(it, None)
+    for c in checkpoints:
+        while pending is not None:
+            cost = pending.get("cost")
+            if cost is None:
+                cost = table.row_of(pending["config"]).cost(int(pending["epoch"]))
+            if spent + float(cost) > c:
+                break
+            spent += float(cost)
+            if int(pending["epoch"]) == table.epochs:
+                finished.append(pending)
+            pending = next(it, None)
+        out.append(list(finished))
+    return out
+
+
 def hypervolume_history(
     events: Iterable[dict[str, Any]],
     table: Table,
     checkpoints: list[float],
 ) -> tuple[list[float], list[float]]:
     """Validation and test hypervolume (the table's fixed references) of the trials that reached
-    the last epoch, at each compute value of ``checkpoints`` (seconds spent, increasing). Costs
-    and test accuracies come from the table, so event streams of any tool compare alike."""
+    the last epoch, at each compute value of ``checkpoints`` (seconds spent, increasing); costs
+    as ``finished_history`` counts them, test accuracies from the table."""
     val_ref, test_ref = table.reference_point(), table.reference_point(test=True)
-    spent = 0.0
-    val_points: list[tuple[float, float]] = []
-    test_points: list[tuple[float, float]] = []
     val_hv: list[float] = []
     test_hv: list[float] = []
-    it = iter(sorted(events, key=lambda e: float(e["time"])))
-    pending = next(it, None)
-    for c in checkpoints:
-        while pending is not None:
-            row = table.row_of(pending["config"])
-            cost = row.cost(int(pending["epoch"]))
-            if spent + cost > c:
-                break
-            spent += cost
-            if int(pending["epoch"]) == table.epochs:
-                val_points.append((float(pending["val_accuracy"]), row.latency_ms))
-                test_points.append((row.test_accuracy, row.latency_ms))
-            pending = next(it, None)
-        val_hv.append(hypervolume_2d(val_points, val_ref))
-        test_hv.append(hypervolume_2d(test_points, test_ref))
+    for done in finished_history(events, table, checkpoints):
+        rows = [table.row_of(e["config"]) for e in done]
+        val_hv.append(
+            hypervolume_2d(
+                [(float(e["val_accuracy"]), r.latency_ms) for e, r in zip(done, rows, strict=True)],
+                val_ref,
+            )
+        )
+        test_hv.append(hypervolume_2d([(r.test_accuracy, r.latency_ms) for r in rows], test_ref))
     return val_hv, test_hv
