@@ -45,11 +45,20 @@ RETRAIN_FILL = 0.8
 
 
 def _epoch_s(t: FrozenTrial) -> float | None:
+    """Seconds per epoch of ``t``: the median of its epochs, or its wall time per epoch where
+    that is longer (the checkpoint and the storage writes between epochs are not in the
+    epochs' own times)."""
     seconds = t.user_attrs.get(TrialAttr.EPOCH_SECONDS)
     if not isinstance(seconds, list):
         return None
     values = [float(s) for s in seconds if isinstance(s, int | float) and s > 0]
-    return statistics.median(values) if values else None
+    if not values:
+        return None
+    per_epoch = statistics.median(values)
+    if t.datetime_start is not None and t.datetime_complete is not None:
+        wall = (t.datetime_complete - t.datetime_start).total_seconds()
+        per_epoch = max(per_epoch, wall / len(values))
+    return per_epoch
 
 
 def retrain_source(trials: list[FrozenTrial]) -> FrozenTrial | None:
