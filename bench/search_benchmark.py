@@ -48,6 +48,7 @@ from automl.search.hypervolume import hypervolume_2d, pareto_points
 from automl.search.scheduler import RungScheduler
 from automl.search.simulate import Table, finished_history, simulate
 from automl.space import SamplerName, SearchSpace
+from automl.space.params import Choice
 from bench.simulate_search import make_space, sampler_for
 
 POINTS = 100  # compute checkpoints per curve
@@ -93,6 +94,16 @@ def sampler_of(space: SearchSpace, name: str, seed: int) -> optuna.samplers.Base
     return sampler_for(space, name, seed)
 
 
+def space_of(table: Table) -> SearchSpace:
+    """The demo space with the table's epochs, searching only the K the table holds (a table
+    still being filled may lack one)."""
+    space = make_space(table)
+    ks = {int(r.config["split_factor"]) for r in table.rows}
+    held = tuple(k for k in space.search.split_factor.choices if int(k) in ks)
+    search = dataclasses.replace(space.search, split_factor=Choice(held))
+    return dataclasses.replace(space, search=search)
+
+
 def budget_s(table: Table, full_trials: float) -> float:
     """``full_trials`` full-budget trials of the table's mean cost (one worker)."""
     return full_trials * statistics.fmean(r.full_cost for r in table.rows)
@@ -101,7 +112,7 @@ def budget_s(table: Table, full_trials: float) -> float:
 def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
     table_path, name, seed, full_trials = job
     table = Table.load(table_path)
-    space = make_space(table)
+    space = space_of(table)
     m = METHODS[name]
     stopper = (
         RungScheduler(eta=3, min_epochs=1, epochs=table.epochs, promote=m.promote)
