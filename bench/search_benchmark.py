@@ -9,9 +9,9 @@ each trial draws one of its configuration's seed rows. Syne Tune's MOASHA, unpat
 (``bench/peers/syne_tune_moasha.py``, run first with the peers' venv) and is scored alike.
 
     bench/.venv-peers/bin/python bench/peers/syne_tune_moasha.py \\
-        --table bench/data/fashion_networks.jsonl --seeds 30 --workers 1 \\
+        --table bench/data/fashion_networks.jsonl --seeds 20 --workers 1 --full-trials 10 \\
         --out bench/data/moasha_networks.json
-    python bench/search_benchmark.py --seeds 30
+    python bench/search_benchmark.py --seeds 20
 
 Scoring. The denoised table: each configuration's final validation (and test) accuracy averaged
 over its seeds, each network's one latency. A search reports the front of the trials it trained to
@@ -48,6 +48,7 @@ from automl.search.hypervolume import hypervolume_2d, pareto_points
 from automl.search.scheduler import RungScheduler
 from automl.search.simulate import Table, finished_history, simulate
 from automl.space import SamplerName, SearchSpace
+from automl.space.params import Choice
 from bench.simulate_search import make_space, sampler_for
 
 POINTS = 100  # compute checkpoints per curve
@@ -93,6 +94,16 @@ def sampler_of(space: SearchSpace, name: str, seed: int) -> optuna.samplers.Base
     return sampler_for(space, name, seed)
 
 
+def space_of(table: Table) -> SearchSpace:
+    """The demo space with the table's epochs, searching only the K the table holds (a table
+    still being filled may lack one)."""
+    space = make_space(table)
+    ks = {int(r.config["split_factor"]) for r in table.rows}
+    held = tuple(k for k in space.search.split_factor.choices if int(k) in ks)
+    search = dataclasses.replace(space.search, split_factor=Choice(held))
+    return dataclasses.replace(space, search=search)
+
+
 def budget_s(table: Table, full_trials: float) -> float:
     """``full_trials`` full-budget trials of the table's mean cost (one worker)."""
     return full_trials * statistics.fmean(r.full_cost for r in table.rows)
@@ -101,7 +112,7 @@ def budget_s(table: Table, full_trials: float) -> float:
 def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
     table_path, name, seed, full_trials = job
     table = Table.load(table_path)
-    space = make_space(table)
+    space = space_of(table)
     m = METHODS[name]
     stopper = (
         RungScheduler(eta=3, min_epochs=1, epochs=table.epochs, promote=m.promote)
@@ -267,11 +278,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="bench/data/fashion_networks.jsonl")
     ap.add_argument("--peers", default="bench/data/moasha_networks.json")
-    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--full-trials", type=float, default=10.0, help="budget in mean full trials")
-    ap.add_argument("--runs", default="bench/data/search_networks_runs.json", help="cache")
+    ap.add_argument("--runs", default=None, help="a file to cache the runs in (megabytes)")
     ap.add_argument("--json", default="bench/data/search_networks_summary.json")
     args = ap.parse_args()
     table = Table.load(args.table)
@@ -281,11 +292,12 @@ def main() -> None:
     budget = budget_s(table, args.full_trials)
     print(f"budget: {args.full_trials:g} mean full trials = {budget:.0f} s of one worker")
 
-    # Runs are cached per (method, seed) for one table and budget: a rerun adds what is missing.
+    # With --runs, runs are cached per (method, seed) for one table and budget: a rerun adds
+    # only what is missing.
     stamp = {"table": args.table, "rows": n_rows, "full_trials": args.full_trials}
-    cache = Path(args.runs)
+    cache = Path(args.runs) if args.runs else None
     runs: list[dict[str, Any]] = []
-    if cache.exists():
+    if cache is not None and cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("stamp") == stamp:
             runs = stored["runs"]
@@ -302,7 +314,8 @@ def main() -> None:
             for i, r in enumerate(pool.imap_unordered(run_one, jobs)):
                 runs.append(r)
                 if i % 20 == 19 or i == len(jobs) - 1:
-                    cache.write_text(json.dumps({"stamp": stamp, "runs": runs}))
+                    if cache is not None:
+                        cache.write_text(json.dumps({"stamp": stamp, "runs": runs}))
                     print(f"  {i + 1}/{len(jobs)} searches, {time.perf_counter() - t0:.0f} s")
     runs = [r for r in runs if r["method"] in args.methods and r["seed"] < args.seeds]
     for name in args.methods:
@@ -314,6 +327,9 @@ def main() -> None:
     if peers.exists():
         peer = json.loads(peers.read_text())
         print(f"Syne Tune {peer['syne_tune_version']} MOASHA runs from {peers}")
+        theirs = {round(float(r["max_wallclock_s"])) for r in peer["runs"]}
+        if theirs != {round(budget)}:
+            raise SystemExit(f"{peers} ran with budgets {theirs} s, not {budget:.0f} s: rerun it")
         runs += [r for r in peer["runs"] if r["seed"] < args.seeds]
     else:
         print(f"no {peers}: MOASHA left out (run bench/peers/syne_tune_moasha.py first)")

@@ -219,7 +219,8 @@ class NetworkBlackbox(Blackbox):
     """MOASHA's view of the table of networks: the project's space, the table's answers."""
 
     def __init__(self, table: NetworkTable, latency_cost: float) -> None:
-        super().__init__(network_space(), {"epoch": randint(1, table.epochs)}, OBJECTIVES)
+        space = network_space(sorted({json.loads(c)["split_factor"] for c in table.rows}))
+        super().__init__(space, {"epoch": randint(1, table.epochs)}, OBJECTIVES)
         self.table = table
         self.latency_cost = latency_cost
         self.num_fidelities = table.epochs
@@ -249,10 +250,11 @@ class NetworkBlackbox(Blackbox):
         return dict(zip(OBJECTIVES, evals[int(fidelity["epoch"]) - 1], strict=True))
 
 
-def network_space() -> dict[str, Any]:
-    """The demo space's searched parameters (the table ignores the co-training warm-up)."""
+def network_space(splits: list[int]) -> dict[str, Any]:
+    """The demo space's searched parameters (the table ignores the co-training warm-up), with
+    the K the table holds (a table still being filled may lack one)."""
     return {
-        "split_factor": choice(list(SPLITS)),
+        "split_factor": choice(splits),
         "width_mult": loguniform(0.5, 2.0),
         "cot_weight": uniform(0.0, 1.0),
         "cot_kind": choice(list(KINDS)),
