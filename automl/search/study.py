@@ -410,6 +410,11 @@ def _wait_for_space(study: optuna.Study, timeout: float = 30.0) -> dict[str, Any
         if raw is not None:
             return dict(raw)
         if _foreign(study) or time.monotonic() >= deadline:
+            # Read again: the creator may have written its space and enqueued its baseline
+            # between the read above and the look at the trials.
+            raw = study.user_attrs.get(StudyAttr.SPACE)
+            if raw is not None:
+                return dict(raw)
             raise StorageError(
                 f"study {study.study_name!r} holds no automl search space; it was not created by "
                 "automl (create it with 'automl search --space FILE')"

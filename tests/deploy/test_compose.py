@@ -341,7 +341,10 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
         timeout=120,
     )
     stack.compose("up", "-d", "--no-deps", "-t", "20", "--scale", "worker=1", "worker")
-    assert len(stack.containers("worker")) == 1
+    # At most one is left: the last one may already have found nothing waiting or running at
+    # that instant (the stopped workers' trials between their end and their retry) and left;
+    # the restart below runs what waits, and the end checks that no trial was lost.
+    assert len(stack.containers("worker")) <= 1
 
     # 3. down (volumes kept) with trials left, then up: the study resumes.
     before_down = _finished(stack.trials())
