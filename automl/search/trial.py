@@ -22,6 +22,7 @@ user attribute named in ``TrialAttr``, the weights and the learning curve are ar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import socket
@@ -336,9 +337,20 @@ class TrialLife:
         self.checkpoint = env.checkpoint(study, claimed.key)
         # The reference of this trial's measurement: its subset points are timed against it too.
         self.reference: Reference | None = None
-        # A final-phase retrain's own schedule (automl.search.retrain); None: the space's.
-        epochs = storage.get_trial_system_attrs(claimed.trial_id).get(FINAL_EPOCHS)
-        self.final_epochs = int(epochs) if isinstance(epochs, int) else None
+
+    @functools.cached_property
+    def ticket_attrs(self) -> dict[str, Any]:
+        """What the ticket says about its run (a continuation's epochs, a retrain's schedule),
+        read once, inside the steps, where a lost database ends the trial as such."""
+        return self.env.retry_db(
+            lambda: self.storage.get_trial_system_attrs(self.claimed.trial_id), "read the trial"
+        )
+
+    @property
+    def final_epochs(self) -> int | None:
+        """A final-phase retrain's own schedule (automl.search.retrain); None: the space's."""
+        epochs = self.ticket_attrs.get(FINAL_EPOCHS)
+        return int(epochs) if isinstance(epochs, int) else None
 
     def run(self) -> TrialState:
         with HeartbeatThread(self.storage, self.claimed.trial_id):
@@ -495,10 +507,7 @@ class TrialLife:
         if self.final_epochs is not None:
             # A schedule of its own length: warm-up, then a cosine that ends at its last epoch.
             train_cfg = dataclasses.replace(train_cfg, epochs=self.final_epochs)
-        system_attrs = env.retry_db(
-            lambda: self.storage.get_trial(self.claimed.trial_id).system_attrs, "read the trial"
-        )
-        resumes = system_attrs.get(RESUMED_EPOCHS)
+        resumes = self.ticket_attrs.get(RESUMED_EPOCHS)
         if resumes is not None:
             self._note_resume(int(resumes))
         reporter = EpochReporter(
