@@ -268,7 +268,7 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         print(f"{len(done)} rows done, {len(jobs)} to go; {machine()}", flush=True)
         for c, s in jobs[: args.limit]:
-            row = train_row(space, c, s, data) | {"command": command}
+            row = train_row(space, c, s, data) | {"command": command, "machine": machine()}
             with args.out.open("a") as f:
                 f.write(json.dumps(row, separators=(",", ":")) + "\n")
             print(f"{c} seed {s}: {row['train_seconds']} s, val {row['val_accuracy'][-1]}, "

@@ -4,8 +4,10 @@ One test walks the life of a pool on the images that ``scripts/docker_images.sh`
 (``make test`` builds them before pytest; built here too when missing, which takes minutes):
 
 - ``up`` with 2 workers on a digits space; init enqueues ``N_TRIALS`` trials;
-- mid-trial (two epochs done), ``docker kill`` the worker running it: the trial goes stale after
-  the grace period and another worker retries it, resuming from its epoch checkpoint;
+- mid-trial (two epochs done), ``docker kill`` the worker running it (frozen first with ``docker
+  pause`` and the trial read again, so that the kill provably lands before the trial's end): the
+  trial goes stale after the grace period and another worker retries it, resuming from its epoch
+  checkpoint;
 - scale to 3 workers and back to 1 while trials run;
 - ``down`` (volumes kept) with trials left, then ``up`` again: the study resumes and ends with
   exactly ``N_TRIALS`` trials, none lost or run twice;
@@ -290,6 +292,44 @@ def _mid_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
     return None
 
 
+def _kill_mid_trial(stack: Stack, tries: int = 3) -> tuple[FrozenTrial, str, int]:
+    """``docker kill`` the worker of a trial with epochs left, and remove it as a lost host.
+
+    A short trial can finish in the instant between reading its curve and the kill, so the
+    worker is frozen first (``docker pause``) and the trial read again: only a trial still
+    RUNNING with epochs left while its worker cannot write is killed mid-training. Otherwise the
+    worker goes on, a trial is added so that work remains, and another trial is picked. Returns
+    the trial, its host and the trials added.
+    """
+    victim: list[FrozenTrial] = []
+
+    def found(trials: list[FrozenTrial]) -> bool:
+        t = _mid_trial(trials)
+        if t is not None:
+            victim.append(t)
+        return t is not None
+
+    for added in range(tries):
+        stack.wait("a trial in its third epoch", found, timeout=300)
+        target = victim[-1]
+        host = str(target.user_attrs[TrialAttr.HOST])
+        [container] = [c for c in stack.containers("worker") if c.startswith(host)]
+        assert _run(["docker", "pause", container]).returncode == 0
+        [now] = [t for t in stack.trials() if t.number == target.number]
+        if now.state is TrialState.RUNNING and len(now.user_attrs[TrialAttr.CURVE]) < EPOCHS:
+            # SIGKILL reaches a paused container (the daemon thaws it after sending).
+            assert _run(["docker", "kill", container]).returncode == 0
+            # A deliberate stop: restart: on-failure does not bring the container back.
+            time.sleep(1)
+            assert container not in stack.containers("worker")
+            # Gone for good, as a lost host: the scale-up makes new workers, not this one.
+            assert _run(["docker", "rm", container]).returncode == 0
+            return target, host, added
+        assert _run(["docker", "unpause", container]).returncode == 0
+        automl.load_study(STUDY, stack.storage_url).add_trials(1)
+    pytest.fail(f"every trial picked had ended before its worker was frozen ({tries} tries)")
+
+
 def _http(port: int, method: str, path: str) -> int:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", method=method, data=b"{}" if method != "GET" else None
@@ -309,24 +349,7 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
     assert len(stack.containers("worker")) == 2
 
     # 1. Kill the worker of a trial in the middle of its training.
-    victim: list[FrozenTrial] = []
-
-    def found(trials: list[FrozenTrial]) -> bool:
-        t = _mid_trial(trials)
-        if t is not None:
-            victim.append(t)
-        return t is not None
-
-    stack.wait("a trial in its third epoch", found, timeout=300)
-    killed = victim[0]
-    host = str(killed.user_attrs[TrialAttr.HOST])
-    [container] = [c for c in stack.containers("worker") if c.startswith(host)]
-    assert _run(["docker", "kill", container]).returncode == 0
-    # `docker kill` is a deliberate stop: restart: on-failure does not bring the container back.
-    time.sleep(1)
-    assert container not in stack.containers("worker")
-    # Gone for good, as a lost host: the scale-up below makes new workers instead of restarting it.
-    assert _run(["docker", "rm", container]).returncode == 0
+    killed, host, added = _kill_mid_trial(stack)
 
     # 2. Scale up and down while trials run: the extra workers take trials. At scale-down SIGTERM
     #    ends their trials at an epoch boundary, re-enqueued from their checkpoints; a worker that
@@ -349,7 +372,7 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
 
     # 3. down (volumes kept) with trials left, then up: the study resumes.
     before_down = _finished(stack.trials())
-    asked = N_TRIALS
+    asked = N_TRIALS + added
     if before_down >= asked:
         # Outcomes reused from the same configuration can end the study before this step: two
         # trials more, so that the restart has work to resume.
