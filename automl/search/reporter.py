@@ -62,6 +62,7 @@ class EpochReporter:
         )
         self.curve: list[float | None] = []
         self.seconds: list[float | None] = []
+        self.first_epoch: int | None = None
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return db_retry(fn, what=what, timeout_s=self.db_timeout_s, stop_event=self.stop_event)
@@ -75,8 +76,17 @@ class EpochReporter:
         self.seconds.append(rec.seconds)
 
     def __call__(self, rec: EpochRecord) -> None:
-        self._record(rec)
         trial = self.trial
+        if self.first_epoch is None:
+            self.first_epoch = rec.epoch
+            if rec.epoch > 0:
+                # Resumed from a checkpoint: said now, not only when the trial completes, so that
+                # a resumed run that is then stopped at a rung or paused says so too.
+                self._retry(
+                    lambda: trial.set_user_attr(TrialAttr.RESUMED_FROM_EPOCH, rec.epoch),
+                    "record the resume",
+                )
+        self._record(rec)
         curve = list(self.curve)
         seconds = [None if s is None else round(s, 3) for s in self.seconds]
         self._retry(lambda: trial.set_user_attr(TrialAttr.CURVE, curve), "store the curve")

@@ -82,6 +82,17 @@ def test_a_resumed_trial_keeps_epoch_indices_from_the_interrupted_run() -> None:
     assert attrs[TrialAttr.EPOCH_SECONDS] == [1.0, 2.0, 3.0]
     report(_record(3, 0.4))
     assert study.trials[0].user_attrs[TrialAttr.CURVE] == [0.1, 0.2, 0.35, 0.4]
+    # Said at its first epoch, so that a resumed run stopped at a rung (which never reaches the
+    # store step of a completed trial) says it resumed too.
+    assert study.trials[0].user_attrs[TrialAttr.RESUMED_FROM_EPOCH] == 2
+
+
+def test_a_run_from_epoch_0_does_not_say_it_resumed() -> None:
+    study = optuna.create_study(directions=DIRECTIONS)
+    report = _reporter(study.ask())
+    report(_record(0, 0.5))
+    report(_record(1, 0.6))
+    assert TrialAttr.RESUMED_FROM_EPOCH not in study.trials[0].user_attrs
 
 
 def test_epochs_no_run_recorded_are_none() -> None:

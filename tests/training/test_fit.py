@@ -179,7 +179,10 @@ def test_fused_co_training_matches_the_member_loop() -> None:
         results[form] = r
         weights[form] = model.state_dict()
     for a, b in zip(results["divided"].history, results["fused"].history, strict=True):
-        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        # Summation order differs between grouped and separate convolutions, and oneDNN picks
+        # other kernels per CPU (2.6e-4 apart after two epochs on an AMX Xeon): 1e-3 still
+        # fails on any real difference between the two forms.
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
         assert a.val_accuracy == pytest.approx(b.val_accuracy, abs=0.01)
     for key, v in weights["divided"].items():  # the fused run wrote its weights back per member
         torch.testing.assert_close(weights["fused"][key], v, atol=2e-3, rtol=1e-3, msg=key)
