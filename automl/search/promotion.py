@@ -85,7 +85,14 @@ def enqueue_continuation(study: optuna.Study, paused: FrozenTrial, key: int, run
     user_attrs = {
         k: v
         for k, v in paused.user_attrs.items()
-        if k not in (TrialAttr.FAIL_REASON, TrialAttr.PRUNED_REASON, TrialAttr.PAUSED)
+        # Whether it resumed is the continuation's own to say (``EpochReporter``).
+        if k
+        not in (
+            TrialAttr.FAIL_REASON,
+            TrialAttr.PRUNED_REASON,
+            TrialAttr.PAUSED,
+            TrialAttr.RESUMED_FROM_EPOCH,
+        )
     }
     study.add_trial(
         optuna.trial.create_trial(

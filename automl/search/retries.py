@@ -142,7 +142,10 @@ def enqueue_retry(study: optuna.Study, failed: FrozenTrial, max_retry: int | Non
             state=TrialState.WAITING,
             params=failed.params,
             distributions=failed.distributions,
-            user_attrs=failed.user_attrs,
+            # Whether it resumed is the retry's own to say: its checkpoint may be gone.
+            user_attrs={
+                k: v for k, v in failed.user_attrs.items() if k != TrialAttr.RESUMED_FROM_EPOCH
+            },
             system_attrs=system_attrs,
         )
     )

@@ -14,8 +14,10 @@ from optuna.trial import TrialState
 from torch import nn
 
 import automl
+from automl.search.promotion import enqueue_continuation
 from automl.search.pruning import ParetoPruner
 from automl.search.reporter import EpochReporter, StopRequested
+from automl.search.retries import enqueue_retry
 from automl.search.scheduler import EarlyStopper
 from automl.search.trial import TrialEnv, claim_waiting_trial, run_trial
 from automl.space import SearchSpace, TrialParams, load_space
@@ -93,6 +95,24 @@ def test_a_run_from_epoch_0_does_not_say_it_resumed() -> None:
     report(_record(0, 0.5))
     report(_record(1, 0.6))
     assert TrialAttr.RESUMED_FROM_EPOCH not in study.trials[0].user_attrs
+
+
+def test_retries_and_continuations_do_not_inherit_a_resume() -> None:
+    """A retry or a continuation says for itself whether it resumed: its checkpoint may be gone,
+    and then it trains from epoch 0 and must not carry the earlier attempt's resume."""
+    study = optuna.create_study(directions=DIRECTIONS)
+    trial = study.ask()
+    trial.set_user_attr(TrialAttr.CURVE, [0.5, 0.6])
+    _reporter(trial)(_record(2, 0.7))  # a resumed attempt...
+    study.tell(trial, state=TrialState.FAIL)  # ...that failed
+    failed = study.trials[0]
+    assert failed.user_attrs[TrialAttr.RESUMED_FROM_EPOCH] == 2
+    assert enqueue_retry(study, failed, max_retry=None)
+    enqueue_continuation(study, failed, failed.number, 2)
+    for ticket in study.trials[1:]:
+        assert ticket.state is TrialState.WAITING
+        assert TrialAttr.RESUMED_FROM_EPOCH not in ticket.user_attrs
+        assert ticket.user_attrs[TrialAttr.CURVE] == [0.5, 0.6, 0.7]
 
 
 def test_epochs_no_run_recorded_are_none() -> None:
