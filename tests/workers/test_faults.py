@@ -52,21 +52,27 @@ def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy
 
 
 def _wait_for_epochs(
-    pg_url: str, name: str, number: int, epochs: int, timeout: float = 120
-) -> None:
+    pg_url: str, name: str, number: int, epochs: int, timeout: float = 120, running: bool = False
+) -> int:
+    """Wait until trial ``number`` has at least ``epochs`` epochs on its curve (and, with
+    ``running``, is RUNNING then: claimed by a worker); returns its curve's length then."""
     # One storage for all the looks, without a pool: a storage per look would leave its pooled
     # connections open until collected, and a poll of 10 looks a second runs the server out.
     storage = unpooled_storage(pg_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         trials = optuna.load_study(study_name=name, storage=storage).trials
-        if (
-            len(trials) > number
-            and len(trials[number].user_attrs.get(TrialAttr.CURVE, [])) >= epochs
-        ):
-            return
+        if len(trials) > number and (not running or trials[number].state is TrialState.RUNNING):
+            done = len(trials[number].user_attrs.get(TrialAttr.CURVE, []))
+            if done >= epochs:
+                return done
         time.sleep(0.1)
     raise AssertionError(f"trial {number} did not reach epoch {epochs}")
+
+
+def _curve_length(pg_url: str, name: str, number: int) -> int:
+    trial = optuna.load_study(study_name=name, storage=pg_url).trials[number]
+    return len(trial.user_attrs.get(TrialAttr.CURVE, []))
 
 
 def _uninterrupted_accuracy(tmp_path: Path) -> float:
@@ -243,12 +249,17 @@ def test_a_trial_whose_worker_keeps_dying_fails_for_good_and_the_study_goes_on(
     # kernel) would: no Python handler runs, the trial stops sending heartbeats.
     study = _study(pg_url, study_name, tmp_path, n=1)
     retry_flag = ("--max-retry", "1")
+    inherited = 0
     for number in (0, 1):  # the first attempt, then its single retry
         w = _worker(pg_url, study_name, tmp_path, *retry_flag)
-        # The retry inherits the first attempt's curve (1 epoch) and resumes after it.
-        _wait_for_epochs(pg_url, study_name, number, 1 + number)
+        # The retry inherits the first attempt's curve and resumes after it: it is killed once it
+        # has trained an epoch of its own, not when the inherited curve first shows (then it may
+        # not have been claimed yet, and the next worker would run it to the end).
+        _wait_for_epochs(pg_url, study_name, number, inherited + 1, running=True)
         w.send_signal(signal.SIGSEGV)
         assert w.wait(timeout=30) == -signal.SIGSEGV
+        inherited = _curve_length(pg_url, study_name, number)
+        assert inherited < EPOCHS, f"attempt {number} finished before it was killed"
     study.add_trials(1)  # the study goes on with a new trial
     stats = tmp_path / "stats.json"
     c = _worker(pg_url, study_name, tmp_path, *retry_flag, stats_json=stats)
