@@ -46,14 +46,37 @@ def _release_pg_connections() -> None:
     gc.collect()
 
 
-# One server for every test process: a test that restarts it (marked pg_restart) runs alone,
-# the others wait at the gate while it does. Shared holds elsewhere, an exclusive one for it.
+# One server for every test process: a test that restarts it (marked pg_restart) runs alone among
+# the tests that may talk to it, which wait at the gate while it does (the others run on). Shared
+# holds elsewhere, an exclusive one for it.
 _PG_LOCKS = Path(tempfile.gettempdir()) / f"automl-tests-pg-{os.getuid()}"
+
+
+_PG_FIXTURES = frozenset({"pg_url", "storage_url", "proxy_url"})
+_PG_WORDS = ("PG_URL", "require_pg", "postgresql")
+_pg_modules: dict[Path, bool] = {}
+
+
+def _touches_pg(item: pytest.Item) -> bool:
+    """Whether a test may talk to the shared server: by its fixtures or markers, or, to be safe,
+    by anything in its module that names the server. The others need not wait for a restart."""
+    if _PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    if item.get_closest_marker("postgres") is not None:
+        return True
+    path = Path(str(item.path))
+    if path not in _pg_modules:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        _pg_modules[path] = any(word in text for word in _PG_WORDS)
+    return _pg_modules[path]
 
 
 @pytest.fixture(autouse=True)
 def _server_restart_runs_alone(request: pytest.FixtureRequest) -> Iterator[None]:
     exclusive = request.node.get_closest_marker("pg_restart") is not None
+    if not exclusive and not _touches_pg(request.node):
+        yield  # never talks to the server: runs on while it restarts
+        return
     with open(f"{_PG_LOCKS}.gate", "a+b") as gate, open(f"{_PG_LOCKS}.lock", "a+b") as lock:
         if exclusive:
             fcntl.flock(gate, fcntl.LOCK_EX)  # no test starts from here on

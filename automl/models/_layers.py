@@ -128,8 +128,20 @@ def pool_classify(
     return fc(out)
 
 
+def is_meta(module: nn.Module) -> bool:
+    """Whether ``module``'s parameters live on the meta device (shapes without values)."""
+    return any(p.is_meta for p in module.parameters())
+
+
 def init_conv_bn(module: nn.Module) -> None:
-    """He initialisation for convolutions, unit BatchNorm, as in the ResNet papers."""
+    """He initialisation for convolutions, unit BatchNorm, as in the ResNet papers.
+
+    Nothing to do for a model built on the meta device (to count its shapes): its tensors hold no
+    values, and PyTorch decomposes ``normal_`` on meta tensors in Python, which made counting a
+    space's networks take seconds.
+    """
+    if is_meta(module):
+        return
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -27,6 +27,7 @@ from automl.models._layers import (
     MSqueezeExcite,
     MStemConv2d,
     drop_path,
+    is_meta,
     mbatchnorm,
     pool_classify,
 )
@@ -135,7 +136,7 @@ class EfficientNet(nn.Module):
         self.drop_rate = drop_rate
         self.num_features = head
         self.fc = MLinear(head, num_classes, members=members)
-        for m in self.modules():
+        for m in () if is_meta(self) else self.modules():  # a meta model holds no values
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:

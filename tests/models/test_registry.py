@@ -132,3 +132,19 @@ def test_bad_width_mult(w: float) -> None:
 def test_cardinality_must_be_divisible() -> None:
     with pytest.raises(ModelError, match="does not divide the cardinality 8"):
         create_model("resnext29_8x64d", num_classes=10, split_factor=3)
+
+
+@pytest.mark.parametrize("name", ["convnet_s", "efficientnet_b0"])
+def test_he_initialisation_on_real_tensors_and_none_on_the_meta_device(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=3, split_factor=2)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1]
+    conv = max(convs, key=lambda m: m.weight.numel())
+    # He (fan_out) initialisation: std sqrt(2 / fan_out), not PyTorch's default uniform.
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.1)
+    # On the meta device (counting a space's networks) the same shapes, with no values to set.
+    with torch.device("meta"):
+        meta = create_model(name, num_classes=10, in_chans=3, split_factor=2)
+    assert all(p.is_meta for p in meta.parameters())
+    assert [p.shape for p in meta.parameters()] == [p.shape for p in model.parameters()]

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from automl.cli import main
 from tests.helpers import REPO, write_space
 
 AUTOML = [sys.executable, "-m", "automl"]
@@ -67,11 +69,28 @@ def test_search_smoke_space_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "rep" / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+def _one_error_line(stderr: str, args: tuple[str, ...]) -> None:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("automl: error:")]
+    assert len(lines) == 1, (args, stderr)
+    assert "Traceback" not in stderr, (args, stderr)
+
+
+def test_user_errors_are_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(write_space(tmp_path).read_text().replace("epochs = 2", "epochs = -3"))
+    # Through the entry point a user runs: a malformed space (our own check) and a bad argument
+    # (argparse's), each in a real process.
+    for args in [("search", "--space", str(bad)), ("train", "--split-factor", "0")]:
+        out = run_cli(*args, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        _one_error_line(out.stderr, args)
+    # The other mistakes take the same path out of main(): run in this process, which spares a
+    # start of Python and PyTorch per case.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTOML_STORAGE", raising=False)
     cases = [
-        ("search", "--space", str(bad)),
         ("search", "--space", str(tmp_path / "missing.toml")),
         (
             "search",
@@ -83,14 +102,12 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         ("worker", "--study", "nothing-here", "--storage", f"sqlite:///{tmp_path / 'empty.db'}"),
         ("train", "--model", "resnet9000"),
         ("train", "--dataset", "cifar10", "--data-root", str(tmp_path)),
-        ("train", "--split-factor", "0"),
     ]
     for args in cases:
-        out = run_cli(*args, cwd=tmp_path)
-        assert out.returncode == 2, (args, out.stderr)
-        lines = [ln for ln in out.stderr.splitlines() if ln.startswith("automl: error:")]
-        assert len(lines) == 1, (args, out.stderr)
-        assert "Traceback" not in out.stderr, (args, out.stderr)
+        code = main(list(args))
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        _one_error_line(err, args)
 
 
 def test_worker_joins_a_study_made_by_search(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from tests.helpers import spawn_worker, trials_done, write_space
 def test_two_workers_complete_exactly_n_trials(
     pg_url: str, study_name: str, tmp_path: Path
 ) -> None:
-    n = 8
+    n = 6
     study = automl.create_study(
-        write_space(tmp_path, steps=3),
+        write_space(tmp_path, steps=2),
         storage=pg_url,
         study_name=study_name,
         artifact_dir=tmp_path / "art",
