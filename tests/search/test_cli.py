@@ -82,7 +82,11 @@ def test_user_errors_are_one_line_and_exit_2(
     bad.write_text(write_space(tmp_path).read_text().replace("epochs = 2", "epochs = -3"))
     # Through the entry point a user runs: a malformed space (our own check) and a bad argument
     # (argparse's), each in a real process.
-    for args in [("search", "--space", str(bad)), ("train", "--split-factor", "0")]:
+    real: list[tuple[str, ...]] = [
+        ("search", "--space", str(bad)),
+        ("train", "--split-factor", "0"),
+    ]
+    for args in real:
         out = run_cli(*args, cwd=tmp_path)
         assert out.returncode == 2, (args, out.stderr)
         _one_error_line(out.stderr, args)
@@ -90,7 +94,7 @@ def test_user_errors_are_one_line_and_exit_2(
     # start of Python and PyTorch per case.
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTOML_STORAGE", raising=False)
-    cases = [
+    cases: list[tuple[str, ...]] = [
         ("search", "--space", str(tmp_path / "missing.toml")),
         (
             "search",
