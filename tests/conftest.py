@@ -53,7 +53,9 @@ _PG_LOCKS = Path(tempfile.gettempdir()) / f"automl-tests-pg-{os.getuid()}"
 
 
 _PG_FIXTURES = frozenset({"pg_url", "storage_url", "proxy_url"})
-_PG_WORDS = ("PG_URL", "require_pg", "postgresql")
+# What a module that reaches the shared server names (the compose test's own server in a
+# container, and URLs to closed ports, do not count).
+_PG_WORDS = ("PG_URL", "require_pg")
 _pg_modules: dict[Path, bool] = {}
 
 
@@ -134,4 +136,11 @@ def _group(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     order = {g: i for i, g in enumerate(_LONG_GROUPS)}
-    items.sort(key=lambda item: order.get(_group(item) or "", len(order)))
+    # The server's restart first of all: the other process is then in its first tests (the
+    # compose stack's, with a server of its own), and no test waits for it at the gate.
+    items.sort(
+        key=lambda item: (
+            order.get(_group(item) or "", len(order)),
+            item.get_closest_marker("pg_restart") is None,
+        )
+    )
