@@ -169,12 +169,14 @@ def test_fused_co_training_matches_the_member_loop() -> None:
     cfg = _config(epochs=2, augment=AugmentConfig(crop_padding=1))
     results = {}
     weights = {}
+    # One memory layout for both forms: left to the run, the CPU layout is chosen by timing the
+    # first batch, and two layouts differ in rounding enough to flip a few of the 216 validation
+    # predictions of a network this little trained (0.25 against 0.273 seen).
     for form in ("divided", "fused"):
         torch.manual_seed(0)
         model = create_model("convnet_s", num_classes=10, in_chans=1, split_factor=3)
-        r = fit(
-            model, data, TrainConfig(**{**cfg.to_dict(), "execution": form, "augment": cfg.augment})
-        )
+        run = {**cfg.to_dict(), "execution": form, "augment": cfg.augment, "channels_last": True}
+        r = fit(model, data, TrainConfig(**run))
         assert r.form == form
         results[form] = r
         weights[form] = model.state_dict()
