@@ -136,11 +136,4 @@ def _group(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     order = {g: i for i, g in enumerate(_LONG_GROUPS)}
-    # The server's restart first of all: the other process is then in its first tests (the
-    # compose stack's, with a server of its own), and no test waits for it at the gate.
-    items.sort(
-        key=lambda item: (
-            order.get(_group(item) or "", len(order)),
-            item.get_closest_marker("pg_restart") is None,
-        )
-    )
+    items.sort(key=lambda item: order.get(_group(item) or "", len(order)))
