@@ -52,7 +52,8 @@ def _release_pg_connections() -> None:
 _PG_LOCKS = Path(tempfile.gettempdir()) / f"automl-tests-pg-{os.getuid()}"
 
 
-_PG_FIXTURES = frozenset({"pg_url", "storage_url", "proxy_url"})
+# study_name deletes its study from the server afterwards.
+_PG_FIXTURES = frozenset({"pg_url", "storage_url", "proxy_url", "study_name"})
 # What a module that reaches the shared server names (the compose test's own server in a
 # container, and URLs to closed ports, do not count).
 _PG_WORDS = ("PG_URL", "require_pg")
