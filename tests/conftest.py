@@ -63,7 +63,11 @@ _pg_modules: dict[Path, bool] = {}
 def _touches_pg(item: pytest.Item) -> bool:
     """Whether a test may talk to the shared server: by its fixtures or markers, or, to be safe,
     by anything in its module that names the server. The others need not wait for a restart."""
-    if _PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("storage_url") == "sqlite":
+        names.discard("storage_url")  # its SQLite case: a file of its own
+    if _PG_FIXTURES & names:
         return True
     if item.get_closest_marker("postgres") is not None:
         return True
