@@ -53,19 +53,21 @@ def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy
 
 def _wait_for_epochs(
     pg_url: str, name: str, number: int, epochs: int, timeout: float = 120, running: bool = False
-) -> int:
+) -> None:
     """Wait until trial ``number`` has at least ``epochs`` epochs on its curve (and, with
-    ``running``, is RUNNING then: claimed by a worker); returns its curve's length then."""
+    ``running``, is RUNNING then: claimed by a worker)."""
     # One storage for all the looks, without a pool: a storage per look would leave its pooled
     # connections open until collected, and a poll of 10 looks a second runs the server out.
     storage = unpooled_storage(pg_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         trials = optuna.load_study(study_name=name, storage=storage).trials
-        if len(trials) > number and (not running or trials[number].state is TrialState.RUNNING):
-            done = len(trials[number].user_attrs.get(TrialAttr.CURVE, []))
-            if done >= epochs:
-                return done
+        if (
+            len(trials) > number
+            and (not running or trials[number].state is TrialState.RUNNING)
+            and len(trials[number].user_attrs.get(TrialAttr.CURVE, [])) >= epochs
+        ):
+            return
         time.sleep(0.1)
     raise AssertionError(f"trial {number} did not reach epoch {epochs}")
 
