@@ -38,8 +38,10 @@ def _worker(pg_url: str, study: str, cwd: Path, *extra: str, **kw: Any) -> subpr
     return spawn_worker(pg_url, study, cwd, *HEARTBEAT, *extra, **kw)
 
 
-def _study(pg_url: str, name: str, tmp_path: Path, n: int) -> automl.AutoMLStudy:
-    space = write_space(tmp_path, epochs=EPOCHS, steps=STEPS)
+def _study(
+    pg_url: str, name: str, tmp_path: Path, n: int, epochs: int = EPOCHS
+) -> automl.AutoMLStudy:
+    space = write_space(tmp_path, epochs=epochs, steps=STEPS)
     study = automl.create_study(
         space,
         storage=pg_url,
@@ -249,7 +251,11 @@ def test_a_trial_whose_worker_keeps_dying_fails_for_good_and_the_study_goes_on(
 ) -> None:
     # SIGSEGV from outside ends the worker exactly as a crash in native code (a segfault in a
     # kernel) would: no Python handler runs, the trial stops sending heartbeats.
-    study = _study(pg_url, study_name, tmp_path, n=1)
+    # Two attempts are each killed after an epoch of their own, with epochs left: on a fast
+    # CPU the retry can train two half-second epochs between the look that sees its first one
+    # and the signal, so the trial is longer than the other fault tests' by that margin.
+    epochs = EPOCHS + 2
+    study = _study(pg_url, study_name, tmp_path, n=1, epochs=epochs)
     retry_flag = ("--max-retry", "1")
     inherited = 0
     for number in (0, 1):  # the first attempt, then its single retry
@@ -261,7 +267,7 @@ def test_a_trial_whose_worker_keeps_dying_fails_for_good_and_the_study_goes_on(
         w.send_signal(signal.SIGSEGV)
         assert w.wait(timeout=30) == -signal.SIGSEGV
         inherited = _curve_length(pg_url, study_name, number)
-        assert inherited < EPOCHS, f"attempt {number} finished before it was killed"
+        assert inherited < epochs, f"attempt {number} finished before it was killed"
     study.add_trials(1)  # the study goes on with a new trial
     stats = tmp_path / "stats.json"
     c = _worker(pg_url, study_name, tmp_path, *retry_flag, stats_json=stats)
