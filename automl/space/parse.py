@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast, get_args, get_type_hints
 from automl.data.augment import AugmentOrder
 from automl.data.datasets import list_datasets
 from automl.errors import SearchSpaceError
-from automl.models import get_spec, list_models
+from automl.models import create_model, get_spec, list_models
 from automl.space.params import Choice, FloatRange, IntRange, Param
 from automl.space.sections import (
     MAX_REPEATS,
@@ -36,6 +36,7 @@ from automl.space.sections import (
     SearchSection,
     TrainSection,
 )
+from automl.space.widths import distinct_networks
 
 __all__ = ["parse_sections", "show", "stored_to_raw"]
 
@@ -382,6 +383,16 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
     values: dict[str, Any] = {
         "repeats": c.number(s, "search", "repeats", 1, kind=int, low=1, high=MAX_REPEATS)
     }
+    # `distinct = true` on the width range: the space is declared as the networks it holds.
+    width_raw = s.get("width_mult")
+    distinct = False
+    if isinstance(width_raw, Mapping) and "distinct" in width_raw:
+        distinct = width_raw["distinct"]
+        if not isinstance(distinct, bool):
+            raise c.fail(
+                "search.width_mult.distinct", f"must be true or false, got {show(distinct)}"
+            )
+        s = {**s, "width_mult": {k: v for k, v in width_raw.items() if k != "distinct"}}
     for f in fields(SearchSection):
         if f.name == "repeats":
             continue
@@ -404,7 +415,63 @@ def _parse_search(c: _Ctx, raw: Mapping[str, Any], model: ModelSection) -> Searc
             "search.split_factor",
             "must include 1: the undivided network is the baseline every front is compared with",
         )
+    if distinct:
+        values["width_mult"] = _distinct_widths(
+            c, model, values["split_factor"], values["width_mult"]
+        )
     return SearchSection(**values)
+
+
+# More distinct widths than this is not a space to declare value by value.
+MAX_DISTINCT_WIDTHS = 200
+
+
+def _distinct_widths(c: _Ctx, model: ModelSection, ks: Choice, width: Param) -> Choice:
+    """The width range as the choice of its networks: for every K, the smallest width that
+    builds each distinct network (``automl.space.widths``), and the model's default width (the
+    baseline's). A width of the union that builds, at some K, a network already listed is folded
+    into it by the trial (``automl.space.networks.Network``), so no network is listed twice at
+    any K and the sampler chooses among networks instead of among floats."""
+    if not isinstance(width, FloatRange):
+        raise c.fail(
+            "search.width_mult.distinct",
+            "applies to a range {low, high}: a list of widths is already its values",
+        )
+
+    if not _on_range(width, model.default_width_mult):
+        raise c.fail(
+            "search.width_mult",
+            f"the range {width.low}..{width.high} must hold [model] default_width_mult "
+            f"({model.default_width_mult}), the width of the undivided baseline; widen the range "
+            "or change the default",
+        )
+
+    def build(k: int, w: float) -> Any:
+        # The class count and input channels change only the first and last layer, not which
+        # widths coincide (as in automl.space.networks.space_networks).
+        return create_model(
+            model.name,
+            num_classes=10,
+            in_chans=3,
+            split_factor=k,
+            width_mult=w,
+            drop_rate=model.drop_rate,
+            combine=model.combine,
+            **model.options,
+        )
+
+    try:
+        counts = distinct_networks(build, tuple(sorted(int(k) for k in ks.choices)), width)
+    except (ValueError, RuntimeError) as e:
+        raise c.fail("search.width_mult", f"cannot build {model.name} over the range: {e}") from e
+    widths = {round(w, 6) for n in counts for w in n.widths} | {model.default_width_mult}
+    if not all(n.exact for n in counts) or len(widths) > MAX_DISTINCT_WIDTHS:
+        raise c.fail(
+            "search.width_mult.distinct",
+            f"the range {width.low}..{width.high} holds too many networks of {model.name} to "
+            f"list (more than {MAX_DISTINCT_WIDTHS}); narrow the range or drop distinct",
+        )
+    return Choice(tuple(sorted(widths)))
 
 
 def parse_sections(raw: Mapping[str, Any], source: str) -> dict[str, Any]:

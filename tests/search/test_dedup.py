@@ -17,7 +17,7 @@ from automl.export.source import load_trial
 from automl.search import runner
 from automl.search.dedup import NOT_TRAINED
 from automl.search.trial import claim_waiting_trial
-from automl.space import load_space
+from automl.space import Choice, load_space
 from automl.space.networks import Network, describe_counts, space_networks
 from automl.store.attrs import StudyAttr, TrialAttr
 from tests.helpers import write_space
@@ -56,6 +56,46 @@ def test_the_demo_width_range_holds_seventeen_networks() -> None:
     for c in counts:
         ids = {_net("convnet_s", c.split_factor, w).id for w in c.widths}
         assert len(ids) == len(c.widths)
+
+
+def test_a_width_range_declared_distinct_is_the_choice_of_its_networks(tmp_path: Path) -> None:
+    rng = "split_factor = [1, 2, 4]\nwidth_mult = { low = 0.5, high = 2.0, log = true"
+    as_range = load_space(_space(tmp_path, rng + " }"))
+    sp = load_space(_space(tmp_path, rng + ", distinct = true }"))
+    width = sp.search.width_mult
+    assert isinstance(width, Choice)
+    # The same networks per K as the range holds, each reached by a listed width, the baseline's
+    # width among them, and no two widths that build one network at every K.
+    assert [len(c.widths) for c in space_networks(sp)] == [7, 6, 4]
+    ids = {k: {_net("convnet_s", k, w).id for w in width.choices} for k in (1, 2, 4)}
+    assert {k: len(v) for k, v in ids.items()} == {1: 7, 2: 6, 4: 4}
+    for count in space_networks(as_range):
+        k = count.split_factor
+        assert ids[k] == {_net("convnet_s", k, w).id for w in count.widths}
+    assert 1.0 in width.choices
+    assert len(width.choices) == 16  # 17 networks, one width listed at two K
+    # Stored as its values: a worker that reads the study samples the same choice.
+    study = automl.create_study(sp, storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert automl.load_study(study.study_name, study.storage_url).space.search.width_mult == width
+
+
+@pytest.mark.parametrize(
+    ("search", "says"),
+    [
+        (
+            "width_mult = { low = 0.5, high = 2.0, distinct = 1 }",
+            r"\[search\.width_mult\.distinct\] must be true or false",
+        ),
+        (
+            "width_mult = { low = 1.5, high = 2.0, distinct = true }",
+            r"must hold \[model\] default_width_mult",
+        ),
+        ("lr = { low = 0.01, high = 0.1, distinct = true }", r"\[search\.lr\.distinct\] unknown key"),
+    ],
+)
+def test_a_bad_distinct_width_is_a_one_line_error(tmp_path: Path, search: str, says: str) -> None:
+    with pytest.raises(SearchSpaceError, match=says):
+        load_space(_space(tmp_path, f"split_factor = [1]\n{search}"))
 
 
 def test_a_width_choice_folds_values_that_build_one_network(tmp_path: Path) -> None:
