@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import AutoMLError
@@ -25,11 +23,15 @@ from automl.export.preprocess import class_names, preprocessing_for
 from automl.models import DividedNet, model_from_config
 from automl.search.front import configurations, pick
 from automl.search.study import AutoMLStudy, load_study
+from automl.store.artifacts import (
+    WEIGHTS_ARTIFACT,
+    ArtifactMissing,
+    download_trial_file,
+    load_weights,
+)
 from automl.store.attrs import TrialAttr
 
 __all__ = ["TrialModel", "load_trial", "select_trial", "trial_metrics"]
-
-WEIGHTS_ARTIFACT = "weights.pt"
 
 
 @dataclass
@@ -99,44 +101,27 @@ def _read_weights(study: AutoMLStudy, trial: FrozenTrial) -> dict[str, Any]:
         trials = study.trials()
         if isinstance(source, int) and 0 <= source < len(trials) and source != trial.number:
             trial = trials[source]
-    metas = [
-        m
-        for m in get_all_artifact_meta(trial, storage=study.storage)
-        if m.filename == WEIGHTS_ARTIFACT
-    ]
-    if not metas:
-        raise TrialSelectionError(
-            f"trial {trial.number} of study {study.study_name!r} has no {WEIGHTS_ARTIFACT} "
-            "artifact; it was not trained to the end by this version of automl"
-        )
-    store = FileSystemArtifactStore(str(study.artifact_dir))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / WEIGHTS_ARTIFACT
         try:
-            download_artifact(
-                artifact_store=store, artifact_id=metas[-1].artifact_id, file_path=str(path)
-            )
+            download_trial_file(study.storage, study.artifact_dir, trial, WEIGHTS_ARTIFACT, path)
+        except ArtifactMissing:
+            raise TrialSelectionError(
+                f"trial {trial.number} of study {study.study_name!r} has no {WEIGHTS_ARTIFACT} "
+                "artifact; it was not trained to the end by this version of automl"
+            ) from None
         except Exception as e:  # the store raises its own errors for a missing file
             raise TrialSelectionError(
                 f"cannot read the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} from "
                 f"{study.artifact_dir} ({e.__class__.__name__}); pass --artifacts DIR"
             ) from e
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # an UnpicklingError for anything but tensors and plain values
+            return load_weights(path)
+        except ValueError as e:
             raise TrialSelectionError(
-                f"the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} is not a plain state "
-                f"dict ({e.__class__.__name__}); refusing to unpickle it"
+                f"the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} is {e}; refusing to "
+                "use it"
             ) from e
-    if (
-        not isinstance(payload, dict)
-        or "state_dict" not in payload
-        or "model_config" not in payload
-    ):
-        raise TrialSelectionError(
-            f"the {WEIGHTS_ARTIFACT} artifact of trial {trial.number} lacks model_config/state_dict"
-        )
-    return dict(payload)
 
 
 def load_trial(

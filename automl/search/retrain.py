@@ -8,6 +8,12 @@ configurations cheaply; the model a user ships wants the longest schedule the bu
 a schedule has to be planned for its length: a cosine that has reached its floor cannot be
 stretched, so a retrain gets a full warm-up and cosine of its own length.
 
+``final = "restart"`` is the same ticket, trained from the weights the source ended with instead
+of from a new initialisation (a warm restart: the source's finished cosine is not stretched, a new
+warm-up and cosine of the retrain's length begins from where the source ended). On the demo's
+network it gave the better model for the same epochs (``bench/final_phase_restart.py``,
+BENCHMARKS.md). A restart whose source weights cannot be read trains from scratch and says so.
+
 The retrain is a WAITING ticket with the source's parameters and two system attributes:
 ``final_epochs`` (its epoch count, which also enters its configuration id, so that the source's
 outcome is never reused for it) and ``retrains`` (the source's number). It trains one seed
@@ -27,6 +33,7 @@ from automl.store.attrs import TrialAttr
 
 __all__ = [
     "FINAL_EPOCHS",
+    "FROM_WEIGHTS",
     "RETRAINS",
     "RETRAIN_FILL",
     "enqueue_retrain",
@@ -36,6 +43,8 @@ __all__ = [
 
 FINAL_EPOCHS = "final_epochs"
 RETRAINS = "retrains"
+# On a restart ticket: the source trial whose weights the run starts from.
+FROM_WEIGHTS = "from_weights_of"
 
 # The share of the time left that the retrain's epochs are sized to fill: the rest covers the
 # epochs' spread on a shared machine and the end of the trial (test accuracy, member subsets,
@@ -85,8 +94,11 @@ def retrain_epochs(source: FrozenTrial, seconds: float) -> int:
     return int(RETRAIN_FILL * seconds / per_epoch)
 
 
-def enqueue_retrain(study: optuna.Study, source: FrozenTrial, epochs: int) -> int | None:
-    """The WAITING ticket that retrains ``source``'s configuration for ``epochs``, and its number;
+def enqueue_retrain(
+    study: optuna.Study, source: FrozenTrial, epochs: int, *, from_weights: bool = False
+) -> int | None:
+    """The WAITING ticket that retrains ``source``'s configuration for ``epochs`` (with
+    ``from_weights``, starting from the weights ``source`` ended with), and its number;
     ``None`` when a worker beside this one has already enqueued a retrain of it (each worker of a
     budgeted run reaches its own final phase: one retrain of a configuration is enough)."""
 
@@ -112,9 +124,11 @@ def enqueue_retrain(study: optuna.Study, source: FrozenTrial, epochs: int) -> in
                     "epochs_before": before,
                     "accuracy_before": source.values[0],
                     "epochs_planned": epochs,
+                    "from_weights": from_weights,
                 }
             },
-            system_attrs={FINAL_EPOCHS: epochs, RETRAINS: source.number},
+            system_attrs={FINAL_EPOCHS: epochs, RETRAINS: source.number}
+            | ({FROM_WEIGHTS: source.number} if from_weights else {}),
         )
     )
     # Two workers that enqueued at once both find the lower-numbered ticket, and claim one run.

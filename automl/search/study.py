@@ -203,7 +203,7 @@ class AutoMLStudy:
             budget_s * sc.final_share
             if budget_s is not None
             and sc.final_share > 0
-            and (sc.mode == "promote" or sc.final == "retrain")
+            and (sc.mode == "promote" or sc.final != "continue")
             else 0.0
         )
         began = time.monotonic()
@@ -240,12 +240,13 @@ class AutoMLStudy:
         db_timeout_s: float,
         hooks: Sequence[TrialEndHook],
     ) -> RunStats:
-        """The share of the budget kept for the front: with ``final = "retrain"`` the most
-        accurate configuration trained again on a schedule the time left holds
+        """The share of the budget kept for the front: with ``final = "retrain"`` (or
+        ``"restart"``, from its weights) the most accurate configuration trained again on a
+        schedule the time left holds
         (``automl.search.retrain``); then paused networks resumed from their checkpoints and
         trained to the end, most promising first (``final_order``)."""
         order = final_order(self.paused_trials())
-        if self.space.scheduler.final == "retrain":
+        if self.space.scheduler.final != "continue":
             ticket = self._enqueue_retrain(budget_s)
             if ticket is not None:
                 order.insert(0, ticket)
@@ -294,13 +295,15 @@ class AutoMLStudy:
                 self.space.train.epochs,
             )
             return None
-        ticket = enqueue_retrain(self._study, source, epochs)
+        from_weights = self.space.scheduler.final == "restart"
+        ticket = enqueue_retrain(self._study, source, epochs, from_weights=from_weights)
         if ticket is not None:
             log.info(
-                "final phase: trial %d retrains trial %d's configuration for %d epochs "
+                "final phase: trial %d retrains trial %d's configuration%s for %d epochs "
                 "(%.0f s left)",
                 ticket,
                 source.number,
+                " from its weights" if from_weights else "",
                 epochs,
                 budget_s,
             )

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -69,13 +70,14 @@ from automl.search.promotion import (
     evict_paused,
 )
 from automl.search.reporter import EpochReporter, StopRequested, record_intermediate_values
-from automl.search.retrain import FINAL_EPOCHS
+from automl.search.retrain import FINAL_EPOCHS, FROM_WEIGHTS
 from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
 from automl.search.scheduler import early_stopper
 from automl.search.subsets import store_subset_points
 from automl.search.timing import LatencyTimer, ModelInput, latency_attrs, record_from_attrs
 from automl.space import DataSection, SearchSpace, TrialParams
 from automl.space.networks import Network
+from automl.store.artifacts import WEIGHTS_ARTIFACT, download_trial_file, load_weights
 from automl.store.attrs import TrialAttr
 from automl.store.claim import Tier, WaitingQueue
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
@@ -510,6 +512,11 @@ class TrialLife:
         resumes = self.ticket_attrs.get(RESUMED_EPOCHS)
         if resumes is not None:
             self._note_resume(int(resumes))
+        source = self.ticket_attrs.get(FROM_WEIGHTS)
+        if isinstance(source, int):
+            # A restart begins where its source ended; a checkpoint of this run, if there is
+            # one, replaces these weights in fit (a retry resumes its own epochs).
+            self._load_source_weights(model, source)
         reporter = EpochReporter(
             trial,
             latency_ms=lat.median_ms,
@@ -598,6 +605,29 @@ class TrialLife:
         if n > 1:
             self.trial.set_user_attr(TrialAttr.REPEAT_ACCURACIES, accuracies)
         return statistics.fmean(accuracies)
+
+    def _load_source_weights(self, model: Ensemble, number: int) -> None:
+        """The weights trial ``number`` ended with, into ``model``; where they cannot be read,
+        the run trains from a new initialisation and its ``final_phase`` says why."""
+        try:
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                self.study._study_id, number
+            )
+            source = self.storage.get_trial(trial_id)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / WEIGHTS_ARTIFACT
+                download_trial_file(
+                    self.storage, self.env.artifact_dir, source, WEIGHTS_ARTIFACT, path
+                )
+                model.load_state_dict(load_weights(path)["state_dict"])
+        except (ArtifactNotFound, LookupError, OSError, ValueError, RuntimeError) as e:
+            why = f"trial {number}'s weights could not be read ({e}): trained from scratch"
+            log.warning("%s: %s", self._name, why)
+            found = self.trial.user_attrs.get(TrialAttr.FINAL_PHASE)
+            phase = dict(found) if isinstance(found, dict) else {}
+            self.trial.set_user_attr(
+                TrialAttr.FINAL_PHASE, phase | {"from_weights": False, "weights_error": why}
+            )
 
     def _note_resume(self, rung: int) -> None:
         """A promoted (or final-phase) continuation: what it starts from, in its attributes."""

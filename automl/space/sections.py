@@ -247,8 +247,10 @@ class SchedulerSection:
     final_share: float = setting(0.0, low=0.0, high=0.9)
     # What the final phase does: "continue" resumes the paused networks to the end of their
     # schedule (promote mode); "retrain" trains the most accurate configuration again with a
-    # schedule as long as the time left holds (automl.search.retrain), then resumes paused ones.
-    final: str = setting("continue", choices=("continue", "retrain"))
+    # schedule as long as the time left holds (automl.search.retrain), then resumes paused ones;
+    # "restart" does the same from the weights that configuration ended with (a warm restart:
+    # a new warm-up and cosine of that length).
+    final: str = setting("continue", choices=("continue", "retrain", "restart"))
 
 
 @dataclass(frozen=True)

@@ -193,9 +193,14 @@ def final_phase_words(u: dict[str, Any]) -> str:
         return f"{v:.4f}" if isinstance(v, int | float) else "?"
 
     if "retrains" in found:
+        how = "trained again"
+        if found.get("from_weights"):
+            how = "restarted from its weights"
+        elif "weights_error" in found:
+            how = "trained again from scratch (its weights could not be read)"
         return (
             f"final phase: trial {found['retrains']}'s configuration ({before_e} epochs, val "
-            f"accuracy {acc(before_a)}) trained again for {found.get('epochs_planned')} epochs, "
+            f"accuracy {acc(before_a)}) {how} for {found.get('epochs_planned')} epochs, "
             f"reached epoch {after_e} (val accuracy {acc(after_a)})"
         )
     return (

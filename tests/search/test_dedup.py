@@ -90,7 +90,10 @@ def test_a_width_range_declared_distinct_is_the_choice_of_its_networks(tmp_path:
             "width_mult = { low = 1.5, high = 2.0, distinct = true }",
             r"must hold \[model\] default_width_mult",
         ),
-        ("lr = { low = 0.01, high = 0.1, distinct = true }", r"\[search\.lr\.distinct\] unknown key"),
+        (
+            "lr = { low = 0.01, high = 0.1, distinct = true }",
+            r"\[search\.lr\.distinct\] unknown key",
+        ),
     ],
 )
 def test_a_bad_distinct_width_is_a_one_line_error(tmp_path: Path, search: str, says: str) -> None:
