@@ -13,7 +13,7 @@ above ``automl.errors``.
 - ``retry``: ``db_retry``. ``heartbeats``: ages and the heartbeat thread. ``liveness``: which
   process claimed a trial and whether it is gone. ``claim``: the claim of a waiting trial.
   ``grpc_proxy``: automl's gRPC storage proxy and its client. ``names`` / ``paths``: study names
-  and the folders they name.
+  and the folders they name. ``artifacts``: a trial's stored files (its weights) read back.
 """
 
 from __future__ import annotations
