@@ -16,6 +16,8 @@ Two passes, each resumable (rows already in the output are skipped), each append
     nice -n 19 python bench/tabulate_networks.py train --shard 1/2 --threads 1
     python bench/tabulate_networks.py latency             # minutes, on a quiet machine
     # or a few measurements at a time (--limit), to leave the machine to others in between
+    python bench/tabulate_networks.py latency --rounds 5 --quiet-pass quiet-1
+    # a new pass on a machine with nothing else running: only its samples, the median counts
 
 The latency pass is separate so that the training of the first pass (at nice 19, to leave the
 machine to other work) does not disturb it: one row per network from ``--rounds``
@@ -168,20 +170,23 @@ def latency_sample(
 
 
 def latency_row(
-    network: str, config: dict[str, Any], samples: list[dict[str, Any]]
+    network: str, config: dict[str, Any], samples: list[dict[str, Any]], counts: str = "lowest"
 ) -> dict[str, Any]:
     """A network's latency from its measurements (each the median of many timed calls), taken
     in rounds over all networks so that a busy spell of the machine touches every network alike.
     The lowest measurement counts, as ``settle_reference`` keeps its lowest chunk: load from
     elsewhere only ever slows a measurement down, and on a shared 2-core machine it slows an
     undivided network's two-thread measurement by 3-10x about half the time (the median of
-    the measurements is kept beside it)."""
+    the measurements is kept beside it). With ``counts = "median"`` (a pass on a quiet machine,
+    ``--quiet-pass``) the median counts, the lowest kept beside it."""
     ms = [s["latency_ms"] for s in samples]
     return {
         "kind": "latency",
         "network": network,
         "config": {"split_factor": config["split_factor"], "width_mult": config["width_mult"]},
-        "latency_ms": round(min(ms), 4),
+        "latency_ms": round(min(ms) if counts == "lowest" else statistics.median(ms), 4),
+        "latency_counts": counts,
+        "latency_lowest_ms": round(min(ms), 4),
         "latency_median_ms": round(statistics.median(ms), 4),
         "latency_samples_ms": ms,
         "latency_iqr_ms": round(statistics.median(s["latency_iqr_ms"] for s in samples), 4),
@@ -227,6 +232,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="only this many rows (samples) now")
     ap.add_argument("--shard", default="0/1", help="i/n: train every n-th job from the i-th")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    ap.add_argument(
+        "--quiet-pass",
+        default=None,
+        metavar="NAME",
+        help="latency: a new pass named NAME on a quiet machine, only its own samples, the "
+        "median counts (its rows replace the earlier ones: the last row of a network counts)",
+    )
     args = ap.parse_args()
 
     space = load_space(SPACE)
@@ -277,7 +289,8 @@ def main() -> None:
     nets = {network_of(space, c, data).id: c for c in todo_configs}
     samples: dict[str, list[dict[str, Any]]] = {n: [] for n in nets}
     for r in read_rows(args.out, "latency_sample"):
-        samples[r["network"]].append(r)
+        if r.get("pass") == args.quiet_pass:
+            samples[r["network"]].append(r)
     # More rounds asked than a network's latency row holds: it is measured again, and a new row
     # (the last one counts) takes the median of all its measurements.
     todo = [(n, c) for rnd in range(args.rounds) for n, c in nets.items() if len(samples[n]) <= rnd]
@@ -285,10 +298,14 @@ def main() -> None:
     print(f"{len(done)} networks timed, {len(todo)} measurements to go; {machine()}", flush=True)
     for net, c in todo[: args.limit]:
         sample = latency_sample(space, c, data, net) | {"command": command}
+        if args.quiet_pass is not None:
+            sample |= {"pass": args.quiet_pass, "machine": machine()}
         samples[net].append(sample)
         lines = [sample]
         if len(samples[net]) == args.rounds:
-            lines.append(latency_row(net, c, samples[net]) | {"command": command})
+            counts = "lowest" if args.quiet_pass is None else "median"
+            row = latency_row(net, c, samples[net], counts) | {"command": command}
+            lines.append(row | ({"machine": machine()} if args.quiet_pass else {}))
         with args.out.open("a") as f:
             f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in lines)
         print(f"{net}: {sample['latency_ms']} ms in {sample['seconds']} s", flush=True)

@@ -164,8 +164,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if stats.final is not None:
         f = stats.final
+        # A retrain (or restart) goes first, then paused networks with what is left.
+        what = {
+            "continue": "paused networks resumed",
+            "retrain": "the most accurate configuration retrained, then paused networks",
+            "restart": "the most accurate configuration trained on, then paused networks",
+        }[study.space.scheduler.final]
         print(
-            f"final phase: {f.completed} paused networks trained to the end"
+            f"final phase ({what}): {f.completed} trained to the end"
             + (f", {f.total - f.completed} stopped by the budget" if f.total > f.completed else "")
         )
     if stats.exhausted:
