@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import torch
 
@@ -67,6 +70,11 @@ def _pin_device(spec: str) -> torch.device:
     return dev
 
 
+def _interrupt_main_soon() -> None:
+    time.sleep(0.05)
+    _thread.interrupt_main(signal.SIGINT)
+
+
 def install_stop_handlers(stop: threading.Event) -> Callable[[], int | None]:
     """SIGTERM and SIGINT stop ``stop``'s owner gracefully; returns a function that tells which
     signal arrived (``None`` if none).
@@ -77,8 +85,28 @@ def install_stop_handlers(stop: threading.Event) -> Callable[[], int | None]:
     exits without a word, for a process stuck where Python code does not run.
     """
     received: list[int] = []
+    # A second signal's KeyboardInterrupt raised while the main thread runs a finaliser (a
+    # weakref callback of SQLAlchemy's, a __del__) is printed as "Exception ignored" and lost:
+    # the run would go on to its next epoch boundary. The unraisable hook sees it and delivers it
+    # again to the main thread (through the SIGINT handler, flagged so that it does not count as
+    # a third signal).
+    redeliver: list[str] = []
+    previous_hook = sys.unraisablehook
+
+    def unraisable(u: Any) -> None:
+        if u.exc_type is KeyboardInterrupt and len(received) == 2:
+            redeliver.append(str(u.exc_value))
+            # From another thread, a moment later: the main thread takes it at a bytecode of its
+            # own once the finaliser has returned (delivered from here, or while a
+            # threading.Thread start waits, it would run inside the finaliser again). Should it
+            # land in a finaliser again, this hook sends it once more.
+            _thread.start_new_thread(_interrupt_main_soon, ())
+            return
+        previous_hook(u)
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if redeliver:
+            raise KeyboardInterrupt(redeliver.pop())
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) >= 3:
@@ -95,6 +123,7 @@ def install_stop_handlers(stop: threading.Event) -> Callable[[], int | None]:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = unraisable
     return lambda: received[0] if received else None
 
 

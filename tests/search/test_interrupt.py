@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import optuna
@@ -24,7 +25,7 @@ import automl
 from automl.errors import StorageError
 from automl.search.study import DIRECTIONS
 from automl.search.trial import HostFault
-from automl.search.worker import WorkerOptions, run_worker
+from automl.search.worker import WorkerOptions, install_stop_handlers, run_worker
 from automl.store.attrs import TrialAttr
 from automl.store.retry import db_retry
 from tests.helpers import free_port, unpooled_storage, write_space
@@ -260,3 +261,37 @@ def test_a_worker_stopped_while_waiting_for_its_database_exits_at_once() -> None
     # The back-off doubles 1, 2, 4 s: without the stop it would still sleep well past 7 s.
     assert time.monotonic() - t0 < 6
     assert stats.total == 0
+
+
+def test_a_second_signal_lost_in_a_finaliser_is_delivered_again() -> None:
+    # CPython runs a signal handler between any two bytecodes, also inside a finaliser (here a
+    # weakref callback, as SQLAlchemy's that once swallowed one), where a raised exception is
+    # printed as "Exception ignored" and lost. The second signal's stop must still happen.
+    stop = threading.Event()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    hook = sys.unraisablehook
+    try:
+        install_stop_handlers(stop)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)  # the first signal: a graceful stop at the next epoch boundary
+
+        class Held:
+            pass
+
+        def finaliser(_: object) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _i in range(100_000):  # the handler runs, and raises, in here
+                pass
+
+        held = Held()
+        ref = weakref.ref(held, finaliser)
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            del held
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # delivered again here, outside the finaliser
+                pass
+        assert ref() is None
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        sys.unraisablehook = hook
