@@ -19,12 +19,13 @@ from typing import Any
 
 from torch import nn
 
-from automl.space.search_space import SearchSpace, TrialParams
+from automl.space.search_space import SearchSpace
 from automl.space.widths import (
     DEFAULT_MAX_BUILDS,
     NetworkCount,
     distinct_networks,
     layer_shapes,
+    section_builder,
 )
 
 __all__ = [
@@ -84,15 +85,11 @@ class Network:
 def space_networks(
     space: SearchSpace, *, max_builds: int = DEFAULT_MAX_BUILDS
 ) -> list[NetworkCount]:
-    """The distinct networks per K of ``space``'s model over its width range. The class count
-    and input channels change only the first and last layer, not which widths coincide."""
-
-    def build(k: int, w: float) -> nn.Module:
-        params = TrialParams(k, w, 0.0, "js", 0, space.train.lr, space.train.weight_decay, False)
-        return space.build_model(params, num_classes=10, in_chans=3)
-
+    """The distinct networks per K of ``space``'s model over its width range."""
     ks = tuple(sorted(int(k) for k in space.search.split_factor.choices))
-    return distinct_networks(build, ks, space.search.width_mult, max_builds=max_builds)
+    return distinct_networks(
+        section_builder(space.model), ks, space.search.width_mult, max_builds=max_builds
+    )
 
 
 def describe_counts(counts: list[NetworkCount]) -> str:

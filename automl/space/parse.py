@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast, get_args, get_type_hints
 from automl.data.augment import AugmentOrder
 from automl.data.datasets import list_datasets
 from automl.errors import SearchSpaceError
-from automl.models import create_model, get_spec, list_models
+from automl.models import get_spec, list_models
 from automl.space.params import Choice, FloatRange, IntRange, Param
 from automl.space.sections import (
     MAX_REPEATS,
@@ -36,7 +36,7 @@ from automl.space.sections import (
     SearchSection,
     TrainSection,
 )
-from automl.space.widths import distinct_networks
+from automl.space.widths import distinct_networks, section_builder
 
 __all__ = ["parse_sections", "show", "stored_to_raw"]
 
@@ -438,30 +438,11 @@ def _distinct_widths(c: _Ctx, model: ModelSection, ks: Choice, width: Param) -> 
             "applies to a range {low, high}: a list of widths is already its values",
         )
 
-    if not _on_range(width, model.default_width_mult):
-        raise c.fail(
-            "search.width_mult",
-            f"the range {width.low}..{width.high} must hold [model] default_width_mult "
-            f"({model.default_width_mult}), the width of the undivided baseline; widen the range "
-            "or change the default",
-        )
-
-    def build(k: int, w: float) -> Any:
-        # The class count and input channels change only the first and last layer, not which
-        # widths coincide (as in automl.space.networks.space_networks).
-        return create_model(
-            model.name,
-            num_classes=10,
-            in_chans=3,
-            split_factor=k,
-            width_mult=w,
-            drop_rate=model.drop_rate,
-            combine=model.combine,
-            **model.options,
-        )
+    _require_default_on_range(c, width, model.default_width_mult)
 
     try:
-        counts = distinct_networks(build, tuple(sorted(int(k) for k in ks.choices)), width)
+        ks_sorted = tuple(sorted(int(k) for k in ks.choices))
+        counts = distinct_networks(section_builder(model), ks_sorted, width)
     except (ValueError, RuntimeError) as e:
         raise c.fail("search.width_mult", f"cannot build {model.name} over the range: {e}") from e
     widths = {round(w, 6) for n in counts for w in n.widths} | {model.default_width_mult}
@@ -557,7 +538,15 @@ def _check_together(c: _Ctx, space: Mapping[str, Any]) -> None:
             f"the choices {list(width.choices)} must include [model] default_width_mult "
             f"({default}), the width of the undivided baseline; add it or change the default",
         )
-    if isinstance(width, FloatRange) and not _on_range(width, default):
+    if isinstance(width, FloatRange):
+        _require_default_on_range(c, width, default)
+
+
+def _require_default_on_range(c: _Ctx, width: FloatRange, default: float) -> None:
+    """The baseline is trained at the model's default width: a range (and a range declared
+    ``distinct``, before it becomes a list) must hold it, or Optuna trains the baseline outside
+    the range with only a warning."""
+    if not _on_range(width, default):
         grid = "" if width.step is None else f" on its grid of step {width.step}"
         raise c.fail(
             "search.width_mult",

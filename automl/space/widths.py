@@ -3,9 +3,9 @@
 A width multiplier becomes channels by rounding, so equal architectures at both ends of an
 interval of widths mean one network inside it (the channel counts only grow with the width).
 ``distinct_networks`` bisects a range on the meta device (no memory, no weights) and returns, per
-K, the smallest width that builds each network. It takes a ``build(K, width)`` function and
-nothing of the space, so that parsing a space (``[search] width_mult = { ..., distinct = true }``)
-can use it before a ``SearchSpace`` exists.
+K, the smallest width that builds each network. It takes a ``build(K, width)`` function
+(``section_builder`` makes the ``[model]`` section's) and nothing of the ``SearchSpace``, so that
+parsing a space (``[search] width_mult = { ..., distinct = true }``) can use it before one exists.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from automl.models import create_model
 from automl.space.params import Choice, Param
+from automl.space.sections import ModelSection
 
-__all__ = ["DEFAULT_MAX_BUILDS", "NetworkCount", "distinct_networks", "layer_shapes"]
+__all__ = [
+    "DEFAULT_MAX_BUILDS",
+    "NetworkCount",
+    "distinct_networks",
+    "layer_shapes",
+    "section_builder",
+]
 
 # Bisection stops refining an interval narrower than this (relative to its width).
 _WIDTH_RESOLUTION = 1e-4
@@ -32,6 +40,25 @@ DEFAULT_MAX_BUILDS = 2000
 def layer_shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     """Every parameter's and buffer's name and shape: what makes two networks one."""
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def section_builder(model: ModelSection) -> Callable[[int, float], nn.Module]:
+    """``build(K, width)`` for ``distinct_networks``: the ``[model]`` section's network. The class
+    count and input channels change only the first and last layer, not which widths coincide."""
+
+    def build(k: int, w: float) -> nn.Module:
+        return create_model(
+            model.name,
+            num_classes=10,
+            in_chans=3,
+            split_factor=k,
+            width_mult=w,
+            drop_rate=model.drop_rate,
+            combine=model.combine,
+            **model.options,
+        )
+
+    return build
 
 
 def _signature(build: Callable[[int, float], nn.Module], k: int, w: float) -> str:
