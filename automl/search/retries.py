@@ -160,8 +160,13 @@ def retry_later(
     study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: int | None
 ) -> bool:
     """Fail a trial now with ``reason`` and enqueue its retry at once, instead of leaving it to go
-    stale; returns whether a retry is waiting (not when its retries are used up). Safe to call
-    again after a lost connection: each step checks whether it was already done."""
+    stale; returns whether a retry is waiting (not when its retries are used up).
+
+    The retry is enqueued before the trial is failed: a worker killed between the two steps (a
+    ``docker stop`` whose grace runs out) leaves a RUNNING trial that goes stale and already has
+    its retry (the stale retry then adds none, ``StaleTrialRetry``), never a failed trial that
+    nobody retries. Safe to call again after a lost connection: each step checks whether it was
+    already done."""
     frozen = study.get_trials(deepcopy=True)[trial.number]
     if frozen.state is TrialState.RUNNING:
         retries = len(frozen.system_attrs.get("retry_history", []))
@@ -170,8 +175,8 @@ def retry_later(
         else:
             reason += "; retried from its checkpoint"
         trial.set_user_attr(TrialAttr.FAIL_REASON, reason[:600])
-        study.tell(trial, state=TrialState.FAIL)
         frozen = study.get_trials(deepcopy=True)[trial.number]
-    if retried(study, frozen):
-        return True
-    return enqueue_retry(study, frozen, max_retry)
+        waiting = retried(study, frozen) or enqueue_retry(study, frozen, max_retry)
+        study.tell(trial, state=TrialState.FAIL)
+        return waiting
+    return retried(study, frozen) or enqueue_retry(study, frozen, max_retry)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -123,6 +124,17 @@ class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         super().__init__(max_retry=max_retry)
         self.max_retry = max_retry
         self.grace_period = grace_period
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        # A worker that was stopping enqueues its trial's retry before failing it
+        # (``automl.search.retries.retry_later``); killed in between, the trial goes stale with
+        # its retry already waiting, and a second one would train the same trial twice.
+        if any(
+            t.number > trial.number and trial.number in t.system_attrs.get("retry_history", [])
+            for t in study.get_trials(deepcopy=False)
+        ):
+            return
+        super().__call__(study, trial)
 
     def reason(self, retries_so_far: int, cause: str | None = None) -> str:
         """What a stale trial's ``fail_reason`` says, before it is failed."""

@@ -417,8 +417,16 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
     assert len(by_key) == asked, sorted(by_key)
     assert _finished(trials) == asked
     for key, attempts in by_key.items():
-        assert [a.state for a in attempts[:-1]] == [TrialState.FAIL] * (len(attempts) - 1), key
-        assert attempts[-1].state in (TrialState.COMPLETE, TrialState.PRUNED), (key, attempts[-1])
+        # What each attempt ended as and why, with the workers' logs, for a failure to explain.
+        story = "\n".join(
+            f"trial {a.number}: {a.state.name} {a.user_attrs.get(TrialAttr.FAIL_REASON, '')!r} "
+            f"{ {k: v for k, v in a.system_attrs.items() if 'retry' in k or 'failed' in k} }"
+            for a in attempts
+        )
+        assert [a.state for a in attempts[:-1]] == [TrialState.FAIL] * (len(attempts) - 1), story
+        assert attempts[-1].state in (TrialState.COMPLETE, TrialState.PRUNED), (
+            f"trial {key} did not end:\n{story}\n{_all_logs(stack)[-8000:]}"
+        )
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # The same parameters for every attempt of a trial: a retry continues, it does not resample.
     for attempts in by_key.values():
@@ -435,13 +443,20 @@ def test_pool_survives_a_killed_worker_scaling_and_a_restart(stack: Stack) -> No
     assert resumed or TrialAttr.REUSED_FROM in last.user_attrs, last.user_attrs
     assert last.user_attrs[TrialAttr.HOST] != host
     # No container logged the password (it reaches libpq in PGPASSWORD, never in a URL).
+    logs = _all_logs(stack)
+    assert "postgres" in logs
+    assert stack.env["POSTGRES_PASSWORD"] not in logs
+    print(f"compose test: {time.monotonic() - t0:.0f} s, {len(trials)} trial rows")
+
+
+def _all_logs(stack: Stack) -> str:
+    """Every container's whole log, stdout and stderr."""
     argv = ["docker-compose", "-p", stack.project]
     for f in stack.files:
         argv += ["-f", str(f)]
     logs = _run([*argv, "logs", "--no-color"], env=stack.env)
-    assert logs.returncode == 0 and "postgres" in logs.stdout
-    assert stack.env["POSTGRES_PASSWORD"] not in logs.stdout + logs.stderr
-    print(f"compose test: {time.monotonic() - t0:.0f} s, {len(trials)} trial rows")
+    assert logs.returncode == 0, logs.stderr[-2000:]
+    return logs.stdout + logs.stderr
 
 
 def _http_safe(port: int, method: str, path: str) -> int | None:
