@@ -15,41 +15,47 @@ from automl.search.trial import claim_waiting_trial
 from automl.store.storage import StorageSettings, open_storage
 
 FAST = StorageSettings(heartbeat_interval=1, grace_period=1)
+# Where the kill lands: after the retry was enqueued (the trial is not failed yet), or before.
+KILLED_AT = ("tell", "add_trial")
 
 
 class Killed(BaseException):
     """What the process sees of a SIGKILL: nothing after this point runs."""
 
 
-@pytest.mark.parametrize("killed_at", ["add_trial", "tell"])
 def test_a_worker_killed_while_re_enqueueing_leaves_exactly_one_retry(
-    storage_url: str, study_name: str, killed_at: str, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = open_storage(storage_url, FAST)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=["maximize", "minimize"]
     )
-    study.enqueue_trial({})
-    claimed = claim_waiting_trial(study, storage)
-    assert claimed is not None
+    for _ in KILLED_AT:
+        study.enqueue_trial({})
+    numbers = {}
+    for step in KILLED_AT:
+        claimed = claim_waiting_trial(study, storage)
+        assert claimed is not None
+        numbers[step] = claimed.trial.number
 
-    def killed(*args: object, **kwargs: object) -> None:
-        raise Killed
+        def killed(*args: object, **kwargs: object) -> None:
+            raise Killed
 
-    monkeypatch.setattr(study, killed_at, killed)
-    with pytest.raises(Killed):
-        retry_later(study, claimed.trial, "worker stopped: SIGTERM", None)
-    monkeypatch.undo()
-    # Nothing failed yet: the trial is still RUNNING and goes stale, whichever step was cut.
-    assert storage.get_trial(claimed.trial_id).state is TrialState.RUNNING
+        with monkeypatch.context() as m:
+            m.setattr(study, step, killed)
+            with pytest.raises(Killed):
+                retry_later(study, claimed.trial, "worker stopped: SIGTERM", None)
+        # Nothing failed yet: the trial is still RUNNING and goes stale, whichever step was cut.
+        assert storage.get_trial(claimed.trial_id).state is TrialState.RUNNING
 
     # Past the grace period by the database's clock (SQLite's counts whole seconds).
     time.sleep(2.5)
     other = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, FAST))
     fail_stale_trials(other, other._storage)
     trials = other.get_trials()
-    assert trials[0].state is TrialState.FAIL
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
-    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in trials]
-    assert retries[0].state is TrialState.WAITING
-    assert retries[0].system_attrs["retry_history"] == [0]
+    for step, number in numbers.items():
+        assert trials[number].state is TrialState.FAIL
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert len(retries) == 1, (step, [(t.number, t.state, t.system_attrs) for t in trials])
+        assert retries[0].state is TrialState.WAITING
+        assert retries[0].system_attrs["retry_history"] == [number]
