@@ -110,14 +110,17 @@ def time_callables(
     min_run_s: float = 1.0,
     min_repeats: int = 15,
     rounds: int = 5,
-    block_s: float = 0.02,
+    block_s: float | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Seconds per call of each timed block of each callable, and the calls per block.
 
     The callables are timed in interleaved rounds, so that a burst of load from elsewhere on a
     shared machine hits every candidate alike instead of deciding which one looks fastest.
+    Blocks last ``block_s`` (by default ``min_run_s`` over ``min_repeats``, within
+    ``BLOCK_S``): a short budget gets shorter blocks instead of a floor of ``min_repeats``
+    full-length blocks.
     """
-    calls = _calibrate(fns, device, warmup_s, block_s)
+    calls = _calibrate(fns, device, warmup_s, block_s or _block_s(min_run_s, min_repeats, 0.02))
     samples: dict[str, list[float]] = {name: [] for name in fns}
     per_round_s = min_run_s / rounds
     per_round_n = -(-min_repeats // rounds)
@@ -145,6 +148,14 @@ class Reference:
 
 
 REFERENCE_NAME = "reference"
+# The shortest timed block: far above the timer's resolution and a call's dispatch cost.
+MIN_BLOCK_S = 0.002
+
+
+def _block_s(run_s: float, blocks: int, longest: float) -> float:
+    """Blocks of at most ``longest`` seconds such that ``blocks`` of them fit in ``run_s``: the
+    minimum count of blocks then costs the run asked for, not more."""
+    return min(longest, max(MIN_BLOCK_S, run_s / blocks))
 
 
 def _calibrate(
@@ -183,7 +194,7 @@ def time_paired(
     warmup_s: float = 0.3,
     run_s: float = 1.0,
     min_rounds: int = 15,
-    block_s: float = 0.01,
+    block_s: float | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
     """Per-round ratios of each callable's time per call to the reference's, each callable's
     seconds per call, and the calls per block.
@@ -192,8 +203,11 @@ def time_paired(
     first callable, reference, second callable, ..., reference); a callable's ratio in that round
     is over the mean of the two reference blocks around it, so that a change of machine speed
     moves both sides of every ratio alike. Rounds go on until ``run_s`` has passed and at least
-    ``min_rounds`` are done.
+    ``min_rounds`` are done. Blocks last ``block_s``, by default at most 10 ms and short enough
+    that ``min_rounds`` rounds fit in ``run_s``.
     """
+    if block_s is None:
+        block_s = _block_s(run_s, min_rounds * (1 + 2 * len(fns)), 0.01)
     calls = _calibrate({REFERENCE_NAME: reference, **fns}, device, warmup_s, block_s)
     ratios: dict[str, list[float]] = {name: [] for name in fns}
     seconds: dict[str, list[float]] = {name: [] for name in [REFERENCE_NAME, *fns]}
