@@ -116,9 +116,8 @@ def time_callables(
 
     The callables are timed in interleaved rounds, so that a burst of load from elsewhere on a
     shared machine hits every candidate alike instead of deciding which one looks fastest.
-    Blocks last ``block_s`` (by default ``min_run_s`` over ``min_repeats``, within
-    ``BLOCK_S``): a short budget gets shorter blocks instead of a floor of ``min_repeats``
-    full-length blocks.
+    Blocks last ``block_s``, by default ``min_run_s`` over ``min_repeats`` (2 to 20 ms): a short
+    budget gets shorter blocks instead of a floor of ``min_repeats`` 20 ms blocks.
     """
     calls = _calibrate(fns, device, warmup_s, block_s or _block_s(min_run_s, min_repeats, 0.02))
     samples: dict[str, list[float]] = {name: [] for name in fns}
