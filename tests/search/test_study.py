@@ -108,7 +108,10 @@ def test_baseline_enqueued_once_when_workers_start_together(
     storage_url: str, study_name: str, tmp_path: Path
 ) -> None:
     space = str(write_space(tmp_path))
-    ctx = mp.get_context("spawn")
+    # Forked from one server that imported the package once: four processes that start within
+    # milliseconds of each other (and not each paying seconds of imports, on two cores).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["automl"])
     with ctx.Pool(4) as pool:
         pool.map(_create, [(space, storage_url, study_name)] * 4)
     trials = optuna.load_study(study_name=study_name, storage=storage_url).trials
