@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.store.attrs import TrialAttr
 from automl.store.grpc_proxy import HeartbeatProxy
 from automl.store.liveness import gone_here, worker_tags
-from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry
+from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry, retried
 
 __all__ = [
     "RECONNECT_WAIT_S",
@@ -107,14 +107,6 @@ def _worker_tags(storage: BaseStorage, study_id: int) -> dict[int, object]:
         return storage.worker_tags(study_id)
     running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     return {t._trial_id: t.user_attrs.get(TrialAttr.WORKER_PROCESS) for t in running}
-
-
-def retried(study: optuna.Study, failed: FrozenTrial) -> bool:
-    """Whether a retry of ``failed`` exists in ``study``."""
-    return any(
-        t.number > failed.number and failed.number in t.system_attrs.get("retry_history", [])
-        for t in study.get_trials(deepcopy=False)
-    )
 
 
 def max_retry_of(storage: BaseStorage) -> int | None:

@@ -38,6 +38,7 @@ __all__ = [
     "normalize_url",
     "open_storage",
     "redact",
+    "retried",
 ]
 
 # Hour-long trials: a heartbeat a minute is cheap, and a worker silent for 5 minutes is gone.
@@ -115,6 +116,15 @@ class StorageSettings:
         return self.grace_period or max(DEFAULT_GRACE_PERIOD, 2 * self.heartbeat_interval)
 
 
+def retried(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """Whether a retry of ``failed`` exists in ``study`` (a later trial whose ``retry_history``,
+    the attribute Optuna's retry callback keeps, names it)."""
+    return any(
+        t.number > failed.number and failed.number in t.system_attrs.get("retry_history", [])
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of trials whose worker went silent, with the retry bound kept readable:
     a trial whose worker dies every time (a crash in native code) fails for good after
@@ -129,10 +139,7 @@ class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         # A worker that was stopping enqueues its trial's retry before failing it
         # (``automl.search.retries.retry_later``); killed in between, the trial goes stale with
         # its retry already waiting, and a second one would train the same trial twice.
-        if any(
-            t.number > trial.number and trial.number in t.system_attrs.get("retry_history", [])
-            for t in study.get_trials(deepcopy=False)
-        ):
+        if retried(study, trial):
             return
         super().__call__(study, trial)
 
