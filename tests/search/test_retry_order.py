@@ -23,6 +23,10 @@ class Killed(BaseException):
     """What the process sees of a SIGKILL: nothing after this point runs."""
 
 
+def _killed(*args: object, **kwargs: object) -> None:
+    raise Killed
+
+
 def test_a_worker_killed_while_re_enqueueing_leaves_exactly_one_retry(
     storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -38,12 +42,8 @@ def test_a_worker_killed_while_re_enqueueing_leaves_exactly_one_retry(
     for step, claimed in zip(KILLED_AT, claims, strict=True):
         assert claimed is not None
         numbers[step] = claimed.trial.number
-
-        def killed(*args: object, **kwargs: object) -> None:
-            raise Killed
-
         with monkeypatch.context() as m:
-            m.setattr(study, step, killed)
+            m.setattr(study, step, _killed)
             with pytest.raises(Killed):
                 retry_later(study, claimed.trial, "worker stopped: SIGTERM", None)
         # Nothing failed yet: the trial is still RUNNING and goes stale, whichever step was cut.
