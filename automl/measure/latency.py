@@ -16,8 +16,8 @@ Execution modes of a K-member ensemble:
 Paired measurement: a shared machine has slow and fast phases lasting seconds, so any absolute
 time drifts between trials. With a ``Reference`` (a fixed network, the study's baseline, whose
 median on this host and device was settled once), each block of the candidate is timed next to a
-block of the reference, the latency kept is the median ratio times the settled median, and the
-drift cancels in the ratio.
+block of the reference on each side, the latency kept is the median ratio times the settled
+median, and the drift cancels in the ratio.
 """
 
 from __future__ import annotations
@@ -160,19 +160,24 @@ def _block_s(run_s: float, blocks: int, longest: float) -> float:
 def _calibrate(
     fns: dict[str, Callable[[], object]], device: torch.device, warmup_s: float, block_s: float
 ) -> dict[str, int]:
-    """Warm each callable up and size its timed block so that timer resolution does not matter."""
+    """Warm each callable up and size its timed block so that timer resolution does not matter.
+
+    The time of one call is the median of the warm-up calls (the first, which pays for lazy set-up,
+    left out): a single timed call that the scheduler happened to preempt would make that
+    callable's blocks several times shorter than the others', and on a loaded machine a long block
+    absorbs preemptions that a short one escapes, which biases every paired ratio (a callable
+    timed against itself read 0.3x).
+    """
     calls: dict[str, int] = {}
     for name, fn in fns.items():
         t_end = time.perf_counter() + warmup_s
-        n_warm = 0
-        while n_warm < 3 or time.perf_counter() < t_end:
+        times: list[float] = []
+        while len(times) < 6 or time.perf_counter() < t_end:
+            t0 = time.perf_counter()
             fn()
-            n_warm += 1
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        one = max(time.perf_counter() - t0, 1e-6)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        one = max(statistics.median(times[1:]), 1e-6)
         calls[name] = max(1, min(1000, int(block_s / one)))
     return calls
 
@@ -195,15 +200,15 @@ def time_paired(
     min_rounds: int = 15,
     block_s: float | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
-    """Per-round ratios of each callable's time per call to the reference's, each callable's
-    seconds per call, and the calls per block.
+    """Ratios of each callable's time per call to the reference's (two per round), each
+    callable's seconds per call, and the calls per block.
 
     Every round alternates blocks of the reference with blocks of the callables (reference,
-    first callable, reference, second callable, ..., reference); a callable's ratio in that round
-    is over the mean of the two reference blocks around it, so that a change of machine speed
-    moves both sides of every ratio alike. Rounds go on until ``run_s`` has passed and at least
-    ``min_rounds`` are done. Blocks last ``block_s``, by default at most 10 ms and short enough
-    that ``min_rounds`` rounds fit in ``run_s``.
+    first callable, reference, second callable, ..., reference); a callable's block gives one
+    ratio to the reference block before it and one to the block after it, so that a change of
+    machine speed moves the two apart equally and leaves their median where it was. Rounds go
+    on until ``run_s`` has passed and at least ``min_rounds`` are done. Blocks last ``block_s``,
+    by default at most 10 ms and short enough that ``min_rounds`` rounds fit in ``run_s``.
     """
     if block_s is None:
         block_s = _block_s(run_s, min_rounds * (1 + 2 * len(fns)), 0.01)
@@ -218,7 +223,12 @@ def time_paired(
         for name, fn in fns.items():
             t = _time_block(fn, calls[name], device)
             after = _time_block(reference, calls[REFERENCE_NAME], device)
-            ratios[name].append(2 * t / (before + after))
+            # One ratio to each neighbour, not one to their mean: on a loaded machine a block is
+            # either preempted or not, and a mean of two reference blocks is hit twice as often as
+            # the block between them, which pulls a median of ratios to the mean below 1 (0.3 for
+            # a callable timed against itself). The two one-sided ratios are each symmetric, and
+            # a drift of speed moves them apart equally, so their pooled median stays put.
+            ratios[name] += [t / before, t / after]
             seconds[name].append(t)
             seconds[REFERENCE_NAME].append(after)
             before = after
