@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 from scipy.stats import mannwhitneyu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,7 +67,7 @@ METHODS: dict[str, Method] = {
     "random": Method(SamplerName.RANDOM),
     "tpe": Method(SamplerName.TPE),
     "nsgaii": Method(SamplerName.NSGAII),
-    "gp": Method("gp"),
+    "gp": Method(SamplerName.GP),
     "random+asha": Method(SamplerName.RANDOM, scheduled=True),
     "tpe+asha": Method(SamplerName.TPE, scheduled=True),
     "tpe+asha-promote+final": Method(SamplerName.TPE, True, True, 0.2),
@@ -77,21 +76,11 @@ METHODS: dict[str, Method] = {
     "random+asha+reuse": Method(SamplerName.RANDOM, scheduled=True, reuse=True),
     "tpe+asha+reuse": Method(SamplerName.TPE, scheduled=True, reuse=True),
     "tpe+asha-promote+final+reuse": Method(SamplerName.TPE, True, True, 0.2, reuse=True),
+    "gp+reuse": Method(SamplerName.GP, reuse=True),
+    "gp+asha-promote+final+reuse": Method(SamplerName.GP, True, True, 0.2, reuse=True),
 }
 BASELINE = "tpe"
 PEER = "moasha-fixed"
-
-
-def sampler_of(space: SearchSpace, name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "gp":
-        # Optuna's GP (log EHVI for two objectives), after the same random start as TPE. The
-        # co-training parameters exist for K > 1 only, so GP models K and the width and samples
-        # them at random, which it would warn about on every trial.
-        n = space.sampler.n_startup_trials
-        return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=n, warn_independent_sampling=False
-        )
-    return sampler_for(space, name, seed)
 
 
 def space_of(table: Table) -> SearchSpace:
@@ -123,7 +112,7 @@ def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
     events = simulate(
         table,
         space,
-        sampler_of(space, m.sampler, seed),
+        sampler_for(space, m.sampler, seed),
         stopper=stopper,
         n_workers=1,
         wallclock_s=budget_s(table, full_trials),

@@ -163,6 +163,16 @@ class SearchSpace:
             )
         if sm.name == SamplerName.NSGAII:
             return optuna.samplers.NSGAIISampler(seed=sm.seed, population_size=sm.population_size)
+        if sm.name == SamplerName.GP:
+            # Optuna's Gaussian process (log EHVI for two objectives; it reads the constraints
+            # every trial stores). The co-training parameters exist for K > 1 only, so it models
+            # the parameters every trial has and draws those at random, which it would warn
+            # about on every trial.
+            return optuna.samplers.GPSampler(
+                seed=sm.seed,
+                n_startup_trials=sm.n_startup_trials,
+                warn_independent_sampling=False,
+            )
         return optuna.samplers.RandomSampler(seed=sm.seed)
 
     # -- what the file alone cannot tell -----------------------------------------------------------

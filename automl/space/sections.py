@@ -78,6 +78,7 @@ class SamplerName(StrEnum):
     TPE = "tpe"
     NSGAII = "nsgaii"
     RANDOM = "random"
+    GP = "gp"
 
 
 @dataclass(frozen=True)
