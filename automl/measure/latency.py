@@ -165,8 +165,8 @@ def _calibrate(
     The time of one call is the median of the warm-up calls (the first, which pays for lazy set-up,
     left out): a single timed call that the scheduler happened to preempt would make that
     callable's blocks several times shorter than the others', and on a loaded machine a long block
-    absorbs preemptions that a short one escapes, which biases every paired ratio (a callable
-    timed against itself read 0.3x).
+    absorbs preemptions that a short one escapes, which biases every paired ratio
+    (BENCHMARKS.md (c'')).
     """
     calls: dict[str, int] = {}
     for name, fn in fns.items():

@@ -66,7 +66,9 @@ def test_calls_per_block_ignore_one_preempted_call() -> None:
         return None
 
     calls = _calibrate({"c": call}, torch.device("cpu"), warmup_s=0.0, block_s=0.01)
-    assert 5 <= calls["c"] <= 10
+    # 10 ms over a call of 1 ms (more on a loaded machine, whose sleeps overshoot); sized from the
+    # slow call alone, as before, a block would be a single call.
+    assert 3 <= calls["c"] <= 10
 
 
 def test_paired_record_is_ratio_times_the_settled_reference() -> None:
