@@ -166,8 +166,8 @@ class SearchSpace:
         if sm.name == SamplerName.GP:
             # Optuna's Gaussian process (log EHVI for two objectives; it reads the constraints
             # every trial stores). The co-training parameters exist for K > 1 only, so it models
-            # the parameters every trial has and draws those at random, which it would warn
-            # about on every trial.
+            # the parameters every trial has and draws the co-training ones at random, which it
+            # would warn about on every trial.
             return optuna.samplers.GPSampler(
                 seed=sm.seed,
                 n_startup_trials=sm.n_startup_trials,
