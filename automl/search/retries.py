@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -21,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.store.attrs import TrialAttr
 from automl.store.grpc_proxy import HeartbeatProxy
 from automl.store.liveness import gone_here, worker_tags
-from automl.store.storage import DEFAULT_MAX_RETRY, StaleTrialRetry, retried
+from automl.store.storage import DEFAULT_MAX_RETRY, RETRY_PROMISED, StaleTrialRetry, retried
 
 __all__ = [
     "RECONNECT_WAIT_S",
@@ -30,6 +31,7 @@ __all__ = [
     "max_retry_of",
     "retried",
     "retry_later",
+    "retry_orphans",
     "trial_key",
 ]
 
@@ -96,6 +98,58 @@ def fail_stale_trials(
             callback(study, failed)
             if on_abandoned is not None and not retried(study, failed):
                 on_abandoned(failed)
+    if isinstance(callback, StaleTrialRetry):
+        retry_orphans(study, storage, callback.max_retry)
+
+
+# The sweep that wins a stale trial's failure enqueues its retry milliseconds later; a failed
+# trial still promised a retry after this long lost its sweeper in between (killed). Longer than
+# any plausible clock difference between the hosts of a pool: the failure time is the sweeper's.
+ORPHAN_AFTER_S = 60.0
+
+
+def retry_orphans(study: optuna.Study, storage: BaseStorage, max_retry: int | None) -> None:
+    """Enqueue the retry of every stale trial whose sweeper failed it and died before enqueueing
+    the retry (the failure is the atomic claim among sweepers, so it must come first). Two
+    sweepers that find the same orphan at once both enqueue; the later retry is withdrawn."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    now = datetime.now()
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)):
+        if RETRY_PROMISED not in str(t.user_attrs.get(TrialAttr.FAIL_REASON, "")):
+            continue
+        ended = t.datetime_complete
+        if ended is None or (now - ended).total_seconds() < ORPHAN_AFTER_S:
+            continue
+        if retried(study, t) or not enqueue_retry(study, t, max_retry):
+            continue
+        log.warning("trial %d was failed as stale without its retry: retried now", t.number)
+        withdraw_extra_retries(study, storage, t.number)
+
+
+def withdraw_extra_retries(study: optuna.Study, storage: BaseStorage, number: int) -> None:
+    """Keep the first retry of trial ``number`` and fail the later ones that no worker claimed
+    yet (the claim is the storage's atomic WAITING to RUNNING, so two sweepers withdraw each
+    one once). One already claimed by a worker trains: a repeat, not a loss."""
+    retries = sorted(
+        (
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.system_attrs.get("retry_history", [])[-1:] == [number]
+        ),
+        key=lambda t: t.number,
+    )
+    for extra in retries[1:]:
+        if extra.state is not TrialState.WAITING:
+            continue
+        if not storage.set_trial_state_values(extra._trial_id, state=TrialState.RUNNING):
+            continue
+        storage.set_trial_user_attr(
+            extra._trial_id,
+            TrialAttr.FAIL_REASON,
+            f"withdrawn: a second retry of trial {number} (trial {retries[0].number} is its "
+            "retry), enqueued by two sweeps at once",
+        )
+        storage.set_trial_state_values(extra._trial_id, state=TrialState.FAIL)
 
 
 def _worker_tags(storage: BaseStorage, study_id: int) -> dict[int, object]:

@@ -125,6 +125,10 @@ def retried(study: optuna.Study, failed: FrozenTrial) -> bool:
     )
 
 
+# In a stale trial's ``fail_reason``: the sweep that failed it was to enqueue its retry next.
+RETRY_PROMISED = "; retried (retry "
+
+
 class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of trials whose worker went silent, with the retry bound kept readable:
     a trial whose worker dies every time (a crash in native code) fails for good after
@@ -152,7 +156,7 @@ class StaleTrialRetry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         if self.max_retry is not None and retries_so_far >= self.max_retry:
             return f"{why}; not retried: it already failed this way {retries_so_far} time(s)"
         bound = "" if self.max_retry is None else f" of {self.max_retry}"
-        return f"{why}; retried (retry {retries_so_far + 1}{bound}) from its last checkpoint"
+        return f"{why}{RETRY_PROMISED}{retries_so_far + 1}{bound}) from its last checkpoint"
 
 
 def is_grpc(url: str) -> bool:
