@@ -114,13 +114,21 @@ def retry_orphans(study: optuna.Study, storage: BaseStorage, max_retry: int | No
     sweepers that find the same orphan at once both enqueue; the later retry is withdrawn."""
     study_id = storage.get_study_id_from_name(study.study_name)
     now = datetime.now()
-    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)):
-        if RETRY_PROMISED not in str(t.user_attrs.get(TrialAttr.FAIL_REASON, "")):
-            continue
-        ended = t.datetime_complete
-        if ended is None or (now - ended).total_seconds() < ORPHAN_AFTER_S:
-            continue
-        if retried(study, t) or not enqueue_retry(study, t, max_retry):
+    promised = [
+        t
+        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
+        if RETRY_PROMISED in str(t.user_attrs.get(TrialAttr.FAIL_REASON, ""))
+        and t.datetime_complete is not None
+        and (now - t.datetime_complete).total_seconds() >= ORPHAN_AFTER_S
+    ]
+    if not promised:
+        return
+    # One read of the whole study for every candidate (this runs before every claim).
+    done = {
+        n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])
+    }
+    for t in promised:
+        if t.number in done or not enqueue_retry(study, t, max_retry):
             continue
         log.warning("trial %d was failed as stale without its retry: retried now", t.number)
         withdraw_extra_retries(study, storage, t.number)

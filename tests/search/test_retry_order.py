@@ -7,13 +7,14 @@ a later sweep (two at once leave one retry)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from automl.search import retries as retries_module
-from automl.search.retries import enqueue_retry, fail_stale_trials, retry_later, retry_orphans
+from automl.search.retries import fail_stale_trials, retry_later, retry_orphans
 from automl.search.trial import claim_waiting_trial
 from automl.store.attrs import TrialAttr
 from automl.store.storage import StaleTrialRetry, StorageSettings, open_storage
@@ -115,10 +116,15 @@ def test_two_sweeps_that_retry_one_orphan_at_once_leave_one_retry(
         m.setattr(StaleTrialRetry, "__call__", _killed)
         with pytest.raises(Killed):
             fail_stale_trials(study, study._storage)
-    # The other sweep's retry, enqueued after this one looked and found none.
-    enqueue_retry(study, study.get_trials()[number], None)
     monkeypatch.setattr(retries_module, "ORPHAN_AFTER_S", 0.0)
-    monkeypatch.setattr(retries_module, "retried", lambda *args: False)
+    enqueue = retries_module.enqueue_retry
+
+    def the_other_sweep_first(*args: Any, **kwargs: Any) -> bool:
+        # The other sweep enqueues between this one's read (no retry yet) and its own enqueue.
+        enqueue(*args, **kwargs)
+        return enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(retries_module, "enqueue_retry", the_other_sweep_first)
     retry_orphans(study, study._storage, None)
     first, second = _retries_of(study, number)
     assert first.state is TrialState.WAITING
