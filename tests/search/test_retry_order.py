@@ -67,9 +67,12 @@ def test_a_worker_killed_while_re_enqueueing_leaves_exactly_one_retry(
         assert retries[0].system_attrs["retry_history"] == [number]
 
 
-def _stale_trial(storage_url: str, study_name: str) -> tuple[optuna.Study, int]:
-    """A study whose one trial was claimed by a worker that then died (no heartbeat since)."""
-    storage = open_storage(storage_url, FAST)
+def _stale_trial(
+    storage_url: str, study_name: str, settings: StorageSettings = FAST
+) -> tuple[optuna.Study, int]:
+    """A study whose one trial was claimed by a worker that then died (no heartbeat since), as
+    another worker's sweep sees it."""
+    storage = open_storage(storage_url, settings)
     study = optuna.create_study(
         storage=storage, study_name=study_name, directions=["maximize", "minimize"]
     )
@@ -78,8 +81,21 @@ def _stale_trial(storage_url: str, study_name: str) -> tuple[optuna.Study, int]:
     assert claimed is not None
     # Past the grace period by the database's clock (SQLite's counts whole seconds).
     time.sleep(2.5)
-    sweeper = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, FAST))
+    sweeper = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, settings))
     return sweeper, claimed.trial.number
+
+
+def _orphaned(
+    storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[optuna.Study, int]:
+    """A stale trial failed by a sweep that was killed right after the failure, before the
+    retry callback enqueued its retry."""
+    study, number = _stale_trial(storage_url, study_name)
+    with monkeypatch.context() as m:
+        m.setattr(StaleTrialRetry, "__call__", _killed)
+        with pytest.raises(Killed):
+            fail_stale_trials(study, study._storage)
+    return study, number
 
 
 def _retries_of(study: optuna.Study, number: int) -> list[optuna.trial.FrozenTrial]:
@@ -91,12 +107,7 @@ def _retries_of(study: optuna.Study, number: int) -> list[optuna.trial.FrozenTri
 def test_a_sweeper_killed_after_failing_a_stale_trial_leaves_it_to_the_next_sweep(
     storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study, number = _stale_trial(storage_url, study_name)
-    # Killed right after the trial was failed, before the retry callback enqueued its retry.
-    with monkeypatch.context() as m:
-        m.setattr(StaleTrialRetry, "__call__", _killed)
-        with pytest.raises(Killed):
-            fail_stale_trials(study, study._storage)
+    study, number = _orphaned(storage_url, study_name, monkeypatch)
     assert study.get_trials()[number].state is TrialState.FAIL
     assert _retries_of(study, number) == []
     # Within the sweeper's milliseconds no other sweep takes it over; past them the next does.
@@ -111,11 +122,7 @@ def test_a_sweeper_killed_after_failing_a_stale_trial_leaves_it_to_the_next_swee
 def test_two_sweeps_that_retry_one_orphan_at_once_leave_one_retry(
     storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study, number = _stale_trial(storage_url, study_name)
-    with monkeypatch.context() as m:
-        m.setattr(StaleTrialRetry, "__call__", _killed)
-        with pytest.raises(Killed):
-            fail_stale_trials(study, study._storage)
+    study, number = _orphaned(storage_url, study_name, monkeypatch)
     monkeypatch.setattr(retries_module, "ORPHAN_AFTER_S", 0.0)
     enqueue = retries_module.enqueue_retry
 
@@ -137,20 +144,13 @@ def test_two_sweeps_that_retry_one_orphan_at_once_leave_one_retry(
 def test_a_stale_trial_out_of_retries_is_not_taken_for_an_orphan(
     storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = open_storage(
-        storage_url, StorageSettings(heartbeat_interval=1, grace_period=1, max_retry=0)
-    )
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, directions=["maximize", "minimize"]
-    )
-    study.enqueue_trial({})
-    claimed = claim_waiting_trial(study, storage)
-    assert claimed is not None
-    time.sleep(2.5)
+    no_retry = StorageSettings(heartbeat_interval=1, grace_period=1, max_retry=0)
+    study, number = _stale_trial(storage_url, study_name, no_retry)
     monkeypatch.setattr(retries_module, "ORPHAN_AFTER_S", 0.0)
-    fail_stale_trials(study, storage)
-    fail_stale_trials(study, storage)
+    fail_stale_trials(study, study._storage)
+    fail_stale_trials(study, study._storage)
     [trial] = study.get_trials()
+    assert trial.number == number
     assert (
         trial.state is TrialState.FAIL and "not retried" in trial.user_attrs[TrialAttr.FAIL_REASON]
     )
