@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.search.hypervolume import hypervolume_2d
 from automl.store.attrs import TrialAttr
+from automl.store.storage import retried_numbers
 
 __all__ = [
     "ComputePoint",
@@ -96,7 +97,7 @@ def hypervolume_by_compute(
     far, and the hypervolume of the feasible completed ones. An attempt that was retried counts
     with its retry (whose curve holds its epochs), not on its own."""
     # A retried attempt's epochs are in its retry's curve too: counted once, with the retry.
-    superseded = {int(n) for t in trials for n in t.system_attrs.get("retry_history", [])}
+    superseded = retried_numbers(trials)
     ended = [
         t
         for t in trials

@@ -22,7 +22,13 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.store.attrs import TrialAttr
 from automl.store.grpc_proxy import HeartbeatProxy
 from automl.store.liveness import gone_here, worker_tags
-from automl.store.storage import DEFAULT_MAX_RETRY, RETRY_PROMISED, StaleTrialRetry, retried
+from automl.store.storage import (
+    DEFAULT_MAX_RETRY,
+    RETRY_PROMISED,
+    StaleTrialRetry,
+    retried,
+    retried_numbers,
+)
 
 __all__ = [
     "RECONNECT_WAIT_S",
@@ -124,9 +130,7 @@ def retry_orphans(study: optuna.Study, storage: BaseStorage, max_retry: int | No
     if not promised:
         return
     # One read of the whole study for every candidate (this runs before every claim).
-    done = {
-        n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])
-    }
+    done = retried_numbers(study.get_trials(deepcopy=False))
     for t in promised:
         if t.number in done or not enqueue_retry(study, t, max_retry):
             continue

@@ -11,6 +11,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
     "open_storage",
     "redact",
     "retried",
+    "retried_numbers",
 ]
 
 # Hour-long trials: a heartbeat a minute is cheap, and a worker silent for 5 minutes is gone.
@@ -116,13 +118,15 @@ class StorageSettings:
         return self.grace_period or max(DEFAULT_GRACE_PERIOD, 2 * self.heartbeat_interval)
 
 
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that have a retry among ``trials``: those named in a later
+    trial's ``retry_history``, the attribute Optuna's retry callback keeps."""
+    return {int(n) for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
 def retried(study: optuna.Study, failed: FrozenTrial) -> bool:
-    """Whether a retry of ``failed`` exists in ``study`` (a later trial whose ``retry_history``,
-    the attribute Optuna's retry callback keeps, names it)."""
-    return any(
-        t.number > failed.number and failed.number in t.system_attrs.get("retry_history", [])
-        for t in study.get_trials(deepcopy=False)
-    )
+    """Whether a retry of ``failed`` exists in ``study``."""
+    return failed.number in retried_numbers(study.get_trials(deepcopy=False))
 
 
 # In a stale trial's ``fail_reason``: the sweep that failed it was to enqueue its retry next.
