@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -61,6 +62,8 @@ class Method:
     promote: bool = False
     final_share: float = 0.0
     reuse: bool = False
+    baseline: bool = False  # the first trial is the space's baseline, as in a real study
+    startup: bool = False  # [sampler] startup = "latency" (the baseline first, then the picks)
 
 
 METHODS: dict[str, Method] = {
@@ -78,6 +81,13 @@ METHODS: dict[str, Method] = {
     "tpe+asha-promote+final+reuse": Method(SamplerName.TPE, True, True, 0.2, reuse=True),
     "gp+reuse": Method(SamplerName.GP, reuse=True),
     "gp+asha-promote+final+reuse": Method(SamplerName.GP, True, True, 0.2, reuse=True),
+    "tpe+reuse+baseline": Method(SamplerName.TPE, reuse=True, baseline=True),
+    "gp+reuse+baseline": Method(SamplerName.GP, reuse=True, baseline=True),
+    "tpe+reuse+latency-start": Method(SamplerName.TPE, reuse=True, startup=True),
+    "gp+reuse+latency-start": Method(SamplerName.GP, reuse=True, startup=True),
+    "tpe+asha-promote+final+reuse+latency-start": Method(
+        SamplerName.TPE, True, True, 0.2, reuse=True, startup=True
+    ),
 }
 BASELINE = "tpe"
 PEER = "moasha-fixed"
@@ -96,6 +106,24 @@ def space_of(table: Table) -> SearchSpace:
 def budget_s(table: Table, full_trials: float) -> float:
     """``full_trials`` full-budget trials of the table's mean cost (one worker)."""
     return full_trials * statistics.fmean(r.full_cost for r in table.rows)
+
+
+def survey_draw(table_path: str, table: Table, seed: int) -> dict[str, float]:
+    """Each network's latency as one survey would read it: one of the network's repeated
+    measurements in the table (``latency_samples_ms``), drawn per seed; the table's latency
+    where it kept none."""
+    samples: dict[str, list[float]] = {}
+    for line in Path(table_path).read_text().splitlines()[1:]:
+        r = json.loads(line)
+        if r.get("kind") == "latency" and r.get("latency_samples_ms"):
+            samples[r["network"]] = [float(v) for v in r["latency_samples_ms"]]
+    rng = random.Random(seed)
+    out: dict[str, float] = {}
+    for row in table.rows:
+        net = str(row.network)
+        if net not in out:
+            out[net] = rng.choice(samples[net]) if net in samples else row.latency_ms
+    return out
 
 
 def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
@@ -119,12 +147,14 @@ def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
         final_share=m.final_share,
         reuse=m.reuse,
         seed=seed,
+        baseline=m.baseline,
+        survey_ms=survey_draw(table_path, table, seed) if m.startup else None,
     )
     return {
         "method": name,
         "seed": seed,
         "seconds": time.perf_counter() - t0,
-        "trials": len({e.trial for e in events}),
+        "trials": len({e.trial for e in events if e.trial >= 0}),
         "events": [e.to_dict() for e in events],
     }
 

@@ -56,6 +56,8 @@ _OWN = {
     TrialAttr.RESUMED_FROM_EPOCH,
     TrialAttr.REUSED_FROM,
     TrialAttr.EPOCH_SECONDS,
+    # A start's pick is the ticket's, not the configuration's.
+    TrialAttr.STARTUP,
     # A reusing trial is stopped where its source paused; it is not itself paused (it has no
     # checkpoint and no continuation: the source's resumes for both).
     TrialAttr.PAUSED,

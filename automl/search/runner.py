@@ -28,6 +28,7 @@ from automl.search.hooks import TrialEndHook
 from automl.search.promotion import promotable
 from automl.search.retries import fail_stale_trials, trial_key
 from automl.search.scheduler import RungScheduler, early_stopper
+from automl.search.startup import next_startup_ticket
 from automl.search.trial import Claimed, TrialEnv, claim_waiting_trial, run_trial
 from automl.store.attrs import TrialAttr
 from automl.store.heartbeats import heartbeat_interval
@@ -242,7 +243,10 @@ def run_trials(
                 break
             if claimed is None:
                 if open_ended:
-                    retry(lambda: study.enqueue_trial({}), "enqueue a trial")
+                    # The start's next pick (automl.search.startup) if one is left, else a
+                    # ticket for the sampler.
+                    if not retry(lambda: next_startup_ticket(study), "enqueue a start's pick"):
+                        retry(lambda: study.enqueue_trial({}), "enqueue a trial")
                     continue
                 running = retry(lambda: _running(study), "count running trials")
                 if not running:

@@ -65,6 +65,7 @@ from automl.search.promotion import (
 )
 from automl.search.reporter import EpochReporter
 from automl.search.scheduler import EarlyStopper, RungScheduler
+from automl.search.startup import SurveyPoint, latency_spread
 from automl.space import SearchSpace, TrialParams
 from automl.space.networks import Network
 from automl.store.attrs import TrialAttr
@@ -288,15 +289,26 @@ def simulate(
     final_share: float = 0.0,
     reuse: bool = False,
     seed: int = 0,
+    baseline: bool = False,
+    survey_ms: dict[str, float] | None = None,
 ) -> list[Event]:
     """Run a search on ``table`` for ``wallclock_s`` simulated seconds; the epochs reported, in
     time order. The study lives in memory; its decisions are the sampler's and ``stopper``'s.
     ``reuse``: never train one configuration twice nor time one network twice (see above);
-    ``seed`` draws the seed rows of a table of networks."""
+    ``seed`` draws the seed rows of a table of networks. ``baseline``: the first trial is the
+    space's baseline, as a real study's is. ``survey_ms`` (a table of networks; implies
+    ``baseline``): ``[sampler] startup = "latency"``, each network's latency as the survey
+    measured it (``automl.search.startup``): every network's measurement is paid for first (one
+    event of trial -1), the start's picks follow the baseline, and no trial times a network."""
     if n_workers < 1:
         raise ConfigError(f"n_workers must be >= 1, got {n_workers}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+    survey_s = 0.0
+    if baseline or survey_ms is not None:
+        study.enqueue_trial(space.baseline_params())
+    if survey_ms is not None:
+        survey_s = _enqueue_start(study, table, space, survey_ms)
     never = threading.Event()
     events: list[Event] = []
     queue: list[_Pending] = []
@@ -306,7 +318,8 @@ def simulate(
     final_from = wallclock_s * (1.0 - final_share)
     seq = 0
     rng = random.Random(seed)
-    timed: set[str] = set()  # networks whose latency was measured (with ``reuse``)
+    # Networks whose latency was measured (with ``reuse``; all of them after a survey).
+    timed: set[str] = set() if survey_ms is None else {str(r.network) for r in table.rows}
     first_cost: dict[int, float] = {}  # a new trial's first epoch, with its latency if paid
     # A configuration reused at no cost asks again at once; a sampler that only proposes what is
     # known would never stop, so a worker gives up after this many such asks in a row.
@@ -387,7 +400,7 @@ def simulate(
         else:
             return  # this worker found nothing new to train
         timing = row.latency_seconds
-        if reuse:
+        if reuse or survey_ms is not None:
             net = row.network or json.dumps(row.config)
             timing = 0.0 if net in timed else timing
             timed.add(net)
@@ -405,8 +418,10 @@ def simulate(
         first_cost[trial.number] = timing + row.epoch_seconds[0]
         seq += 1
 
+    if survey_s > 0:
+        events.append(Event(-1, {}, 0, survey_s, 0.0, 0.0, None, survey_s))
     for _ in range(n_workers):
-        start(0.0)
+        start(survey_s)
     while queue:
         p = heapq.heappop(queue)
         if p.time > wallclock_s:
@@ -453,6 +468,28 @@ def simulate(
             heapq.heappush(queue, _Pending(ends, seq, p.trial_number, p.epoch + 1))
             seq += 1
     return events
+
+
+def _enqueue_start(
+    study: optuna.Study, table: Table, space: SearchSpace, survey_ms: dict[str, float]
+) -> float:
+    """Enqueue the start's picks after the baseline (``automl.search.startup``); the survey's
+    cost, every network's measurement."""
+    if not table.by_network:
+        raise ConfigError("a latency start is simulated on a table of networks only")
+    first: dict[str, Row] = {}
+    for r in table.rows:
+        first.setdefault(str(r.network), r)
+    points = [
+        SurveyPoint(
+            int(r.config["split_factor"]), float(r.config["width_mult"]), net, survey_ms[net]
+        )
+        for net, r in first.items()
+    ]
+    base = table.lookup(space.baseline_params() | {"split_factor": 1})
+    for p in latency_spread(points, space.sampler.n_startup_trials, str(base.network)):
+        study.enqueue_trial(p.params())
+    return sum(r.latency_seconds for r in first.values())
 
 
 def _as_ticket(t: optuna.trial.FrozenTrial, epochs: int) -> optuna.trial.FrozenTrial:

@@ -73,10 +73,17 @@ from automl.search.reporter import EpochReporter, StopRequested, record_intermed
 from automl.search.retrain import FINAL_EPOCHS, FROM_WEIGHTS
 from automl.search.retries import RECONNECT_WAIT_S, max_retry_of, retry_later, trial_key
 from automl.search.scheduler import early_stopper
+from automl.search.startup import (
+    assign_picks,
+    latency_spread,
+    run_survey,
+    stored_survey,
+    surveyed_latency,
+)
 from automl.search.subsets import store_subset_points
 from automl.search.timing import LatencyTimer, ModelInput, latency_attrs, record_from_attrs
 from automl.space import DataSection, SearchSpace, TrialParams
-from automl.space.networks import Network
+from automl.space.networks import Network, space_networks
 from automl.store.artifacts import WEIGHTS_ARTIFACT, download_trial_file, load_weights
 from automl.store.attrs import TrialAttr
 from automl.store.claim import Tier, WaitingQueue
@@ -339,6 +346,9 @@ class TrialLife:
         self.checkpoint = env.checkpoint(study, claimed.key)
         # The reference of this trial's measurement: its subset points are timed against it too.
         self.reference: Reference | None = None
+        # The measurement's attributes and where it was taken (host, target), once measured.
+        self.latency: dict[str, Any] = {}
+        self.where = ("", "")
 
     @functools.cached_property
     def ticket_attrs(self) -> dict[str, Any]:
@@ -395,6 +405,7 @@ class TrialLife:
         # Latency does not depend on the weights: measured first, so the schedulers can use it,
         # and a network over the latency budget is rejected untrained.
         lat = self.measure(model, data)
+        self.start_from_survey(sampled, data)
         self.check_latency_budget(lat)
         if self.env.stop_event.is_set():
             # Asked to stop while measuring: re-enqueued now, not after a first epoch.
@@ -483,7 +494,11 @@ class TrialLife:
         model_input = ModelInput.of(data)
         x = torch.randn(self.space.objectives.latency_batch_size, *model_input.shape)
         target = target_key(device_label(dev), x.shape[0])
-        known = known_latency(self.study, self.trial, self.network.id, socket.gethostname(), target)
+        host = socket.gethostname()
+        known = known_latency(self.study, self.trial, self.network.id, host, target) or (
+            surveyed_latency(self.study, self.network.id, host, target)
+        )
+        self.where = (host, target)
         if known is not None:
             # Measured once per network, host and target: every later trial reads it, and times
             # its member subsets against the reference it was paired with (settled and stored).
@@ -494,11 +509,56 @@ class TrialLife:
                 )
             for name, value in known.items():
                 self.trial.set_user_attr(name, value)
+            self.latency = known
             return record
         lat, self.reference = timer.time(self.trial.study, model, model_input, dev, x)
-        for name, value in latency_attrs(lat, dev).items():
+        self.latency = latency_attrs(lat, dev)
+        for name, value in self.latency.items():
             self.trial.set_user_attr(name, value)
         return lat
+
+    def start_from_survey(self, sampled: TrialParams, data: DataBundle) -> None:
+        """``[sampler] startup = "latency"``: the worker of the baseline trial times every
+        network of the space and fixes the start's networks (``automl.search.startup``)."""
+        space = self.space
+        if space.sampler.startup != "latency" or stored_survey(self.study) is not None:
+            return
+        if TrialAttr.STARTUP in self.trial.user_attrs or sampled.split_factor != 1:
+            return
+        if abs(sampled.width_mult - space.model.default_width_mult) > 1e-9:
+            return  # only the baseline's worker surveys: one survey per study
+        timer, m = self.env.timer, space.model
+        dev = timer.device(self.env.device)
+        model_input = ModelInput.of(data)
+        x = torch.randn(space.objectives.latency_batch_size, *model_input.shape)
+
+        def identify(k: int, w: float) -> tuple[str, Ensemble]:
+            if self.env.stop_event.is_set():
+                raise StopRequested("stopped while timing the space's networks")
+            model = space.build_model(
+                dataclasses.replace(sampled, split_factor=k, width_mult=w),
+                data.num_classes,
+                data.in_chans,
+            )
+            return Network.of(model, m.name, k, {"combine": m.combine, **m.options}).id, model
+
+        def time_model(model: Ensemble) -> dict[str, Any]:
+            lat, _ = timer.time(self.study, model, model_input, dev, x)
+            return latency_attrs(lat, dev)
+
+        points = run_survey(
+            self.study,
+            space_networks(space),
+            identify,
+            time_model,
+            (self.network.id, self.latency),
+            self.where,
+            self.env.phase,
+        )
+        picks = latency_spread(points, space.sampler.n_startup_trials, self.network.id)
+        assign_picks(self.study, self.storage, picks)
+        added = [f"K={p.split_factor} w{p.width_mult:.3g} {p.latency_ms:.3f} ms" for p in picks]
+        log.info("%s: timed %d networks; the start adds %s", self._name, len(points), added)
 
     def train(
         self, sampled: TrialParams, model: Ensemble, data: DataBundle, lat: LatencyRecord

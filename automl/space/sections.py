@@ -223,6 +223,10 @@ class SamplerSection:
     seed: int | None = setting(0, low=0, high=MAX_SEED)
     n_startup_trials: int = setting(8, low=0, high=100_000)
     population_size: int = setting(16, low=2, high=100_000)
+    # How the start's trials are chosen: "random" (the sampler's own start), or "latency": every
+    # network of the space timed first and the start spread over the latency order
+    # (automl.search.startup).
+    startup: str = setting("random", choices=("random", "latency"))
 
 
 class SchedulerKind(StrEnum):

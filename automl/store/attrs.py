@@ -81,8 +81,12 @@ class TrialAttr(StrEnum):
     FINAL_PHASE = "final_phase"
     # A continuation whose paused checkpoint was gone: why it trained from epoch 0.
     RESTARTED = "restarted"
-    # The trial whose measurement of the same network on the same host and target was reused.
+    # The trial whose measurement of the same network on the same host and target was reused,
+    # or "survey": the study's latency survey (automl.search.startup).
     LATENCY_FROM = "latency_from"
+    # [sampler] startup = "latency": this trial's network was fixed by the start,
+    # {"pick": i, "of": n, "surveyed_ms": latency in the survey} (the baseline is pick 1).
+    STARTUP = "startup"
 
 
 class StudyAttr(StrEnum):
@@ -104,3 +108,8 @@ class StudyAttr(StrEnum):
     LATENCY_REFERENCE_PREFIX = "automl:latency_reference:"
     # The distinct networks per K the space holds (automl.space.networks), counted once.
     NETWORKS = "automl:networks"
+    # [sampler] startup = "latency" (automl.search.startup): every network of the space timed
+    # before training, {"host", "target", "seconds", "points": [{split_factor, width_mult,
+    # network, latency_ms, attrs}]}, and the start's picks not yet placed on a ticket.
+    LATENCY_SURVEY = "automl:latency_survey"
+    STARTUP_PENDING = "automl:startup_pending"
