@@ -64,6 +64,7 @@ class Method:
     reuse: bool = False
     baseline: bool = False  # the first trial is the space's baseline, as in a real study
     startup: bool = False  # [sampler] startup = "latency" (the baseline first, then the picks)
+    n_startup: int | None = None  # [sampler] n_startup_trials, where not the space's
 
 
 METHODS: dict[str, Method] = {
@@ -85,6 +86,13 @@ METHODS: dict[str, Method] = {
     "gp+reuse+baseline": Method(SamplerName.GP, reuse=True, baseline=True),
     "tpe+reuse+latency-start": Method(SamplerName.TPE, reuse=True, startup=True),
     "gp+reuse+latency-start": Method(SamplerName.GP, reuse=True, startup=True),
+    "survey+reuse": Method(SamplerName.SURVEY, reuse=True, startup=True),
+    "survey3+reuse": Method(SamplerName.SURVEY, reuse=True, startup=True, n_startup=3),
+    "survey2+reuse": Method(SamplerName.SURVEY, reuse=True, startup=True, n_startup=2),
+    "survey4+reuse": Method(SamplerName.SURVEY, reuse=True, startup=True, n_startup=4),
+    "survey+asha-promote+final+reuse": Method(
+        SamplerName.SURVEY, True, True, 0.2, reuse=True, startup=True
+    ),
     "tpe+asha-promote+final+reuse+latency-start": Method(
         SamplerName.TPE, True, True, 0.2, reuse=True, startup=True
     ),
@@ -131,6 +139,9 @@ def run_one(job: tuple[str, str, int, float]) -> dict[str, Any]:
     table = Table.load(table_path)
     space = space_of(table)
     m = METHODS[name]
+    if m.n_startup is not None:
+        sampler = dataclasses.replace(space.sampler, n_startup_trials=m.n_startup)
+        space = dataclasses.replace(space, sampler=sampler)
     stopper = (
         RungScheduler(eta=3, min_epochs=1, epochs=table.epochs, promote=m.promote)
         if m.scheduled
@@ -298,6 +309,9 @@ def main() -> None:
     ap.add_argument("--table", default="bench/data/fashion_networks.jsonl")
     ap.add_argument("--peers", default="bench/data/moasha_networks.json")
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (a held-out set)"
+    )
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--full-trials", type=float, default=10.0, help="budget in mean full trials")
@@ -321,10 +335,11 @@ def main() -> None:
         if stored.get("stamp") == stamp:
             runs = stored["runs"]
     have = {(r["method"], r["seed"]) for r in runs}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     jobs = [
         (args.table, m, s, args.full_trials)
         for m in args.methods
-        for s in range(args.seeds)
+        for s in seeds
         if (m, s) not in have
     ]
     t0 = time.perf_counter()
@@ -336,7 +351,7 @@ def main() -> None:
                     if cache is not None:
                         cache.write_text(json.dumps({"stamp": stamp, "runs": runs}))
                     print(f"  {i + 1}/{len(jobs)} searches, {time.perf_counter() - t0:.0f} s")
-    runs = [r for r in runs if r["method"] in args.methods and r["seed"] < args.seeds]
+    runs = [r for r in runs if r["method"] in args.methods and r["seed"] in seeds]
     for name in args.methods:
         secs = [r["seconds"] for r in runs if r["method"] == name]
         trials = [r["trials"] for r in runs if r["method"] == name]
@@ -349,7 +364,7 @@ def main() -> None:
         theirs = {round(float(r["max_wallclock_s"])) for r in peer["runs"]}
         if theirs != {round(budget)}:
             raise SystemExit(f"{peers} ran with budgets {theirs} s, not {budget:.0f} s: rerun it")
-        runs += [r for r in peer["runs"] if r["seed"] < args.seeds]
+        runs += [r for r in peer["runs"] if r["seed"] in seeds]
     else:
         print(f"no {peers}: MOASHA left out (run bench/peers/syne_tune_moasha.py first)")
 

@@ -17,6 +17,7 @@ from automl.cli.targets import add_target_args, target_words
 from automl.search.front import NOISY_SPREAD_RATIO
 from automl.search.progress import hypervolume_by_compute
 from automl.search.scheduler import RungScheduler, early_stopper
+from automl.search.startup import stored_survey
 from automl.search.study import AutoMLStudy, load_study
 from automl.space.networks import describe_counts
 from automl.store.attrs import StudyAttr, TrialAttr
@@ -132,11 +133,22 @@ def networks_line(study: AutoMLStudy, trials: list[FrozenTrial]) -> str:
     nets = {t.user_attrs.get(TrialAttr.NETWORK) for t in trials} - {None}
     configs = {t.user_attrs.get(TrialAttr.CONFIG) for t in trials} - {None}
     reused = sum(1 for t in trials if t.user_attrs.get(TrialAttr.REUSED_FROM) is not None)
-    return (
+    line = (
         f"networks: the space holds {describe_counts(study.networks(keep=False))}; trials so far "
         f"tried {len(nets)} of them in {len(configs)} configurations"
         + (f", {reused} trials reused an outcome already stored" if reused else "")
     )
+    survey = stored_survey(study.optuna_study)
+    if survey is not None and survey["points"]:
+        ms = sorted(float(p["latency_ms"]) for p in survey["points"])
+        started = sum(1 for t in trials if TrialAttr.STARTUP in t.user_attrs)
+        line += (
+            f"; all {len(ms)} timed before training on {survey.get('host') or '?'} "
+            f"({survey.get('target') or '?'}, {ms[0]:.3f} to {ms[-1]:.3f} ms, "
+            f"{float(survey.get('seconds') or 0):.0f} s), {started} trials of the start "
+            "spread over them"
+        )
+    return line
 
 
 def running_line(t: FrozenTrial, beat: Heartbeat | None, now: datetime) -> str:

@@ -68,7 +68,7 @@ from automl.search.scheduler import EarlyStopper, RungScheduler
 from automl.search.startup import SurveyPoint, latency_spread
 from automl.space import SearchSpace, TrialParams
 from automl.space.networks import Network
-from automl.store.attrs import TrialAttr
+from automl.store.attrs import StudyAttr, TrialAttr
 from automl.training import EpochRecord
 
 __all__ = ["Event", "Row", "Table", "finished_history", "hypervolume_history", "simulate"]
@@ -395,6 +395,8 @@ def simulate(
             trial = study.ask()
             params = space.suggest(trial)
             row = table.lookup(trial.params, rng)
+            if row.network is not None:
+                trial.set_user_attr(TrialAttr.NETWORK, row.network)
             if not known(trial, params, row):
                 break
         else:
@@ -460,6 +462,7 @@ def simulate(
             continue
         if last:
             trial.set_user_attr(TrialAttr.TEST_ACCURACY, row.test_accuracy)
+            trial.set_user_attr(TrialAttr.TRAIN_SECONDS, sum(row.epoch_seconds))
             study.tell(trial, [acc, row.latency_ms])
             del running[p.trial_number]
             start(p.time)
@@ -486,6 +489,10 @@ def _enqueue_start(
         )
         for net, r in first.items()
     ]
+    study.set_user_attr(
+        StudyAttr.LATENCY_SURVEY,
+        {"host": "", "target": "", "points": [dataclasses.asdict(p) for p in points]},
+    )
     base = table.lookup(space.baseline_params() | {"split_factor": 1})
     for p in latency_spread(points, space.sampler.n_startup_trials, str(base.network)):
         study.enqueue_trial(p.params())

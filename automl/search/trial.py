@@ -521,7 +521,7 @@ class TrialLife:
         """``[sampler] startup = "latency"``: the worker of the baseline trial times every
         network of the space and fixes the start's networks (``automl.search.startup``)."""
         space = self.space
-        if space.sampler.startup != "latency" or stored_survey(self.study) is not None:
+        if not space.surveys_latency or stored_survey(self.study) is not None:
             return
         if TrialAttr.STARTUP in self.trial.user_attrs or sampled.split_factor != 1:
             return

@@ -173,7 +173,21 @@ class SearchSpace:
                 n_startup_trials=sm.n_startup_trials,
                 warn_independent_sampling=False,
             )
+        if sm.name == SamplerName.SURVEY:
+            from automl.search.survey_sampler import SurveySampler
+
+            return SurveySampler(
+                seed=sm.seed,
+                n_startup_trials=sm.n_startup_trials,
+                max_latency_ms=self.constraints.max_latency_ms,
+            )
         return optuna.samplers.RandomSampler(seed=sm.seed)
+
+    @property
+    def surveys_latency(self) -> bool:
+        """Whether the baseline's worker times every network first (``automl.search.startup``):
+        ``[sampler] startup = "latency"``, or the survey sampler, which needs it."""
+        return self.sampler.startup == "latency" or self.sampler.name == SamplerName.SURVEY
 
     # -- what the file alone cannot tell -----------------------------------------------------------
     def check_runtime(self, device: str | torch.device | None = None, *, data: bool = True) -> None:

@@ -79,6 +79,9 @@ class SamplerName(StrEnum):
     NSGAII = "nsgaii"
     RANDOM = "random"
     GP = "gp"
+    # Expected hypervolume improvement over the networks of the latency survey
+    # (automl.search.survey_sampler).
+    SURVEY = "survey"
 
 
 @dataclass(frozen=True)

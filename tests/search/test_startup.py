@@ -3,15 +3,20 @@ fixes the start's networks at evenly spaced ranks of the latency order, fastest 
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
 import automl
+from automl.cli.status_cmd import networks_line
 from automl.errors import ConfigError
+from automl.search.simulate import Table, simulate
 from automl.search.startup import SurveyPoint, latency_spread, stored_survey, survey_widths
-from automl.space import load_space
+from automl.search.survey_sampler import SurveySampler, expected_improvement
+from automl.space import load_space, parse_space
 from automl.space.networks import space_networks
 from automl.space.widths import NetworkCount
 from automl.store.attrs import TrialAttr
@@ -116,6 +121,10 @@ def test_a_counted_search_puts_the_start_on_its_waiting_tickets(tmp_path: Path) 
     assert len(study.trials()) == 5  # the trials asked for, not one more
     _check_start(study, n_networks)
     assert study.trials()[4].user_attrs.get(TrialAttr.STARTUP) is None
+    # `automl status` says what was timed and how the start used it.
+    line = networks_line(study, study.trials())
+    assert f"all {n_networks} timed before training" in line
+    assert "3 trials of the start spread over them" in line
 
 
 def test_an_open_ended_search_enqueues_the_start(tmp_path: Path) -> None:
@@ -126,3 +135,102 @@ def test_an_open_ended_search_enqueues_the_start(tmp_path: Path) -> None:
     n_networks = sum(len(c.widths) for c in space_networks(study.space))
     study.optimize(timeout=600, max_trials_here=4)
     _check_start(study, n_networks)
+
+
+def test_expected_improvement_is_the_area_a_point_adds() -> None:
+    front = [(0.9, 1.0)]
+    ref = (0.8, 2.0)
+    # Sure of its accuracy: the strip it adds below the front's latency.
+    assert expected_improvement(front, 0.5, 0.85, 1e-9, ref) == pytest.approx(0.05 * 0.5)
+    # Slower and less accurate than the front: nothing, unless it may turn out better.
+    assert expected_improvement(front, 1.5, 0.85, 1e-9, ref) == pytest.approx(0.0)
+    assert expected_improvement(front, 1.5, 0.85, 0.05, ref) > 0.0
+    # The gain grows with the accuracy expected.
+    low = expected_improvement(front, 0.5, 0.84, 0.01, ref)
+    assert low < expected_improvement(front, 0.5, 0.86, 0.01, ref)
+
+
+def test_the_survey_sampler_trains_networks_it_has_not_tried(tmp_path: Path) -> None:
+    path = write_space(tmp_path, epochs=1, steps=2)
+    path.write_text(
+        path.read_text().replace('name = "random"', 'name = "survey"\nn_startup_trials = 2')
+    )
+    study = automl.create_study(
+        path, storage=f"sqlite:///{tmp_path / 's.db'}", artifact_dir=tmp_path / "art"
+    )
+    assert isinstance(study.optuna_study.sampler, SurveySampler)
+    study.optimize(n_trials=5)
+    trials = sorted(study.trials(), key=lambda t: t.number)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    survey = stored_survey(study.optuna_study)
+    assert survey is not None  # the sampler surveys whatever [sampler] startup says
+    widths = {(p["split_factor"], p["width_mult"]) for p in survey["points"]}
+    nets = [t.user_attrs[TrialAttr.NETWORK] for t in trials]
+    assert len(set(nets)) == 5, "each trial a network not tried before"
+    # After the start (the baseline and one end of the latency order), each trial's K and width are a
+    # surveyed network's, as the sampler chose them (a random width would not be one).
+    for t in trials[2:]:
+        assert (t.params["split_factor"], t.params["width_mult"]) in widths
+        assert TrialAttr.STARTUP not in t.user_attrs
+
+
+def _network_table(tmp_path: Path) -> Table:
+    """Six networks (K = 1 and 2 at widths 0.5, 0.7, 0.9), one seed row each: wider is more
+    accurate and slower; the survey costs 2 s a network."""
+    lines = [json.dumps({"table": "synthetic networks", "epochs": 3})]
+    for k, w in itertools.product((1, 2), (0.5, 0.7, 0.9)):
+        net = f"k{k}-w{w}"
+        top = 0.7 + 0.2 * w - 0.01 * k
+        config: dict[str, object] = {"split_factor": k, "width_mult": w}
+        if k > 1:
+            config |= {"cot_weight": 0.5, "cot_kind": "js"}
+        lines.append(
+            json.dumps(
+                {
+                    "kind": "train",
+                    "config": config,
+                    "seed": 0,
+                    "network": net,
+                    "val_accuracy": [top - 0.1, top - 0.05, top],
+                    "epoch_seconds": [10.0 * w * k] * 3,
+                    "test_accuracy": top,
+                }
+            )
+        )
+        lat = round(0.4 * w * k, 4)
+        lines.append(
+            json.dumps(
+                {"kind": "latency", "network": net, "latency_ms": lat, "latency_seconds": 2.0}
+            )
+        )
+    path = tmp_path / "networks.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return Table.load(path)
+
+
+def test_the_simulator_replays_the_survey_and_its_sampler(tmp_path: Path) -> None:
+    table = _network_table(tmp_path)
+    text = write_space(tmp_path, epochs=3).read_text()
+    text = text.replace('name = "random"', 'name = "survey"\nn_startup_trials = 3')
+    space = parse_space(text.replace('cot_kind = ["js", "kl"]', 'cot_kind = ["js"]'), source="s")
+    survey_ms = {str(r.network): r.latency_ms for r in table.rows}
+    events = simulate(
+        table,
+        space,
+        space.make_sampler(),
+        stopper=None,
+        n_workers=1,
+        wallclock_s=10_000.0,
+        reuse=True,
+        survey_ms=survey_ms,
+    )
+    # Every network's measurement is paid for first, once.
+    assert events[0].trial == -1 and events[0].cost == pytest.approx(6 * 2.0)
+    firsts = [e for e in events if e.epoch == 1]
+    nets = [(e.config["split_factor"], e.config["width_mult"]) for e in firsts]
+    # The baseline (K = 1, width 1.0 builds the 0.9 network), then the fastest and the slowest.
+    assert nets[:3] == [(1, 0.9), (1, 0.5), (2, 0.9)]
+    # Then the sampler's choices: the networks not tried yet, before any repeat; none timed again.
+    assert sorted(nets[:6]) == sorted(itertools.product((1, 2), (0.5, 0.7, 0.9)))
+    for e in firsts:
+        assert e.cost == pytest.approx(10.0 * e.config["width_mult"] * e.config["split_factor"])
