@@ -16,6 +16,7 @@ __all__ = [
     "SearchSpaceError",
     "StorageError",
     "TrainingError",
+    "first_line",
 ]
 
 
@@ -56,3 +57,8 @@ class TrainingError(AutoMLError):
 
 class DivergedError(TrainingError):
     """The loss became NaN or infinite."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__

@@ -25,6 +25,7 @@ a trial count (``--time-budget``/``--timeout``: ``next_startup_ticket``).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from automl.errors import first_line
 from automl.store.attrs import StudyAttr, TrialAttr
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "survey_widths",
     "surveyed_latency",
 ]
+
+log = logging.getLogger(__name__)
 
 # The most networks a survey times (a few seconds each); a space holding more is surveyed at
 # evenly spaced widths of each K.
@@ -206,7 +210,14 @@ def run_survey(
         if on_progress is not None:
             on_progress(f"timing the space's networks for the start ({i + 1}/{len(widths)})")
         net, model = identify(k, w)
-        attrs = base_attrs if net == base_id else time_model(model)
+        try:
+            attrs = base_attrs if net == base_id else time_model(model)
+        except RuntimeError as e:
+            # A network this device cannot run (out of memory, an unsupported layer) is left
+            # out of the survey, so out of the start and of the survey sampler's choices; a
+            # trial that samples it still fails on its own, with its own reason.
+            log.warning("latency survey: K = %d width %.4g left out: %s", k, w, first_line(e))
+            continue
         p = SurveyPoint(k, w, net, float(attrs[TrialAttr.LATENCY_MS]))
         points.append(p)
         stored.append(dict(asdict(p), attrs=attrs))

@@ -93,8 +93,9 @@ class SurveySampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space:
-            return {}
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        if not search_space or all(n in fixed for n in search_space):
+            return {}  # an enqueued trial (the start, a retry): its network is given
         survey = stored_survey(study)
         if survey is None:
             return {}

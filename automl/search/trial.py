@@ -47,7 +47,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from automl.data import DataBundle
 from automl.device import describe_device
-from automl.errors import AutoMLError, DataError, TrainingError
+from automl.errors import AutoMLError, DataError, TrainingError, first_line
 from automl.measure.host_share import HostShare
 from automl.measure.latency import LatencyRecord, Reference
 from automl.measure.targets import device_label, target_key
@@ -123,11 +123,6 @@ class HostFault(AutoMLError):
 
 def _is_host_fault(e: BaseException) -> bool:
     return isinstance(e, ArtifactStoreError | DataError | OSError | SQLAlchemyError)
-
-
-def first_line(e: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    return f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
 
 
 # -- claiming -------------------------------------------------------------------------------------

@@ -7,14 +7,22 @@ import itertools
 import json
 from pathlib import Path
 
+import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import automl
 from automl.cli.status_cmd import networks_line
 from automl.errors import ConfigError
 from automl.search.simulate import Table, simulate
-from automl.search.startup import SurveyPoint, latency_spread, stored_survey, survey_widths
+from automl.search.startup import (
+    SurveyPoint,
+    latency_spread,
+    run_survey,
+    stored_survey,
+    survey_widths,
+)
 from automl.search.survey_sampler import SurveySampler, expected_improvement
 from automl.space import load_space, parse_space
 from automl.space.networks import space_networks
@@ -234,3 +242,29 @@ def test_the_simulator_replays_the_survey_and_its_sampler(tmp_path: Path) -> Non
     assert sorted(nets[:6]) == sorted(itertools.product((1, 2), (0.5, 0.7, 0.9)))
     for e in firsts:
         assert e.cost == pytest.approx(10.0 * e.config["width_mult"] * e.config["split_factor"])
+
+
+def test_a_network_the_device_cannot_time_is_left_out_of_the_survey() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    counts = [NetworkCount(1, (0.5, 1.0), True), NetworkCount(2, (0.5,), True)]
+
+    def time_model(model: str) -> dict[str, object]:
+        if model == "k2-0.5":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return {TrialAttr.LATENCY_MS: 0.3 if model == "k1-0.5" else 0.5}
+
+    points = run_survey(
+        study,
+        counts,
+        lambda k, w: (f"net-k{k}-{w}", f"k{k}-{w}"),
+        time_model,
+        ("net-k1-1.0", {TrialAttr.LATENCY_MS: 0.4}),
+        ("host", "cpu@b1"),
+    )
+    # The baseline's own measurement is kept, not timed again; the one that failed is left out.
+    assert [(p.network, p.latency_ms) for p in points] == [("net-k1-0.5", 0.3), ("net-k1-1.0", 0.4)]
+    survey = stored_survey(study)
+    assert survey is not None and [p["network"] for p in survey["points"]] == [
+        "net-k1-0.5",
+        "net-k1-1.0",
+    ]
