@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import optuna
 
+from automl.search.samplers import make_sampler
 from automl.search.scheduler import RungScheduler
 from automl.search.simulate import Table, hypervolume_history, simulate
 from automl.space import SamplerName, SearchSpace, load_space
@@ -59,7 +60,7 @@ def make_space(table: Table) -> SearchSpace:
 def sampler_for(space: SearchSpace, name: str, seed: int) -> optuna.samplers.BaseSampler:
     # The project's own construction of each sampler (its TPE options), seeded per run.
     sm = dataclasses.replace(space.sampler, name=str(name), seed=seed)
-    return dataclasses.replace(space, sampler=sm).make_sampler()
+    return make_sampler(dataclasses.replace(space, sampler=sm))
 
 
 def budget_s(table: Table, n_workers: int, full_trials: float = FULL_TRIALS) -> float:

@@ -35,6 +35,7 @@ from automl.search.records import ParetoRecord
 from automl.search.retrain import enqueue_retrain, retrain_epochs, retrain_source
 from automl.search.retries import fail_stale_trials, trial_key
 from automl.search.runner import RunStats, run_trials
+from automl.search.samplers import make_sampler
 from automl.search.subsets import front_with_subsets
 from automl.search.trial import TrialEnv
 from automl.space import SearchSpace, load_space, space_differences
@@ -514,7 +515,7 @@ def _seeded_sampler(space: SearchSpace, offset: int) -> optuna.samplers.BaseSamp
         from dataclasses import replace
 
         space = replace(space, sampler=replace(space.sampler, seed=space.sampler.seed + offset))
-    return space.make_sampler()
+    return make_sampler(space)
 
 
 def load_study(

@@ -1,9 +1,9 @@
 """A search space: the typed, frozen whole of a space file, and what a trial does with it.
 
 ``SearchSpace.suggest`` samples one point (``TrialParams``) from an Optuna trial, ``build_model``
-and ``train_config`` turn it into the network and the recipe, ``make_sampler`` gives the space's
-sampler. ``to_dict``/``from_dict`` round-trip the space through the study's attributes, so that a
-worker needs only the storage URL and the study name.
+and ``train_config`` turn it into the network and the recipe (``automl.search.samplers`` builds
+the space's sampler). ``to_dict``/``from_dict`` round-trip the space through the study's
+attributes, so that a worker needs only the storage URL and the study name.
 """
 
 from __future__ import annotations
@@ -154,34 +154,6 @@ class SearchSpace:
         if self.scheduler.kind is not None:
             return SchedulerKind(self.scheduler.kind)
         return SchedulerKind.DOMINANCE if self.pruner.enabled else SchedulerKind.NONE
-
-    def make_sampler(self) -> optuna.samplers.BaseSampler:
-        sm = self.sampler
-        if sm.name == SamplerName.TPE:
-            return optuna.samplers.TPESampler(
-                seed=sm.seed, n_startup_trials=sm.n_startup_trials, multivariate=True, group=True
-            )
-        if sm.name == SamplerName.NSGAII:
-            return optuna.samplers.NSGAIISampler(seed=sm.seed, population_size=sm.population_size)
-        if sm.name == SamplerName.GP:
-            # Optuna's Gaussian process (log EHVI for two objectives; it reads the constraints
-            # every trial stores). The co-training parameters exist for K > 1 only, so it models
-            # the parameters every trial has and draws the co-training ones at random, which it
-            # would warn about on every trial.
-            return optuna.samplers.GPSampler(
-                seed=sm.seed,
-                n_startup_trials=sm.n_startup_trials,
-                warn_independent_sampling=False,
-            )
-        if sm.name == SamplerName.SURVEY:
-            from automl.search.survey_sampler import SurveySampler
-
-            return SurveySampler(
-                seed=sm.seed,
-                n_startup_trials=sm.n_startup_trials,
-                max_latency_ms=self.constraints.max_latency_ms,
-            )
-        return optuna.samplers.RandomSampler(seed=sm.seed)
 
     @property
     def surveys_latency(self) -> bool:

@@ -101,7 +101,7 @@ def test_a_search_pushes_plots_notes_constraints_and_curves(tmp_path: Path) -> N
 
 
 def _tpe_study() -> optuna.Study:
-    # The sampler the spaces default to (SearchSpace.make_sampler), past its startup trials.
+    # The sampler the spaces default to (automl.search.samplers.make_sampler), past its startup trials.
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=2, multivariate=True, group=True)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     dists = {

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 import automl
 from automl.cli.status_cmd import networks_line
 from automl.errors import ConfigError
+from automl.search.samplers import make_sampler
 from automl.search.simulate import Table, simulate
 from automl.search.startup import (
     SurveyPoint,
@@ -225,7 +226,7 @@ def test_the_simulator_replays_the_survey_and_its_sampler(tmp_path: Path) -> Non
     events = simulate(
         table,
         space,
-        space.make_sampler(),
+        make_sampler(space),
         stopper=None,
         n_workers=1,
         wallclock_s=10_000.0,
