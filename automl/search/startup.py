@@ -7,16 +7,16 @@ the network alone, timed in seconds where a trial trains for minutes. With ``[sa
 default width) first times every distinct network of the space (``automl.space.networks``) with
 the trials' own protocol, lock and reference (``automl.search.timing``), keeps the survey in the
 study, and fixes the network of the next ``n_startup_trials - 1`` trials: the networks at evenly
-spaced ranks of the latency order, the baseline counting as the pick nearest to it in rank,
-fastest first (a fast network is also the cheapest to train, so the front fills in early). A pick
-fixes K and the width; the co-training settings of a K > 1 pick stay the sampler's (random in its
-start). A trial of a surveyed network later reads its latency from the survey instead of timing
-it again.
+spaced ranks of the latency order, the baseline taking the place of the inner rank nearest to
+its own (the fastest and the slowest network always stay), fastest first (a fast network is also
+the cheapest to train, so the front fills in early). A pick fixes K and the width; the
+co-training settings of a K > 1 pick stay the sampler's (random in its start). A trial of a
+surveyed network later reads its latency from the survey instead of timing it again.
 
 Why ranks and not evenly spaced latency values: one network's repeated measurements on a shared
 machine spread by up to a few tenths of a millisecond, which moves the network nearest to a value
-between networks close in latency; a rank moves by one at most (BENCHMARKS.md (f6) measures both
-on the table of networks with each network's latency drawn from its own repeated measurements).
+between networks close in latency; a rank moves by one at most (BENCHMARKS.md (f6) says what a
+first prototype measured for each).
 
 Where the picks go: onto the fresh empty tickets already waiting (``--n-trials``: the trials asked
 for are not exceeded), and the rest are enqueued as tickets of their own only by a search without
