@@ -148,20 +148,26 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
 
-def load_front(storage: str, study_name: str) -> list[tuple[ParetoRecord, int]]:
-    """The study's front, each record with the epochs its trial trained."""
+def load_front(storage: str, study_name: str) -> list[tuple[ParetoRecord, int, bool]]:
+    """The study's front, each record with the epochs its trial trained and whether it is the
+    single run's network (the study's baseline's: K = 1 at the default width)."""
     study = load_study(study_name, storage)
     front = study.pareto_front()
     if not front:
         raise SystemExit(
             f"study {study_name!r} in {storage} has no completed trial; run `make demo`"
         )
-    curves = {t.number: len(t.user_attrs.get(TrialAttr.CURVE, [])) for t in study.trials()}
-    return [(r, curves[r.number]) for r in front]
+    trials = study.trials()
+    curves = {t.number: len(t.user_attrs.get(TrialAttr.CURVE, [])) for t in trials}
+    nets = {t.number: t.user_attrs.get(TrialAttr.NETWORK) for t in trials}
+    baseline = nets.get(0)
+    return [
+        (r, curves[r.number], baseline is not None and nets[r.number] == baseline) for r in front
+    ]
 
 
 def compare(
-    url: str, front: list[tuple[ParetoRecord, int]], single_acc: float, lat: dict[str, float]
+    url: str, front: list[tuple[ParetoRecord, int, bool]], single_acc: float, lat: dict[str, float]
 ) -> dict[str, Any]:
     """One demo's front against the single run: the table, the targets and the verdict."""
     print(f"\n{url}")
@@ -170,14 +176,14 @@ def compare(
         f"{'trial':>6} {'K':>2} {'width':>6} {'epochs':>6} {'test_acc':>9} "
         f"{'latency_ms':>11}  as good?"
     )
-    for r, epochs in front:
+    for r, epochs, same_network in front:
         ms = lat[f"{url}#{r.number}"]
         acc = r.test_accuracy if r.test_accuracy is not None else float("nan")
-        good = acc >= single_acc and ms <= lat["single"]
+        good = acc >= single_acc and (ms <= lat["single"] or same_network)
         width = float(r.params.get("width_mult", 1.0))
         print(
             f"{r.number:>6} {r.split_factor:>2} {width:>6.3f} {epochs:>6} {acc:>9.4f} "
-            f"{ms:>11.3f}  {good}"
+            f"{ms:>11.4f}  {good}"
         )
         rows.append(
             {
@@ -187,14 +193,21 @@ def compare(
                 "epochs": epochs,
                 "test": acc,
                 "ms": ms,
+                "same_network": same_network,
             }
         )
     # The targets: a front model within 0.3 points of the single run's test accuracy at no more
     # latency, faster models the single run does not give, and a front hypervolume (test accuracy
     # vs latency) at least the single point's, both against one reference: the worst accuracy and
     # the slowest latency of all the models compared.
-    close = [r for r in rows if r["test"] >= single_acc - CLOSE and r["ms"] <= lat["single"]]
-    faster = [r for r in rows if r["ms"] < lat["single"]]
+    # The single run's own network is at its latency whatever the two measurements read: latency
+    # does not depend on the weights, and the pairing's noise can put either a hair ahead.
+    close = [
+        r
+        for r in rows
+        if r["test"] >= single_acc - CLOSE and (r["ms"] <= lat["single"] or r["same_network"])
+    ]
+    faster = [r for r in rows if r["ms"] < lat["single"] and not r["same_network"]]
     ref = (
         min([single_acc, *(r["test"] for r in rows)]) - 0.01,
         max([lat["single"], *(r["ms"] for r in rows)]) * 1.05,
