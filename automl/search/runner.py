@@ -245,7 +245,10 @@ def run_trials(
                 if open_ended:
                     # The start's next pick (automl.search.startup) if one is left, else a
                     # ticket for the sampler.
-                    if not retry(lambda: next_startup_ticket(study), "enqueue a start's pick"):
+                    placed = env.space.surveys_latency and retry(
+                        lambda: next_startup_ticket(study), "enqueue a start's pick"
+                    )
+                    if not placed:
                         retry(lambda: study.enqueue_trial({}), "enqueue a trial")
                     continue
                 running = retry(lambda: _running(study), "count running trials")

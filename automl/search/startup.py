@@ -36,6 +36,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from automl.errors import first_line
+from automl.search.promotion import CONTINUES
 from automl.store.attrs import StudyAttr, TrialAttr
 
 __all__ = [
@@ -111,12 +112,15 @@ def latency_spread(points: Sequence[SurveyPoint], n: int, baseline: str) -> list
 
 
 def _is_empty_fresh_ticket(t: optuna.trial.FrozenTrial) -> bool:
+    # A ticket for the sampler: not a retry or a paused trial's continuation (the claim's other
+    # tiers), no parameters given (a retrain's, the start's).
     sa = t.system_attrs
     return (
         t.state is TrialState.WAITING
         and not sa.get(_FIXED)
         and TrialAttr.STARTUP not in t.user_attrs
-        and not any(k == "failed_trial" or k.startswith("automl:") for k in sa)
+        and "failed_trial" not in sa
+        and CONTINUES not in sa
     )
 
 
