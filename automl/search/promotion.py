@@ -30,10 +30,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.search.scheduler import RungScheduler, nondominated_fronts, rank_at_rung
 from automl.store.attrs import TrialAttr
+from automl.store.claim import Tier
 
 __all__ = [
+    "CLAIM_TIERS",
+    "CONTINUATIONS",
     "CONTINUES",
+    "FRESH",
     "RESUMED_EPOCHS",
+    "RETRIES",
     "PauseTrial",
     "enqueue_continuation",
     "evict_paused",
@@ -47,6 +52,14 @@ log = logging.getLogger(__name__)
 
 CONTINUES = "continues"
 RESUMED_EPOCHS = "resumed_epochs"
+
+# The claim order, as the three tiers of WAITING trials taken in turn, each in trial order:
+# retries (Optuna's retry callback marks them ``failed_trial``), then promoted continuations,
+# then fresh tickets.
+RETRIES = Tier(has="failed_trial")
+CONTINUATIONS = Tier(has=CONTINUES, lacks=("failed_trial",))
+FRESH = Tier(lacks=("failed_trial", CONTINUES))
+CLAIM_TIERS = (RETRIES, CONTINUATIONS, FRESH)
 
 
 class PauseTrial(Exception):

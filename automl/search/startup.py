@@ -36,7 +36,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from automl.errors import first_line
-from automl.search.promotion import CONTINUES
+from automl.search.promotion import FRESH
+from automl.space.widths import NetworkCount
 from automl.store.attrs import StudyAttr, TrialAttr
 
 __all__ = [
@@ -73,7 +74,9 @@ class SurveyPoint:
         return {"split_factor": self.split_factor, "width_mult": self.width_mult}
 
 
-def survey_widths(counts: Sequence[Any], limit: int = MAX_SURVEYED) -> list[tuple[int, float]]:
+def survey_widths(
+    counts: Sequence[NetworkCount], limit: int = MAX_SURVEYED
+) -> list[tuple[int, float]]:
     """(K, width) of every distinct network (``NetworkCount`` s), or of ``limit`` of them spread
     evenly over each K's widths in proportion to how many it holds."""
     every = [(c.split_factor, float(w)) for c in counts for w in c.widths]
@@ -112,15 +115,13 @@ def latency_spread(points: Sequence[SurveyPoint], n: int, baseline: str) -> list
 
 
 def _is_empty_fresh_ticket(t: optuna.trial.FrozenTrial) -> bool:
-    # A ticket for the sampler: not a retry or a paused trial's continuation (the claim's other
-    # tiers), no parameters given (a retrain's, the start's).
-    sa = t.system_attrs
+    # A ticket for the sampler: of the claim's fresh tier (not a retry nor a continuation), no
+    # parameters given (a retrain's, the start's).
     return (
         t.state is TrialState.WAITING
-        and not sa.get(_FIXED)
+        and FRESH.holds(t.system_attrs)
+        and not t.system_attrs.get(_FIXED)
         and TrialAttr.STARTUP not in t.user_attrs
-        and "failed_trial" not in sa
-        and CONTINUES not in sa
     )
 
 
@@ -194,7 +195,7 @@ def surveyed_latency(
 
 def run_survey(
     study: optuna.Study,
-    counts: Sequence[Any],
+    counts: Sequence[NetworkCount],
     identify: Callable[[int, float], tuple[str, Any]],
     time_model: Callable[[Any], dict[str, Any]],
     baseline: tuple[str, dict[str, Any]],

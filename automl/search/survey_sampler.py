@@ -99,7 +99,8 @@ class SurveySampler(BaseSampler):
         survey = stored_survey(study)
         if survey is None:
             return {}
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state is TrialState.COMPLETE]
         if len(done) < max(2, self._n_startup):
             return {}
         points = [
@@ -108,19 +109,16 @@ class SurveySampler(BaseSampler):
             )
             for p in survey["points"]
         ]
-        pick = self._choose(points, study, done)
+        pick = self._choose(points, trials, done)
         if pick is None:
             return {}
         return {n: v for n, v in pick.params().items() if n in search_space}
 
     def _choose(
-        self, points: list[SurveyPoint], study: Study, done: list[FrozenTrial]
+        self, points: list[SurveyPoint], trials: list[FrozenTrial], done: list[FrozenTrial]
     ) -> SurveyPoint | None:
-        tried = {
-            t.user_attrs.get(TrialAttr.NETWORK)
-            for t in study.get_trials(deepcopy=False)
-            if t.state is not TrialState.FAIL
-        }
+        failed = TrialState.FAIL
+        tried = {t.user_attrs.get(TrialAttr.NETWORK) for t in trials if t.state is not failed}
         candidates = [
             p
             for p in points

@@ -63,7 +63,8 @@ from automl.search.dedup import (
     same_configuration,
 )
 from automl.search.promotion import (
-    CONTINUES,
+    CLAIM_TIERS,
+    CONTINUATIONS,
     RESUMED_EPOCHS,
     PauseTrial,
     enqueue_continuation,
@@ -86,7 +87,7 @@ from automl.space import DataSection, SearchSpace, TrialParams
 from automl.space.networks import Network, space_networks
 from automl.store.artifacts import WEIGHTS_ARTIFACT, download_trial_file, load_weights
 from automl.store.attrs import TrialAttr
-from automl.store.claim import Tier, WaitingQueue
+from automl.store.claim import WaitingQueue
 from automl.store.heartbeats import HeartbeatThread, heartbeat_interval
 from automl.store.liveness import process_tag
 from automl.store.retry import DEFAULT_TIMEOUT_S, TRANSIENT_DB_ERRORS, db_retry
@@ -137,19 +138,11 @@ class Claimed:
     trial_id: int
 
 
-# The claim order, as the three tiers of WAITING trials taken in turn, each in trial order:
-# retries, then promoted continuations, then fresh tickets.
-_RETRIES = Tier(has="failed_trial")
-_CONTINUATIONS = Tier(has=CONTINUES, lacks=("failed_trial",))
-_FRESH = Tier(lacks=("failed_trial", CONTINUES))
-_TIERS = (_RETRIES, _CONTINUATIONS, _FRESH)
-
-
 def claim_order(frozen: FrozenTrial) -> tuple[int, int]:
     """Retries first, then promoted continuations, then fresh tickets, each in trial order: an
     interrupted trial resumes from its checkpoint at once instead of after every new trial, and
     a promoted one before new work, their epochs so far not left idle."""
-    tier = next(i for i, t in enumerate(_TIERS) if t.holds(frozen.system_attrs))
+    tier = next(i for i, t in enumerate(CLAIM_TIERS) if t.holds(frozen.system_attrs))
     return (tier, frozen.number)
 
 
@@ -199,8 +192,8 @@ def _claim_in_order(
     only_eligible: bool,
     wait: bool,
 ) -> int | None:
-    for tier in _TIERS:
-        if only_eligible or tier is _CONTINUATIONS:
+    for tier in CLAIM_TIERS:
+        if only_eligible or tier is CONTINUATIONS:
             # Judged one by one, each claim waiting for a held trial: nothing to wait for again.
             if eligible is not None and not wait:
                 trial_id = queue.claim_accepted(tier, eligible)
